@@ -1,0 +1,106 @@
+"""`create_app(settings)`: the FastAPI application with a typed lifespan.
+
+The lifespan opens the database engine and the rate limiter and puts them, with the settings,
+into the request state (`chat_api.state.AppState`); it closes them on shutdown.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from sqlalchemy.orm import Session, sessionmaker
+
+from chat_api.body_limit import BodySizeLimitMiddleware
+from chat_api.errors import install_error_handlers
+from chat_api.metrics import ApiMetrics, MetricsMiddleware
+from chat_api.ratelimit import InProcessRateLimiter, RateLimiter, RedisRateLimiter
+from chat_api.routes import admin, health, openai_compat, operator, widget
+from chat_api.state import AppState
+from chat_api.widget_tokens import WidgetTokenSigner
+from feedback.db import make_engine, make_session_factory
+from feedback.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Customer-service chat API.
+
+* **widget**: public endpoints for the chat widget; `POST /v1/widget/conversations` returns a
+  token bound to that one conversation, sent as `Authorization: Bearer <token>` afterwards.
+* **operator**: the dashboard's API (bearer token from `POST /v1/operator/login`).
+* **admin**: operators, API keys, audit log (admin role).
+* **openai-compatible**: `/v1/chat/completions` for server-to-server clients (API key).
+
+Errors always have the shape `{"error": {"code": ..., "message": ...}}`.
+"""
+
+
+def create_app(
+    settings: Settings, *, session_factory: sessionmaker[Session] | None = None
+) -> FastAPI:
+    """Build the app. `session_factory` lets tests bind sessions to a transaction they roll back."""
+    metrics = ApiMetrics()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[AppState]:
+        engine = None
+        factory = session_factory
+        if factory is None:
+            engine = make_engine(settings)
+            factory = make_session_factory(engine)
+        limiter: RateLimiter = (
+            RedisRateLimiter(settings.redis.url, prefix=settings.redis.key_prefix + "rl:")
+            if settings.redis.url
+            else InProcessRateLimiter()
+        )
+        signer = WidgetTokenSigner(
+            settings.widget_signing_key(),
+            ttl=dt.timedelta(hours=settings.auth.widget_token_ttl_hours),
+        )
+        logger.info(
+            "chat API starting (database %s, rate limits %s)",
+            "postgresql" if settings.database_url.startswith("postgresql") else "sqlite",
+            "redis" if settings.redis.url else "in-process",
+        )
+        try:
+            yield {
+                "settings": settings,
+                "session_factory": factory,
+                "limiter": limiter,
+                "signer": signer,
+                "metrics": metrics,
+            }
+        finally:
+            await limiter.close()
+            if engine is not None:
+                engine.dispose()
+
+    app = FastAPI(
+        title="chatdistill",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(widget.router)
+    app.include_router(operator.router)
+    app.include_router(admin.router)
+    app.include_router(openai_compat.router)
+    app.include_router(health.router)
+    # Outermost last: metrics see every response, including 413s from the body limit.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.api.max_body_bytes)
+    if settings.api.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.api.cors_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,298 @@
+"""The `chatdistill` command line: serve the API, migrate the store, manage operators and keys.
+
+Settings are read here, once, from the environment (`CHATDISTILL_...`), and passed down.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import click
+from fastapi import FastAPI
+
+from feedback import migrate
+from feedback.db import make_engine, make_session_factory, session_scope
+from feedback.errors import FeedbackError
+from feedback.models import ActorType, OperatorRole
+from feedback.repositories.audit import AuditRepository
+from feedback.repositories.operators import ApiKeyRepository, OperatorRepository
+from feedback.settings import Settings
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def app_factory() -> FastAPI:
+    """Entry point for `uvicorn --factory chat_api.cli:app_factory` and multi-worker serve."""
+    from chat_api.app import create_app
+
+    settings = _settings()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return create_app(settings)
+
+
+@click.group()
+def main() -> None:
+    """chatdistill: customer-service chat with a continual distillation loop."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Interface to bind (default: settings api.host).")
+@click.option("--port", type=int, default=None, help="Port (default: settings api.port).")
+@click.option("--workers", type=int, default=1, show_default=True, help="Server processes.")
+@click.option(
+    "--migrate/--no-migrate",
+    "migrate_first",
+    default=None,
+    help="Apply migrations first (default: yes on the embedded SQLite file, no on Postgres).",
+)
+def serve(host: str | None, port: int | None, workers: int, migrate_first: bool | None) -> None:
+    """Run the chat API with uvicorn."""
+    import uvicorn
+
+    settings = _settings()
+    engine = make_engine(settings)
+    try:
+        embedded = settings.database_url.startswith("sqlite")
+        if migrate_first or (migrate_first is None and embedded):
+            migrate.upgrade(engine)
+        current, head = migrate.current_revision(engine), migrate.head_revision()
+        if current != head:
+            _fail(
+                f"the database is at revision {current}, the code needs {head}; "
+                "run `chatdistill db upgrade` first"
+            )
+    finally:
+        engine.dispose()
+    bind_host = host or settings.api.host
+    bind_port = port or settings.api.port
+    click.echo(f"chatdistill API on http://{bind_host}:{bind_port}  (docs: /docs)")
+    uvicorn.run(
+        "chat_api.cli:app_factory",
+        factory=True,
+        host=bind_host,
+        port=bind_port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        proxy_headers=settings.api.trust_forwarded_for,
+    )
+
+
+@main.group()
+def db() -> None:
+    """Database migrations."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply migrations up to REVISION."""
+    settings = _settings()
+    engine = make_engine(settings)
+    try:
+        migrate.upgrade(engine, revision)
+        click.echo(f"database at revision {migrate.current_revision(engine)}")
+    finally:
+        engine.dispose()
+
+
+@db.command("downgrade")
+@click.argument("revision")
+def db_downgrade(revision: str) -> None:
+    """Revert migrations down to REVISION (`base` drops everything)."""
+    settings = _settings()
+    engine = make_engine(settings)
+    try:
+        migrate.downgrade(engine, revision)
+        click.echo(f"database at revision {migrate.current_revision(engine)}")
+    finally:
+        engine.dispose()
+
+
+@db.command("current")
+def db_current() -> None:
+    """Print the database's revision and the code's head revision."""
+    engine = make_engine(_settings())
+    try:
+        click.echo(
+            json.dumps(
+                {"current": migrate.current_revision(engine), "head": migrate.head_revision()}
+            )
+        )
+    finally:
+        engine.dispose()
+
+
+@main.group()
+def operators() -> None:
+    """Dashboard operators."""
+
+
+@operators.command("create")
+@click.option("--email", required=True)
+@click.option("--name", default="", help="Display name (default: the e-mail).")
+@click.option(
+    "--role",
+    type=click.Choice([r.value for r in OperatorRole]),
+    default="admin",
+    show_default=True,
+)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def operators_create(email: str, name: str, role: str, password_stdin: bool) -> None:
+    """Create an operator (the first one is usually an admin)."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    settings = _settings()
+    engine = make_engine(settings)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            operator = OperatorRepository(session).create(
+                email=email,
+                name=name,
+                password=password,
+                role=OperatorRole(role),
+                min_password_length=settings.auth.min_password_length,
+            )
+            AuditRepository(session).record(
+                actor_type=ActorType.CLI,
+                actor_id=None,
+                action="operator.create",
+                target_type="operator",
+                target_id=str(operator.id),
+                details={"email": operator.email, "role": operator.role},
+            )
+            click.echo(f"created {operator.role} {operator.email} ({operator.id})")
+    except FeedbackError as exc:
+        _fail(str(exc))
+    finally:
+        engine.dispose()
+
+
+@operators.command("list")
+def operators_list() -> None:
+    """List operators as JSON lines."""
+    engine = make_engine(_settings())
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            for op in OperatorRepository(session).list():
+                click.echo(
+                    json.dumps(
+                        {"id": str(op.id), "email": op.email, "role": op.role, "active": op.active}
+                    )
+                )
+    finally:
+        engine.dispose()
+
+
+@main.group()
+def apikeys() -> None:
+    """API keys for server-to-server clients."""
+
+
+@apikeys.command("create")
+@click.option("--name", required=True, help="What the key is for, e.g. the client's name.")
+def apikeys_create(name: str) -> None:
+    """Create a key and print it once; only its hash is stored."""
+    engine = make_engine(_settings())
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            issued = ApiKeyRepository(session).create(name=name)
+            AuditRepository(session).record(
+                actor_type=ActorType.CLI,
+                actor_id=None,
+                action="api_key.create",
+                target_type="api_key",
+                target_id=str(issued.api_key.id),
+                details={"name": issued.api_key.name, "prefix": issued.api_key.prefix},
+            )
+        click.echo(issued.key)
+        click.echo(f"(store it now: it will not be shown again; id {issued.api_key.id})", err=True)
+    except FeedbackError as exc:
+        _fail(str(exc))
+    finally:
+        engine.dispose()
+
+
+@apikeys.command("list")
+def apikeys_list() -> None:
+    """List keys (name, prefix, state) as JSON lines; secrets are never shown."""
+    engine = make_engine(_settings())
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            for key in ApiKeyRepository(session).list():
+                click.echo(
+                    json.dumps(
+                        {
+                            "id": str(key.id),
+                            "name": key.name,
+                            "prefix": key.prefix,
+                            "revoked": key.revoked_at is not None,
+                        }
+                    )
+                )
+    finally:
+        engine.dispose()
+
+
+@apikeys.command("revoke")
+@click.option("--name", required=True)
+def apikeys_revoke(name: str) -> None:
+    """Revoke the key with this name."""
+    engine = make_engine(_settings())
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            repo = ApiKeyRepository(session)
+            matches = [k for k in repo.list() if k.name == name]
+            if not matches:
+                _fail(f"no API key named {name!r}; see `chatdistill apikeys list`")
+            repo.revoke(matches[0])
+            AuditRepository(session).record(
+                actor_type=ActorType.CLI,
+                actor_id=None,
+                action="api_key.revoke",
+                target_type="api_key",
+                target_id=str(matches[0].id),
+                details={"name": name},
+            )
+        click.echo(f"revoked {name}")
+    finally:
+        engine.dispose()
+
+
+@main.command("settings")
+def show_settings() -> None:
+    """Print the effective settings (secrets masked)."""
+    settings = _settings()
+    data = settings.model_dump(mode="json")
+    data["database_url"] = _mask_url(settings.database_url)
+    if data["database"]["url"]:
+        data["database"]["url"] = _mask_url(data["database"]["url"])
+    if data["redis"]["url"]:
+        data["redis"]["url"] = _mask_url(data["redis"]["url"])
+    click.echo(json.dumps(data, indent=2))
+
+
+def _mask_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        if "@" in url and "://" in url:
+            scheme, rest = url.split("://", 1)
+            creds, host = rest.rsplit("@", 1)
+            user = creds.split(":", 1)[0]
+            return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+        return url

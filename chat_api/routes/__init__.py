@@ -1,0 +1,1 @@
+"""HTTP routes, one module per audience: widget, operator, admin, OpenAI-compatible, health."""

@@ -1,0 +1,193 @@
+"""Public widget endpoints. Every call but the first carries the conversation's token."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, status
+from fastapi.responses import JSONResponse
+
+from chat_api.dependencies import (
+    DbSession,
+    WidgetConversation,
+    WidgetWrite,
+    conversation_start_limit,
+    per_ip_limit,
+)
+from chat_api.errors import ConflictError, NotFoundError, Unprocessable, error_body
+from chat_api.schemas import (
+    AskForHuman,
+    ConversationOut,
+    ConversationStarted,
+    ErrorBody,
+    GiveCsat,
+    HandoffOut,
+    MessageOut,
+    NoModelBody,
+    PostMessage,
+    RateReply,
+    RatingOut,
+    StartConversation,
+)
+from chat_api.state import app_state, settings_of
+from chat_api.views import conversation_out, rating_out
+from feedback.models import MessageRole
+from feedback.repositories.conversations import ConversationRepository
+from feedback.repositories.ratings import RatingRepository
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "Missing, invalid or expired widget token."},
+    403: {"model": ErrorBody, "description": "The token belongs to another conversation."},
+    404: {"model": ErrorBody, "description": "No such conversation or message."},
+    413: {"model": ErrorBody, "description": "Request body too large."},
+    422: {"model": ErrorBody, "description": "Invalid input."},
+    429: {"model": ErrorBody, "description": "Rate limited; see Retry-After."},
+}
+
+router = APIRouter(
+    prefix="/v1/widget", tags=["widget"], dependencies=[Depends(per_ip_limit)], responses=_ERRORS
+)
+
+HANDOFF_NOTICE = "A human agent has been asked to join this conversation. Please stay here."
+
+
+@router.post(
+    "/conversations",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(conversation_start_limit)],
+    summary="Start a conversation",
+)
+def start_conversation(
+    request: Request, session: DbSession, body: StartConversation | None = None
+) -> ConversationStarted:
+    body = body or StartConversation()
+    conversation = ConversationRepository(session).create(site=body.site, locale=body.locale)
+    token, expires_at = app_state(request)["signer"].issue(conversation.id)
+    return ConversationStarted(conversation_id=conversation.id, token=token, expires_at=expires_at)
+
+
+@router.get("/conversations/{conversation_id}", summary="Read the conversation")
+def read_conversation(conversation_id: WidgetConversation, session: DbSession) -> ConversationOut:
+    repo = ConversationRepository(session)
+    conversation = repo.get(conversation_id)
+    ratings = RatingRepository(session).for_conversation(conversation_id)
+    return conversation_out(conversation, repo.messages(conversation_id), ratings)
+
+
+@router.post(
+    "/conversations/{conversation_id}/messages",
+    status_code=status.HTTP_201_CREATED,
+    summary="Post a customer message",
+    responses={
+        503: {
+            "model": NoModelBody,
+            "description": "No model is deployed: the message is stored, no reply is produced.",
+        }
+    },
+)
+def post_message(
+    request: Request, conversation_id: WidgetWrite, body: PostMessage, session: DbSession
+) -> JSONResponse:
+    settings = settings_of(request)
+    if len(body.text) > settings.api.max_message_chars:
+        raise Unprocessable(
+            f"the message has {len(body.text)} characters; the limit is "
+            f"{settings.api.max_message_chars}. Send a shorter message",
+            code="message_too_long",
+        )
+    if not body.text.strip():
+        raise Unprocessable("the message is empty; type something", code="empty_message")
+    repo = ConversationRepository(session)
+    conversation = repo.get(conversation_id)
+    message = repo.add_message(conversation, role=MessageRole.CUSTOMER, text=body.text)
+    app_state(request)["metrics"].customer_messages.inc()
+    # No reply engine is deployed on this server. The message is kept (this response commits
+    # normally: it is returned, not raised) and the client learns why no reply comes.
+    payload = error_body(
+        "no_model_deployed",
+        "No model is deployed, so the assistant cannot reply yet. Your message was saved. "
+        "An operator deploys a model with `chatdistill deploy BUNDLE_DIR` "
+        "(or `chatdistill quickstart` to build a demo one).",
+    )
+    payload["message_id"] = str(message.id)
+    payload["message"] = MessageOut.model_validate(message).model_dump(mode="json")
+    return JSONResponse(payload, status_code=503, headers={"Retry-After": "60"})
+
+
+@router.post(
+    "/conversations/{conversation_id}/messages/{message_id}/rating",
+    summary="Rate an assistant reply (thumbs and/or CSAT); a new rating replaces the old",
+)
+def rate_reply(
+    request: Request,
+    conversation_id: WidgetWrite,
+    message_id: uuid.UUID,
+    body: RateReply,
+    session: DbSession,
+) -> RatingOut:
+    if body.thumbs is None and body.csat is None:
+        raise Unprocessable("give `thumbs` (up/down) and/or `csat` (1-5)", code="empty_rating")
+    _check_comment(request, body.comment)
+    repo = ConversationRepository(session)
+    message = repo.get_message(message_id)
+    if message.conversation_id != conversation_id:
+        raise NotFoundError(f"message {message_id} is not in this conversation")
+    thumbs = {"up": 1, "down": -1}[body.thumbs] if body.thumbs else None
+    rating = RatingRepository(session).rate_message(
+        message, thumbs=thumbs, csat=body.csat, comment=body.comment
+    )
+    metrics = app_state(request)["metrics"]
+    if body.thumbs:
+        metrics.ratings.labels(f"thumbs_{body.thumbs}").inc()
+    if body.csat:
+        metrics.ratings.labels("csat").inc()
+    return rating_out(rating)
+
+
+@router.post("/conversations/{conversation_id}/csat", summary="Give CSAT for the conversation")
+def give_csat(
+    request: Request, conversation_id: WidgetWrite, body: GiveCsat, session: DbSession
+) -> RatingOut:
+    _check_comment(request, body.comment)
+    conversation = ConversationRepository(session).get(conversation_id)
+    rating = RatingRepository(session).rate_conversation(
+        conversation, csat=body.score, comment=body.comment
+    )
+    app_state(request)["metrics"].ratings.labels("csat").inc()
+    return rating_out(rating)
+
+
+@router.post("/conversations/{conversation_id}/handoff", summary="Ask for a human")
+def ask_for_human(
+    request: Request,
+    conversation_id: WidgetWrite,
+    session: DbSession,
+    body: AskForHuman | None = None,
+) -> HandoffOut:
+    repo = ConversationRepository(session)
+    conversation = repo.get(conversation_id)
+    reason = (body.reason if body and body.reason else None) or "customer_request"
+    notice = None
+    if repo.hand_off(conversation, reason=reason):
+        notice = repo.add_message(
+            conversation, role=MessageRole.SYSTEM, text=HANDOFF_NOTICE, handoff=True
+        )
+        app_state(request)["metrics"].handoffs.labels("customer_request").inc()
+    elif conversation.status == "closed":
+        raise ConflictError("this conversation is closed; start a new one")
+    return HandoffOut(
+        conversation_id=conversation.id,
+        handed_off=conversation.handed_off,
+        handed_off_at=conversation.handed_off_at,
+        message=MessageOut.model_validate(notice) if notice else None,
+    )
+
+
+def _check_comment(request: Request, comment: str | None) -> None:
+    limit = settings_of(request).api.max_comment_chars
+    if comment is not None and len(comment) > limit:
+        raise Unprocessable(
+            f"the comment has {len(comment)} characters; the limit is {limit}",
+            code="comment_too_long",
+        )

@@ -1,0 +1,294 @@
+"""Request and response bodies of the public API (they make up the OpenAPI schema)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from feedback.models import OperatorRole
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine-readable error code.")
+    message: str = Field(description="What went wrong and what to do about it.")
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+# --- widget -------------------------------------------------------------------------------------
+
+
+class StartConversation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    site: str | None = Field(default=None, max_length=200, description="Page or site name.")
+    locale: str | None = Field(default=None, max_length=35, description="BCP 47 language tag.")
+
+
+class ConversationStarted(BaseModel):
+    conversation_id: uuid.UUID
+    token: str = Field(description="Bearer token for this conversation only; keep it secret.")
+    expires_at: dt.datetime
+
+
+class PostMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, description="The customer's message.")
+
+
+class MessageOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    seq: int
+    created_at: dt.datetime
+    role: str
+    text: str
+    intent: str | None = None
+    intent_confidence: float | None = None
+    model_version: str | None = None
+    latency_ms: float | None = None
+    handoff: bool = False
+
+
+class RatingOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    conversation_id: uuid.UUID
+    message_id: uuid.UUID | None
+    thumbs: Literal["up", "down"] | None
+    csat: int | None
+    comment: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class ConversationOut(BaseModel):
+    id: uuid.UUID
+    created_at: dt.datetime
+    status: str
+    handed_off: bool
+    handed_off_at: dt.datetime | None
+    messages: list[MessageOut]
+    ratings: list[RatingOut]
+
+
+class RateReply(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    thumbs: Literal["up", "down"] | None = Field(default=None, description="Thumbs up or down.")
+    csat: int | None = Field(default=None, ge=1, le=5, description="Satisfaction 1 (bad) - 5.")
+    comment: str | None = Field(default=None, description="Optional free text.")
+
+
+class GiveCsat(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    score: int = Field(ge=1, le=5, description="Satisfaction with the whole conversation, 1-5.")
+    comment: str | None = None
+
+
+class AskForHuman(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(default=None, max_length=200)
+
+
+class HandoffOut(BaseModel):
+    conversation_id: uuid.UUID
+    handed_off: bool
+    handed_off_at: dt.datetime | None
+    message: MessageOut | None = Field(description="The notice added to the conversation.")
+
+
+class NoModelBody(BaseModel):
+    error: ErrorDetail
+    message_id: uuid.UUID = Field(description="The stored customer message.")
+
+
+# --- operator -----------------------------------------------------------------------------------
+
+
+class Login(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: str = Field(max_length=320)
+    password: str = Field(max_length=1024)
+
+
+class OperatorOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    email: str
+    name: str
+    role: OperatorRole
+    active: bool
+    created_at: dt.datetime
+    last_login_at: dt.datetime | None
+
+
+class LoginOut(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
+    expires_at: dt.datetime
+    operator: OperatorOut
+
+
+class ConversationSummary(BaseModel):
+    id: uuid.UUID
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    status: str
+    handed_off: bool
+    message_count: int
+    last_message: str | None
+    intents: list[str]
+    model_versions: list[str]
+
+
+class ConversationPage(BaseModel):
+    items: list[ConversationSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class CorrectionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    message_id: uuid.UUID
+    operator_id: uuid.UUID | None
+    corrected_text: str | None
+    corrected_intent: str | None
+    exclude_from_training: bool
+    note: str | None
+    created_at: dt.datetime
+
+
+class OperatorConversationOut(ConversationOut):
+    site: str | None
+    locale: str | None
+    handoff_reason: str | None
+    corrections: list[CorrectionOut]
+
+
+class CorrectReply(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    corrected_text: str | None = Field(default=None, min_length=1, max_length=10_000)
+    corrected_intent: str | None = Field(default=None, min_length=1, max_length=120)
+    exclude_from_training: bool = Field(
+        default=False, description="Keep this message out of training data (e.g. abusive)."
+    )
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class LabelIntent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    intent: str = Field(min_length=1, max_length=120)
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class MetricsSummary(BaseModel):
+    since: dt.datetime | None
+    until: dt.datetime | None
+    model_version: str | None
+    conversations: int
+    customer_messages: int
+    assistant_replies: int
+    thumbs_up: int
+    thumbs_down: int
+    positive_rate: float | None
+    csat_count: int
+    csat_mean: float | None
+    handed_off: int
+    handoff_rate: float | None
+    verified_intents: int
+    intent_accuracy: float | None
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    production_model: str | None
+
+
+class ModelVersionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    bundle_uri: str
+    checksum: str
+    metrics: dict[str, Any]
+    created_at: dt.datetime
+    aliases: list[str]
+
+
+# --- admin --------------------------------------------------------------------------------------
+
+
+class CreateOperator(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: str = Field(max_length=320)
+    name: str = Field(min_length=1, max_length=200)
+    password: str = Field(max_length=1024)
+    role: OperatorRole = OperatorRole.OPERATOR
+
+
+class UpdateOperator(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    active: bool | None = None
+    role: OperatorRole | None = None
+
+
+class CreateApiKey(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100)
+
+
+class ApiKeyOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    name: str
+    prefix: str
+    created_at: dt.datetime
+    last_used_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="The secret key. Shown once; store it now.")
+
+
+class AuditEntryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    at: dt.datetime
+    actor_type: str
+    actor_id: str | None
+    action: str
+    target_type: str | None
+    target_id: str | None
+    details: dict[str, Any]
+
+
+# --- OpenAI-compatible ---------------------------------------------------------------------------
+
+
+class ChatMessageIn(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(max_length=100_000)
+
+
+class ChatCompletionRequest(BaseModel):
+    model: str | None = Field(default=None, description="Model version id; default production.")
+    messages: list[ChatMessageIn] = Field(min_length=1, max_length=100)
+    stream: bool = False
+    max_tokens: int | None = Field(default=None, ge=1, le=1024)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "chatdistill"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]

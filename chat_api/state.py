@@ -1,0 +1,39 @@
+"""What the lifespan puts in `request.state`, typed, with one accessor per field."""
+
+from __future__ import annotations
+
+from typing import TypedDict, cast
+
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.requests import Request
+
+from chat_api.metrics import ApiMetrics
+from chat_api.ratelimit import RateLimiter
+from chat_api.widget_tokens import WidgetTokenSigner
+from feedback.settings import Settings
+
+
+class AppState(TypedDict):
+    settings: Settings
+    session_factory: sessionmaker[Session]
+    limiter: RateLimiter
+    signer: WidgetTokenSigner
+    metrics: ApiMetrics
+
+
+def app_state(request: Request) -> AppState:
+    state = request.state
+    return cast(
+        AppState,
+        {
+            "settings": state.settings,
+            "session_factory": state.session_factory,
+            "limiter": state.limiter,
+            "signer": state.signer,
+            "metrics": state.metrics,
+        },
+    )
+
+
+def settings_of(request: Request) -> Settings:
+    return cast(Settings, request.state.settings)

@@ -1,0 +1,34 @@
+"""ORM models, one module per aggregate. Importing this package registers every table."""
+
+from feedback.models.audit import ActorType, AuditEntry
+from feedback.models.base import Base, utcnow
+from feedback.models.conversation import Conversation, ConversationStatus, Message, MessageRole
+from feedback.models.correction import Correction
+from feedback.models.model_version import ModelAlias, ModelAliasEvent, ModelVersion
+from feedback.models.operator import ApiKey, Operator, OperatorRole, OperatorSession
+from feedback.models.rating import Rating
+from feedback.models.run import ACTIVE_RUN_STATUSES, DistillRun, RunStatus, RunTrigger
+
+__all__ = [
+    "ACTIVE_RUN_STATUSES",
+    "ActorType",
+    "ApiKey",
+    "AuditEntry",
+    "Base",
+    "Conversation",
+    "ConversationStatus",
+    "Correction",
+    "DistillRun",
+    "Message",
+    "MessageRole",
+    "ModelAlias",
+    "ModelAliasEvent",
+    "ModelVersion",
+    "Operator",
+    "OperatorRole",
+    "OperatorSession",
+    "Rating",
+    "RunStatus",
+    "RunTrigger",
+    "utcnow",
+]

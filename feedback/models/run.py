@@ -1,0 +1,67 @@
+"""Distillation runs: what started them, their config, where they are, and how they ended.
+
+At most one run is active at a time. The database enforces it: an active run holds
+`active_slot = 1`, which is unique; finished runs hold NULL (NULLs never collide).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import uuid
+from typing import Any
+
+from sqlalchemy import JSON, CheckConstraint, Float, SmallInteger, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from feedback.models.base import Base, UTCDateTime, utcnow
+
+
+class RunStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE_RUN_STATUSES = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
+
+
+class RunTrigger(enum.StrEnum):
+    MANUAL = "manual"
+    ACCURACY = "accuracy"
+    LATENCY = "latency"
+    SCHEDULE = "schedule"
+    CLI = "cli"
+
+
+class DistillRun(Base):
+    __tablename__ = "distill_runs"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')", name="status"
+        ),
+        CheckConstraint(
+            "trigger IN ('manual', 'accuracy', 'latency', 'schedule', 'cli')", name="trigger"
+        ),
+        CheckConstraint("progress >= 0 AND progress <= 1", name="progress_range"),
+        CheckConstraint(
+            "(active_slot IS NULL) = (status NOT IN ('queued', 'running'))", name="active_slot"
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    trigger: Mapped[str] = mapped_column(String(16))
+    trigger_detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.QUEUED.value, index=True)
+    active_slot: Mapped[int | None] = mapped_column(SmallInteger, unique=True, default=1)
+    stage: Mapped[str | None] = mapped_column(String(40))
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    candidate_version_id: Mapped[str | None] = mapped_column(String(120))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

@@ -1,0 +1,48 @@
+"""Writing and reading the audit log."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from feedback.models import ActorType, AuditEntry
+
+
+class AuditRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def record(
+        self,
+        *,
+        actor_type: ActorType,
+        actor_id: str | None,
+        action: str,
+        target_type: str | None = None,
+        target_id: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> AuditEntry:
+        entry = AuditEntry(
+            actor_type=actor_type.value,
+            actor_id=actor_id,
+            action=action,
+            target_type=target_type,
+            target_id=target_id,
+            details=details or {},
+        )
+        self.session.add(entry)
+        self.session.flush()
+        return entry
+
+    def recent(
+        self, *, limit: int = 100, action: str | None = None, target_id: str | None = None
+    ) -> Sequence[AuditEntry]:
+        stmt = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+        if action is not None:
+            stmt = stmt.where(AuditEntry.action == action)
+        if target_id is not None:
+            stmt = stmt.where(AuditEntry.target_id == target_id)
+        return self.session.scalars(stmt).all()

@@ -1,0 +1,189 @@
+"""Conversations and messages: create, append (redacted), hand off, and search for operators."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sqlalchemy import Select, exists, func, or_, select, update
+from sqlalchemy.orm import Session, selectinload
+
+from feedback.errors import Conflict, NotFound
+from feedback.models import (
+    Conversation,
+    ConversationStatus,
+    Correction,
+    Message,
+    MessageRole,
+    Rating,
+    utcnow,
+)
+from feedback.redaction import redact_text
+
+_S = TypeVar("_S", Select[tuple[Conversation]], Select[tuple[int]])
+
+
+@dataclass(frozen=True)
+class ConversationFilter:
+    """Operator search over conversations; every field is optional and they combine with AND."""
+
+    rating: str | None = None  # "down" | "up" | "low_csat" | "rated" | "unrated"
+    intent: str | None = None
+    handed_off: bool | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    model_version: str | None = None
+    query: str | None = None
+    status: str | None = None
+
+
+class ConversationRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def create(self, *, site: str | None = None, locale: str | None = None) -> Conversation:
+        conversation = Conversation(
+            site=site,
+            locale=locale,
+            status=ConversationStatus.OPEN.value,
+            handed_off=False,
+            message_count=0,
+        )
+        self.session.add(conversation)
+        self.session.flush()
+        return conversation
+
+    def get(self, conversation_id: uuid.UUID) -> Conversation:
+        conversation = self.session.get(Conversation, conversation_id)
+        if conversation is None:
+            raise NotFound(f"conversation {conversation_id} does not exist")
+        return conversation
+
+    def get_message(self, message_id: uuid.UUID) -> Message:
+        message = self.session.get(Message, message_id)
+        if message is None:
+            raise NotFound(f"message {message_id} does not exist")
+        return message
+
+    def messages(self, conversation_id: uuid.UUID) -> Sequence[Message]:
+        return self.session.scalars(
+            select(Message).where(Message.conversation_id == conversation_id).order_by(Message.seq)
+        ).all()
+
+    def add_message(
+        self,
+        conversation: Conversation,
+        *,
+        role: MessageRole,
+        text: str,
+        intent: str | None = None,
+        intent_confidence: float | None = None,
+        reward_score: float | None = None,
+        model_version: str | None = None,
+        latency_ms: float | None = None,
+        handoff: bool = False,
+    ) -> Message:
+        """Append a message; its text is PII-redacted here, before it reaches the database."""
+        if conversation.status == ConversationStatus.CLOSED.value:
+            raise Conflict("this conversation is closed; start a new conversation to write again")
+        # Atomic counter: concurrent writers to one conversation get distinct sequence numbers.
+        seq = self.session.execute(
+            update(Conversation)
+            .where(Conversation.id == conversation.id)
+            .values(message_count=Conversation.message_count + 1, updated_at=utcnow())
+            .returning(Conversation.message_count)
+        ).scalar_one()
+        message = Message(
+            conversation_id=conversation.id,
+            seq=seq,
+            role=role.value,
+            text=redact_text(text),
+            intent=intent,
+            intent_confidence=intent_confidence,
+            reward_score=reward_score,
+            model_version=model_version,
+            latency_ms=latency_ms,
+            handoff=handoff,
+        )
+        self.session.add(message)
+        self.session.flush()
+        self.session.refresh(conversation, ["message_count", "updated_at"])
+        return message
+
+    def hand_off(self, conversation: Conversation, *, reason: str) -> bool:
+        """Flag the conversation for a human. Returns False if it already was."""
+        if conversation.handed_off:
+            return False
+        conversation.handed_off = True
+        conversation.handed_off_at = utcnow()
+        conversation.handoff_reason = reason[:200]
+        self.session.flush()
+        return True
+
+    def close(self, conversation: Conversation) -> None:
+        conversation.status = ConversationStatus.CLOSED.value
+        self.session.flush()
+
+    def search(
+        self, filters: ConversationFilter, *, limit: int = 50, offset: int = 0
+    ) -> tuple[Sequence[Conversation], int]:
+        """Conversations matching the filters, newest first, and the total count."""
+        stmt = self._filtered(select(Conversation), filters)
+        total = self.session.scalar(self._filtered(select(func.count(Conversation.id)), filters))
+        rows = self.session.scalars(
+            stmt.options(selectinload(Conversation.messages))
+            .order_by(Conversation.created_at.desc(), Conversation.id)
+            .limit(limit)
+            .offset(offset)
+        ).all()
+        return rows, int(total or 0)
+
+    def _filtered(self, stmt: _S, filters: ConversationFilter) -> _S:
+        c = Conversation
+        if filters.handed_off is not None:
+            stmt = stmt.where(c.handed_off.is_(filters.handed_off))
+        if filters.status is not None:
+            stmt = stmt.where(c.status == filters.status)
+        if filters.since is not None:
+            stmt = stmt.where(c.created_at >= filters.since)
+        if filters.until is not None:
+            stmt = stmt.where(c.created_at < filters.until)
+        if filters.intent is not None:
+            corrected = exists().where(
+                Correction.conversation_id == c.id, Correction.corrected_intent == filters.intent
+            )
+            predicted = exists().where(
+                Message.conversation_id == c.id, Message.intent == filters.intent
+            )
+            stmt = stmt.where(or_(predicted, corrected))
+        if filters.model_version is not None:
+            stmt = stmt.where(
+                exists().where(
+                    Message.conversation_id == c.id, Message.model_version == filters.model_version
+                )
+            )
+        if filters.query:
+            pattern = (
+                "%"
+                + filters.query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                + "%"
+            )
+            stmt = stmt.where(
+                exists().where(
+                    Message.conversation_id == c.id, Message.text.ilike(pattern, escape="\\")
+                )
+            )
+        if filters.rating is not None:
+            rated = Rating.conversation_id == c.id
+            condition = {
+                "down": exists().where(rated, Rating.thumbs == -1),
+                "up": exists().where(rated, Rating.thumbs == 1),
+                "low_csat": exists().where(rated, Rating.csat <= 2),
+                "rated": exists().where(rated),
+                "unrated": ~exists().where(rated),
+            }[filters.rating]
+            stmt = stmt.where(condition)
+        return stmt

@@ -1,0 +1,95 @@
+"""The model registry: register bundles, point aliases (such as `production`) at them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from feedback.errors import Conflict, NotFound
+from feedback.models import ModelAlias, ModelAliasEvent, ModelVersion, utcnow
+
+PRODUCTION = "production"
+
+
+class ModelVersionRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def register(
+        self,
+        *,
+        version_id: str,
+        bundle_uri: str,
+        checksum: str,
+        metrics: dict[str, Any] | None = None,
+        run_id: uuid.UUID | None = None,
+        notes: str | None = None,
+    ) -> ModelVersion:
+        existing = self.session.get(ModelVersion, version_id)
+        if existing is not None:
+            if existing.checksum != checksum:
+                raise Conflict(
+                    f"model version {version_id} is already registered with another checksum; "
+                    "bundles are immutable, export a new version instead"
+                )
+            return existing
+        version = ModelVersion(
+            id=version_id,
+            bundle_uri=bundle_uri,
+            checksum=checksum,
+            metrics=metrics or {},
+            run_id=run_id,
+            notes=notes,
+        )
+        self.session.add(version)
+        self.session.flush()
+        return version
+
+    def get(self, version_id: str) -> ModelVersion:
+        version = self.session.get(ModelVersion, version_id)
+        if version is None:
+            raise NotFound(f"model version {version_id} is not registered")
+        return version
+
+    def list(self) -> Sequence[ModelVersion]:
+        return self.session.scalars(
+            select(ModelVersion).order_by(ModelVersion.created_at.desc())
+        ).all()
+
+    def resolve_alias(self, alias: str = PRODUCTION) -> ModelVersion | None:
+        row = self.session.get(ModelAlias, alias)
+        if row is None:
+            return None
+        return self.session.get(ModelVersion, row.model_version_id)
+
+    def set_alias(self, alias: str, version_id: str, *, reason: str | None = None) -> str | None:
+        """Point `alias` at a version; returns the version it pointed at before."""
+        self.get(version_id)
+        row = self.session.get(ModelAlias, alias, with_for_update=True)
+        previous = row.model_version_id if row is not None else None
+        if row is None:
+            self.session.add(ModelAlias(alias=alias, model_version_id=version_id))
+        else:
+            row.model_version_id = version_id
+            row.updated_at = utcnow()
+        self.session.add(
+            ModelAliasEvent(
+                alias=alias,
+                model_version_id=version_id,
+                previous_version_id=previous,
+                reason=reason,
+            )
+        )
+        self.session.flush()
+        return previous
+
+    def alias_history(self, alias: str = PRODUCTION) -> Sequence[ModelAliasEvent]:
+        return self.session.scalars(
+            select(ModelAliasEvent)
+            .where(ModelAliasEvent.alias == alias)
+            .order_by(ModelAliasEvent.id.desc())
+        ).all()

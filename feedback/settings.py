@@ -1,0 +1,157 @@
+"""The one settings object of the platform.
+
+Read at entry points only (`create_app`, the CLI, migrations, the Celery app) and passed down.
+Every field can be set from the environment with the prefix `CHATDISTILL_` and `__` between a
+section and its field, e.g. `CHATDISTILL_DATABASE__URL=postgresql+psycopg://...`.
+
+Embedded default: a SQLite file in the data folder, no Redis, rate limits kept in process.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DatabaseSettings(BaseModel):
+    url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL. Empty: a SQLite file `chatdistill.db` in the data folder.",
+    )
+    echo: bool = Field(default=False, description="Log every SQL statement (debugging only).")
+    pool_size: int = Field(default=10, ge=1, le=200, description="Connections kept per process.")
+    max_overflow: int = Field(default=10, ge=0, le=200, description="Extra connections at peaks.")
+
+    @field_validator("url")
+    @classmethod
+    def _known_dialect(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("postgresql", "sqlite")):
+            raise ValueError(
+                "database.url must be a PostgreSQL or SQLite SQLAlchemy URL, e.g. "
+                "postgresql+psycopg://user@host/db or sqlite:///path/to/file.db"
+            )
+        if value.startswith("postgresql://") or value.startswith("postgres://"):
+            # psycopg 3 is the driver we install; make the plain form work too.
+            value = "postgresql+psycopg://" + value.split("://", 1)[1]
+        return value
+
+
+class RedisSettings(BaseModel):
+    url: str | None = Field(
+        default=None,
+        description="Redis URL for rate limits, Celery and promotion events. Empty: in process.",
+    )
+    key_prefix: str = Field(
+        default="chatdistill:", max_length=100, description="Prefix of every Redis key we write."
+    )
+
+
+class ApiSettings(BaseModel):
+    host: str = Field(default="127.0.0.1", description="Interface `chatdistill serve` binds.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port `chatdistill serve` binds.")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed to call the widget API from a browser."
+    )
+    max_message_chars: int = Field(
+        default=2000, ge=1, le=100_000, description="Longest customer message accepted (422)."
+    )
+    max_comment_chars: int = Field(
+        default=1000, ge=1, le=100_000, description="Longest rating comment accepted (422)."
+    )
+    max_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="Largest request body accepted (413)."
+    )
+    trust_forwarded_for: bool = Field(
+        default=False,
+        description="Take the client IP from X-Forwarded-For (only behind a trusted proxy).",
+    )
+
+
+class AuthSettings(BaseModel):
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Key that signs widget tokens. Empty: generated once and kept in "
+            "`<data_dir>/secret.key`. Set it explicitly when several API processes run."
+        ),
+    )
+    widget_token_ttl_hours: int = Field(
+        default=24 * 7, ge=1, description="Lifetime of a widget conversation token."
+    )
+    operator_token_ttl_minutes: int = Field(
+        default=12 * 60, ge=1, description="Lifetime of an operator bearer token."
+    )
+    min_password_length: int = Field(default=12, ge=8, description="Operator password minimum.")
+
+
+class RateLimitSettings(BaseModel):
+    enabled: bool = Field(default=True, description="Turn every rate limit on or off.")
+    per_ip_per_minute: int = Field(
+        default=120, ge=1, description="Widget requests per client IP per minute."
+    )
+    per_conversation_per_minute: int = Field(
+        default=30, ge=1, description="Widget writes per conversation per minute."
+    )
+    conversations_per_ip_per_hour: int = Field(
+        default=60, ge=1, description="New conversations per client IP per hour."
+    )
+    logins_per_ip_per_minute: int = Field(
+        default=10, ge=1, description="Operator login attempts per client IP per minute."
+    )
+
+
+class Settings(BaseSettings):
+    """Everything configurable about the platform, with embedded defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CHATDISTILL_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    data_dir: Path = Field(
+        default=Path("data"), description="Folder for the SQLite file, secrets and bundles."
+    )
+    environment: str = Field(
+        default="development", description="Free-form name shown in logs and /healthz."
+    )
+    log_level: str = Field(default="INFO", description="Python logging level.")
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+
+    @property
+    def database_url(self) -> str:
+        """The configured database URL, or the embedded SQLite file."""
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{(self.data_dir / 'chatdistill.db').resolve()}"
+
+    @property
+    def bundles_dir(self) -> Path:
+        return self.data_dir / "bundles"
+
+    def widget_signing_key(self) -> bytes:
+        """The key for widget tokens: configured, or generated once into the data folder."""
+        if self.auth.secret_key is not None:
+            return self.auth.secret_key.get_secret_value().encode()
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            # Create with 0600 from the start; a concurrent creator loses the race cleanly.
+            try:
+                fd = path.open("x", encoding="ascii")
+            except FileExistsError:
+                pass
+            else:
+                with fd:
+                    path.chmod(0o600)
+                    fd.write(secrets.token_urlsafe(48))
+        return path.read_text(encoding="ascii").strip().encode()
