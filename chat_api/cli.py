@@ -11,6 +11,7 @@ import sys
 
 import click
 from fastapi import FastAPI
+from sqlalchemy import Engine
 
 from feedback import migrate
 from feedback.db import make_engine, make_session_factory, session_scope
@@ -28,6 +29,19 @@ def _settings() -> Settings:
 def _fail(message: str) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(1)
+
+
+def _migrated_engine(settings: Settings) -> Engine:
+    """An engine on a database whose schema matches the code, or a clear exit."""
+    engine = make_engine(settings)
+    current, head = migrate.current_revision(engine), migrate.head_revision()
+    if current != head:
+        engine.dispose()
+        _fail(
+            f"the database is at revision {current or 'none (empty)'}, the code needs {head}; "
+            "run `chatdistill db upgrade` first"
+        )
+    return engine
 
 
 def app_factory() -> FastAPI:
@@ -155,7 +169,7 @@ def operators_create(email: str, name: str, role: str, password_stdin: bool) -> 
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     settings = _settings()
-    engine = make_engine(settings)
+    engine = _migrated_engine(settings)
     try:
         with session_scope(make_session_factory(engine)) as session:
             operator = OperatorRepository(session).create(
@@ -183,7 +197,7 @@ def operators_create(email: str, name: str, role: str, password_stdin: bool) -> 
 @operators.command("list")
 def operators_list() -> None:
     """List operators as JSON lines."""
-    engine = make_engine(_settings())
+    engine = _migrated_engine(_settings())
     try:
         with session_scope(make_session_factory(engine)) as session:
             for op in OperatorRepository(session).list():
@@ -205,7 +219,7 @@ def apikeys() -> None:
 @click.option("--name", required=True, help="What the key is for, e.g. the client's name.")
 def apikeys_create(name: str) -> None:
     """Create a key and print it once; only its hash is stored."""
-    engine = make_engine(_settings())
+    engine = _migrated_engine(_settings())
     try:
         with session_scope(make_session_factory(engine)) as session:
             issued = ApiKeyRepository(session).create(name=name)
@@ -228,7 +242,7 @@ def apikeys_create(name: str) -> None:
 @apikeys.command("list")
 def apikeys_list() -> None:
     """List keys (name, prefix, state) as JSON lines; secrets are never shown."""
-    engine = make_engine(_settings())
+    engine = _migrated_engine(_settings())
     try:
         with session_scope(make_session_factory(engine)) as session:
             for key in ApiKeyRepository(session).list():
@@ -250,7 +264,7 @@ def apikeys_list() -> None:
 @click.option("--name", required=True)
 def apikeys_revoke(name: str) -> None:
     """Revoke the key with this name."""
-    engine = make_engine(_settings())
+    engine = _migrated_engine(_settings())
     try:
         with session_scope(make_session_factory(engine)) as session:
             repo = ApiKeyRepository(session)
@@ -296,3 +310,7 @@ def _mask_url(url: str) -> str:
             user = creds.split(":", 1)[0]
             return f"{scheme}://{user}:***@{host}" if ":" in creds else url
         return url
+
+
+if __name__ == "__main__":
+    main()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 from chat_api.schemas import (
     ConversationOut,
@@ -16,12 +17,14 @@ from feedback.models import Conversation, Correction, Message, Rating
 
 
 def rating_out(rating: Rating) -> RatingOut:
-    thumbs = {1: "up", -1: "down"}.get(rating.thumbs) if rating.thumbs is not None else None
+    thumbs: Literal["up", "down"] | None = None
+    if rating.thumbs is not None:
+        thumbs = "up" if rating.thumbs > 0 else "down"
     return RatingOut(
         id=rating.id,
         conversation_id=rating.conversation_id,
         message_id=rating.message_id,
-        thumbs=thumbs,  # type: ignore[arg-type]
+        thumbs=thumbs,
         csat=rating.csat,
         comment=rating.comment,
         created_at=rating.created_at,

@@ -98,7 +98,7 @@ def window_metrics(
         .where(Rating.message_id.in_(select(reply_ids.c.id)), Rating.thumbs.is_not(None))
         .group_by(Rating.thumbs)
     ).all()
-    thumbs = {int(value): int(count) for value, count in thumbs_rows}
+    thumbs = {int(value): int(count) for value, count in thumbs_rows if value is not None}
     up, down = thumbs.get(1, 0), thumbs.get(-1, 0)
 
     csat_stmt = in_window(
@@ -151,6 +151,7 @@ def window_metrics(
             .order_by(Message.created_at.desc())
             .limit(MAX_LATENCY_SAMPLES)
         )
+        if v is not None
     )
     return WindowMetrics(
         since=since,

@@ -12,7 +12,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy import JSON, CheckConstraint, Float, SmallInteger, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from feedback.models.base import Base, UTCDateTime, utcnow
 
@@ -56,7 +56,7 @@ class DistillRun(Base):
     trigger_detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[str] = mapped_column(String(16), default=RunStatus.QUEUED.value, index=True)
-    active_slot: Mapped[int | None] = mapped_column(SmallInteger, unique=True, default=1)
+    active_slot: Mapped[int | None] = mapped_column(SmallInteger, unique=True)
     stage: Mapped[str | None] = mapped_column(String(40))
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -65,3 +65,13 @@ class DistillRun(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("status", RunStatus.QUEUED.value)
+        super().__init__(**kwargs)
+
+    @validates("status")
+    def _hold_active_slot(self, _key: str, status: str) -> str:
+        """Keep `active_slot` in step with the status: 1 while queued or running, else NULL."""
+        self.active_slot = 1 if status in ACTIVE_RUN_STATUSES else None
+        return status

@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, exists, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
@@ -23,7 +23,7 @@ from feedback.models import (
 )
 from feedback.redaction import redact_text
 
-_S = TypeVar("_S", Select[tuple[Conversation]], Select[tuple[int]])
+_S = TypeVar("_S", bound=Select[Any])
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, select, text
+from sqlalchemy import ColumnElement, TextClause, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -65,14 +65,14 @@ class RatingRepository:
         self,
         values: dict[str, Any],
         index_elements: list[str],
-        index_where: ColumnElement[bool] | None,
+        index_where: ColumnElement[bool] | TextClause | None,
     ) -> Rating:
         now = utcnow()
         row = {"id": uuid.uuid4(), "created_at": now, "updated_at": now, **values}
         dialect = self.session.get_bind().dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         stmt = insert(Rating).values(**row)
-        stmt = stmt.on_conflict_do_update(
+        upsert = stmt.on_conflict_do_update(
             index_elements=index_elements,
             index_where=index_where,
             set_={
@@ -82,7 +82,7 @@ class RatingRepository:
                 "updated_at": stmt.excluded.updated_at,
             },
         ).returning(Rating.id)
-        rating_id = self.session.execute(stmt).scalar_one()
+        rating_id = self.session.execute(upsert).scalar_one()
         rating = self.session.get(Rating, rating_id, populate_existing=True)
         assert rating is not None
         return rating
