@@ -1,7 +1,8 @@
 """Request dependencies: the unit of work, credentials, and rate limits.
 
 The session dependency is the one place where a web request commits: after the endpoint
-returns, or rolls back if it raised. Routes and repositories never commit.
+returns and before the response is sent, or rolls back if it raised. Routes and repositories
+never commit.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ def get_session(request: Request) -> Iterator[Session]:
         session.close()
 
 
-DbSession = Annotated[Session, Depends(get_session)]
+# scope="function": commit before the response is sent, so an answer of success means the write
+# is durable, and a failed commit reaches the client as an error.
+DbSession = Annotated[Session, Depends(get_session, scope="function")]
 
 _bearer = HTTPBearer(auto_error=False, description="Bearer token")
 

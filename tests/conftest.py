@@ -52,8 +52,8 @@ def drop_database(name: str) -> None:
 
 @pytest.fixture(scope="session")
 def pg_url(worker_id_str: str) -> Iterator[str]:
-    """A database for this test worker, migrated to head."""
-    name = f"chatdistill_test_{worker_id_str}"
+    """A database for this test worker (and this run: parallel runs must not share), migrated."""
+    name = f"chatdistill_test_{worker_id_str}_{os.getpid()}"
     url = create_database(name)
     engine = create_engine(url)
     migrate.upgrade(engine)

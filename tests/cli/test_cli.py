@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import create_database, drop_database
+from tests.live.server import running_server
 
 CLI = [sys.executable, "-m", "chat_api.cli"]
 
@@ -32,12 +31,6 @@ def run(
         timeout=120,
         check=False,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -146,26 +139,8 @@ def test_serve_on_the_embedded_default(sqlite_env: dict[str, str]) -> None:
     # The database did not exist yet: operators create needs the schema first, and says so.
     assert created.returncode == 1
     assert "run `chatdistill db upgrade` first" in created.stderr
-    port = free_port()
-    server = subprocess.Popen(
-        [*CLI, "serve", "--port", str(port)],
-        env=sqlite_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, server.stdout.read() if server.stdout else ""
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.2)
+    overrides = {"CHATDISTILL_DATA_DIR": sqlite_env["CHATDISTILL_DATA_DIR"]}
+    with running_server(overrides) as base:
         assert (
             run(
                 sqlite_env,
@@ -198,6 +173,3 @@ def test_serve_on_the_embedded_default(sqlite_env: dict[str, str]) -> None:
         assert listing["total"] == 1 and listing["items"][0]["last_message"] == "Where is my order?"
         metrics = httpx.get(f"{base}/metrics").text
         assert 'route="/v1/widget/conversations/{conversation_id}/messages"' in metrics
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
