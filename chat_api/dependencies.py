@@ -18,21 +18,15 @@ from sqlalchemy.orm import Session
 from chat_api.errors import Forbidden, RateLimited, Unauthorized
 from chat_api.state import app_state, settings_of
 from chat_api.widget_tokens import TokenExpired, TokenInvalid
+from feedback.db import session_scope
 from feedback.errors import AuthError
 from feedback.models import ApiKey, Operator, OperatorRole
 from feedback.repositories.operators import ApiKeyRepository, OperatorRepository
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    session = app_state(request)["session_factory"]()
-    try:
+    with session_scope(app_state(request)["session_factory"]) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 # scope="function": commit before the response is sent, so an answer of success means the write

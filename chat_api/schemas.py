@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from feedback.models import OperatorRole
+from feedback.monitor import WindowMetrics
 
 
 class ErrorDetail(BaseModel):
@@ -187,25 +188,8 @@ class LabelIntent(BaseModel):
     note: str | None = Field(default=None, max_length=2000)
 
 
-class MetricsSummary(BaseModel):
-    since: dt.datetime | None
-    until: dt.datetime | None
-    model_version: str | None
-    conversations: int
-    customer_messages: int
-    assistant_replies: int
-    thumbs_up: int
-    thumbs_down: int
-    positive_rate: float | None
-    csat_count: int
-    csat_mean: float | None
-    handed_off: int
-    handoff_rate: float | None
-    verified_intents: int
-    intent_accuracy: float | None
-    latency_p50_ms: float | None
-    latency_p95_ms: float | None
-    production_model: str | None
+class MetricsSummary(WindowMetrics):
+    production_model: str | None = Field(description="The version the production alias serves.")
 
 
 class ModelVersionOut(BaseModel):

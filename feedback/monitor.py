@@ -7,9 +7,9 @@ queries (thresholds, hysteresis and decisions come with it).
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import Session, aliased
 
@@ -19,8 +19,9 @@ from feedback.models import Conversation, Correction, Message, MessageRole, Rati
 MAX_LATENCY_SAMPLES = 20_000
 
 
-@dataclass(frozen=True)
-class WindowMetrics:
+class WindowMetrics(BaseModel):
+    """Figures over one window; None where the window holds no data to compute it from."""
+
     since: dt.datetime | None
     until: dt.datetime | None
     model_version: str | None
@@ -38,13 +39,6 @@ class WindowMetrics:
     intent_accuracy: float | None
     latency_p50_ms: float | None
     latency_p95_ms: float | None
-
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        for key in ("since", "until"):
-            value = data[key]
-            data[key] = value.isoformat() if value is not None else None
-        return data
 
 
 def percentile(sorted_values: list[float], q: float) -> float | None:

@@ -241,7 +241,7 @@ def metrics_summary(
     )
     production = ModelVersionRepository(session).resolve_alias(PRODUCTION)
     return MetricsSummary(
-        **metrics.as_dict(), production_model=production.id if production else None
+        **metrics.model_dump(), production_model=production.id if production else None
     )
 
 
