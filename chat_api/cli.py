@@ -8,10 +8,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
 
 import click
 from fastapi import FastAPI
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from feedback import migrate
 from feedback.db import make_engine, make_session_factory, session_scope
@@ -26,7 +30,7 @@ def _settings() -> Settings:
     return Settings()
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(1)
 
@@ -147,6 +151,30 @@ def db_current() -> None:
         engine.dispose()
 
 
+@contextmanager
+def _store(settings: Settings) -> Iterator[Session]:
+    """A unit of work on the migrated store; expected store errors end the command clearly."""
+    engine = _migrated_engine(settings)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            yield session
+    except FeedbackError as exc:
+        _fail(str(exc))
+    finally:
+        engine.dispose()
+
+
+def _audit(session: Session, action: str, target_type: str, target_id: str, **details: Any) -> None:
+    AuditRepository(session).record(
+        actor_type=ActorType.CLI,
+        actor_id=None,
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        details=details,
+    )
+
+
 @main.group()
 def operators() -> None:
     """Dashboard operators."""
@@ -169,45 +197,32 @@ def operators_create(email: str, name: str, role: str, password_stdin: bool) -> 
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     settings = _settings()
-    engine = _migrated_engine(settings)
-    try:
-        with session_scope(make_session_factory(engine)) as session:
-            operator = OperatorRepository(session).create(
-                email=email,
-                name=name,
-                password=password,
-                role=OperatorRole(role),
-                min_password_length=settings.auth.min_password_length,
-            )
-            AuditRepository(session).record(
-                actor_type=ActorType.CLI,
-                actor_id=None,
-                action="operator.create",
-                target_type="operator",
-                target_id=str(operator.id),
-                details={"email": operator.email, "role": operator.role},
-            )
-            click.echo(f"created {operator.role} {operator.email} ({operator.id})")
-    except FeedbackError as exc:
-        _fail(str(exc))
-    finally:
-        engine.dispose()
+    with _store(settings) as session:
+        operator = OperatorRepository(session).create(
+            email=email,
+            name=name,
+            password=password,
+            role=OperatorRole(role),
+            min_password_length=settings.auth.min_password_length,
+        )
+        _audit(
+            session,
+            "operator.create",
+            "operator",
+            str(operator.id),
+            email=operator.email,
+            role=operator.role,
+        )
+    click.echo(f"created {operator.role} {operator.email} ({operator.id})")
 
 
 @operators.command("list")
 def operators_list() -> None:
     """List operators as JSON lines."""
-    engine = _migrated_engine(_settings())
-    try:
-        with session_scope(make_session_factory(engine)) as session:
-            for op in OperatorRepository(session).list():
-                click.echo(
-                    json.dumps(
-                        {"id": str(op.id), "email": op.email, "role": op.role, "active": op.active}
-                    )
-                )
-    finally:
-        engine.dispose()
+    with _store(_settings()) as session:
+        for op in OperatorRepository(session).list():
+            line = {"id": str(op.id), "email": op.email, "role": op.role, "active": op.active}
+            click.echo(json.dumps(line))
 
 
 @main.group()
@@ -219,70 +234,46 @@ def apikeys() -> None:
 @click.option("--name", required=True, help="What the key is for, e.g. the client's name.")
 def apikeys_create(name: str) -> None:
     """Create a key and print it once; only its hash is stored."""
-    engine = _migrated_engine(_settings())
-    try:
-        with session_scope(make_session_factory(engine)) as session:
-            issued = ApiKeyRepository(session).create(name=name)
-            AuditRepository(session).record(
-                actor_type=ActorType.CLI,
-                actor_id=None,
-                action="api_key.create",
-                target_type="api_key",
-                target_id=str(issued.api_key.id),
-                details={"name": issued.api_key.name, "prefix": issued.api_key.prefix},
-            )
-        click.echo(issued.key)
-        click.echo(f"(store it now: it will not be shown again; id {issued.api_key.id})", err=True)
-    except FeedbackError as exc:
-        _fail(str(exc))
-    finally:
-        engine.dispose()
+    with _store(_settings()) as session:
+        issued = ApiKeyRepository(session).create(name=name)
+        _audit(
+            session,
+            "api_key.create",
+            "api_key",
+            str(issued.api_key.id),
+            name=issued.api_key.name,
+            prefix=issued.api_key.prefix,
+        )
+    click.echo(issued.key)
+    click.echo(f"(store it now: it will not be shown again; id {issued.api_key.id})", err=True)
 
 
 @apikeys.command("list")
 def apikeys_list() -> None:
     """List keys (name, prefix, state) as JSON lines; secrets are never shown."""
-    engine = _migrated_engine(_settings())
-    try:
-        with session_scope(make_session_factory(engine)) as session:
-            for key in ApiKeyRepository(session).list():
-                click.echo(
-                    json.dumps(
-                        {
-                            "id": str(key.id),
-                            "name": key.name,
-                            "prefix": key.prefix,
-                            "revoked": key.revoked_at is not None,
-                        }
-                    )
-                )
-    finally:
-        engine.dispose()
+    with _store(_settings()) as session:
+        for key in ApiKeyRepository(session).list():
+            line = {
+                "id": str(key.id),
+                "name": key.name,
+                "prefix": key.prefix,
+                "revoked": key.revoked_at is not None,
+            }
+            click.echo(json.dumps(line))
 
 
 @apikeys.command("revoke")
 @click.option("--name", required=True)
 def apikeys_revoke(name: str) -> None:
     """Revoke the key with this name."""
-    engine = _migrated_engine(_settings())
-    try:
-        with session_scope(make_session_factory(engine)) as session:
-            repo = ApiKeyRepository(session)
-            matches = [k for k in repo.list() if k.name == name]
-            if not matches:
-                _fail(f"no API key named {name!r}; see `chatdistill apikeys list`")
-            repo.revoke(matches[0])
-            AuditRepository(session).record(
-                actor_type=ActorType.CLI,
-                actor_id=None,
-                action="api_key.revoke",
-                target_type="api_key",
-                target_id=str(matches[0].id),
-                details={"name": name},
-            )
-        click.echo(f"revoked {name}")
-    finally:
-        engine.dispose()
+    with _store(_settings()) as session:
+        repo = ApiKeyRepository(session)
+        matches = [k for k in repo.list() if k.name == name]
+        if not matches:
+            _fail(f"no API key named {name!r}; see `chatdistill apikeys list`")
+        repo.revoke(matches[0])
+        _audit(session, "api_key.revoke", "api_key", str(matches[0].id), name=name)
+    click.echo(f"revoked {name}")
 
 
 @main.command("settings")
