@@ -25,7 +25,7 @@ class Conflict(FeedbackError):
 
 
 class InvalidInput(FeedbackError):
-    code = "invalid_input"
+    code = "validation_error"  # the same code the API gives schema validation failures
 
 
 class AuthError(FeedbackError):

@@ -82,6 +82,11 @@ def window_metrics(
         select(func.count(Message.id)).where(Message.role == MessageRole.CUSTOMER.value),
         Message.created_at,
     )
+    if model_version is not None:
+        served = select(Message.conversation_id).where(Message.model_version == model_version)
+        conv_stmt = conv_stmt.where(Conversation.id.in_(served))
+        handed_stmt = handed_stmt.where(Conversation.id.in_(served))
+        customer_stmt = customer_stmt.where(Message.conversation_id.in_(served))
     conversations = int(session.scalar(conv_stmt) or 0)
     handed_off = int(session.scalar(handed_stmt) or 0)
     customer_messages = int(session.scalar(customer_stmt) or 0)

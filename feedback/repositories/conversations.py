@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, exists, func, or_, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, aliased, selectinload
 
 from feedback.errors import Conflict, NotFound
 from feedback.models import (
@@ -152,8 +152,21 @@ class ConversationRepository:
         if filters.until is not None:
             stmt = stmt.where(c.created_at < filters.until)
         if filters.intent is not None:
+            # A label counts only while it is the newest label of its message.
+            newer = aliased(Correction)
+            superseded = (
+                exists()
+                .where(
+                    newer.message_id == Correction.message_id,
+                    newer.corrected_intent.is_not(None),
+                    newer.created_at > Correction.created_at,
+                )
+                .correlate(Correction)
+            )
             corrected = exists().where(
-                Correction.conversation_id == c.id, Correction.corrected_intent == filters.intent
+                Correction.conversation_id == c.id,
+                Correction.corrected_intent == filters.intent,
+                ~superseded,
             )
             predicted = exists().where(
                 Message.conversation_id == c.id, Message.intent == filters.intent

@@ -120,7 +120,7 @@ class OperatorRepository:
         ).first()
         if row is None:
             raise AuthError("invalid token; log in again")
-        op_session, operator = row.tuple()
+        op_session, operator = row
         if op_session.revoked_at is not None:
             raise AuthError("this token was revoked (logged out); log in again")
         if op_session.expires_at <= utcnow():
