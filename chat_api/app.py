@@ -1,7 +1,9 @@
 """`create_app(settings)`: the FastAPI application with a typed lifespan.
 
-The lifespan opens the database engine and the rate limiter and puts them, with the settings,
-into the request state (`chat_api.state.AppState`); it closes them on shutdown.
+The lifespan opens the database engine and the rate limiter, loads the deployed model (the
+registry's `production` bundle, verified; none or a bad one: the API runs and answers 503 for
+replies) and puts them, with the settings, into the request state (`chat_api.state.AppState`);
+it closes them on shutdown.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from chat_api.body_limit import BodySizeLimitMiddleware
 from chat_api.errors import install_error_handlers
 from chat_api.metrics import ApiMetrics, MetricsMiddleware
 from chat_api.ratelimit import InProcessRateLimiter, RateLimiter, RedisRateLimiter
 from chat_api.routes import admin, health, openai_compat, operator, widget
+from chat_api.runtime.serving import ReplyEngine, ServingOptions, load_deployed
 from chat_api.state import AppState
 from chat_api.widget_tokens import WidgetTokenSigner
 from feedback.db import make_engine, make_session_factory
@@ -41,10 +45,25 @@ Errors always have the shape `{"error": {"code": ..., "message": ...}}`.
 
 
 def create_app(
-    settings: Settings, *, session_factory: sessionmaker[Session] | None = None
+    settings: Settings,
+    *,
+    session_factory: sessionmaker[Session] | None = None,
+    serving: ServingOptions | None = None,
 ) -> FastAPI:
-    """Build the app. `session_factory` lets tests bind sessions to a transaction they roll back."""
+    """Build the app. `session_factory` lets tests bind sessions to a transaction they roll back;
+    `serving` overrides how the model is served (default: the settings')."""
     metrics = ApiMetrics()
+    serving_options = (
+        serving
+        if serving is not None
+        else ServingOptions(
+            bundle_dir=settings.serving.bundle_dir,
+            precision=settings.serving.precision,
+            intra_op_threads=settings.serving.intra_op_threads,
+            inter_op_threads=settings.serving.inter_op_threads,
+            handoff_threshold=settings.serving.handoff_threshold,
+        )
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[AppState]:
@@ -62,10 +81,13 @@ def create_app(
             settings.widget_signing_key(),
             ttl=dt.timedelta(hours=settings.auth.widget_token_ttl_hours),
         )
+        reply_engine = ReplyEngine(serving_options)
+        loaded = await run_in_threadpool(load_deployed, reply_engine, factory)
         logger.info(
-            "chat API starting (database %s, rate limits %s)",
+            "chat API starting (database %s, rate limits %s, model %s)",
             "postgresql" if settings.database_url.startswith("postgresql") else "sqlite",
             "redis" if settings.redis.url else "in-process",
+            loaded.version_id if loaded else "none",
         )
         try:
             yield {
@@ -74,6 +96,7 @@ def create_app(
                 "limiter": limiter,
                 "signer": signer,
                 "metrics": metrics,
+                "engine": reply_engine,
             }
         finally:
             await limiter.close()

@@ -5,11 +5,13 @@ Settings are read here, once, from the environment (`CHATDISTILL_...`), and pass
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -18,10 +20,13 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from feedback import migrate
+from feedback.bundle import BundleError
 from feedback.db import make_engine, make_session_factory, session_scope
+from feedback.deploy import deploy_bundle
 from feedback.errors import FeedbackError
 from feedback.models import ActorType, OperatorRole
 from feedback.repositories.audit import AuditRepository
+from feedback.repositories.model_versions import PRODUCTION
 from feedback.repositories.operators import ApiKeyRepository, OperatorRepository
 from feedback.settings import Settings
 
@@ -59,7 +64,35 @@ def app_factory() -> FastAPI:
     return create_app(settings)
 
 
-@click.group()
+# Commands that train, label or export need torch; they live in distill_worker and are imported
+# only when called, so that serving never loads torch.
+WORKER_COMMANDS = {
+    "teacher": "teacher",
+    "distill": "distill",
+    "quickstart": "quickstart",
+}
+
+
+class _Commands(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *WORKER_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in WORKER_COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        try:
+            module = importlib.import_module("distill_worker.cli")
+        except ImportError as exc:
+            _fail(
+                f"`chatdistill {cmd_name}` needs the training extra ({exc.name} is missing): "
+                "pip install 'chatdistill[train]'"
+            )
+        command = getattr(module, WORKER_COMMANDS[cmd_name])
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=_Commands)
 def main() -> None:
     """chatdistill: customer-service chat with a continual distillation loop."""
 
@@ -274,6 +307,73 @@ def apikeys_revoke(name: str) -> None:
         repo.revoke(matches[0])
         _audit(session, "api_key.revoke", "api_key", str(matches[0].id), name=name)
     click.echo(f"revoked {name}")
+
+
+@main.command()
+@click.argument("bundle_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--alias", default=PRODUCTION, show_default=True, help="Alias to point at it.")
+@click.option("--reason", default="manual deploy", show_default=True)
+def deploy(bundle_dir: Path, alias: str, reason: str) -> None:
+    """Verify a bundle, copy it into the artifact store, register it and point ALIAS at it."""
+    settings = _settings()
+    try:
+        with _store(settings) as session:
+            done = deploy_bundle(
+                session,
+                bundle_dir,
+                settings.bundles_dir,
+                alias=alias,
+                reason=reason,
+                actor_type=ActorType.CLI,
+            )
+    except BundleError as exc:
+        _fail(f"{bundle_dir} cannot be deployed: {exc}")
+    click.echo(
+        f"{done.manifest.model_version} is now {alias} (was {done.previous or 'nothing'}); "
+        f"bundle at {done.bundle_dir}. API processes load it when they start."
+    )
+
+
+@main.group("eval")
+def evaluate() -> None:
+    """Evaluate an exported bundle (ONNX Runtime, as served)."""
+
+
+@evaluate.command("intents")
+@click.option(
+    "--bundle",
+    "bundle_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+)
+@click.option(
+    "--data",
+    "data_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV text,category / CLINC150 JSON / JSONL with intents.",
+)
+@click.option("--split", default="val", show_default=True, help="Split of a CLINC150 JSON.")
+@click.option(
+    "--precision", type=click.Choice(["auto", "fp32", "int8"]), default="auto", show_default=True
+)
+@click.option("--batch-size", type=int, default=64, show_default=True)
+def eval_intents(
+    bundle_dir: Path, data_path: Path, split: str, precision: str, batch_size: int
+) -> None:
+    """Print intent metrics as JSON: accuracy, macro_f1, oos_recall (when the data has `oos`)."""
+    from chat_api.runtime.eval_intents import evaluate_intents
+    from distill_worker.data.loaders import DataError, load_utterances
+
+    try:
+        rows = load_utterances(data_path, split=split)
+    except DataError as exc:
+        _fail(str(exc))
+    try:
+        result = evaluate_intents(bundle_dir, rows, precision=precision, batch_size=batch_size)
+    except BundleError as exc:
+        _fail(str(exc))
+    click.echo(json.dumps(result, indent=2))
 
 
 @main.command("settings")

@@ -102,6 +102,18 @@ class HandoffOut(BaseModel):
     message: MessageOut | None = Field(description="The notice added to the conversation.")
 
 
+class PostMessageOut(BaseModel):
+    message: MessageOut = Field(description="The stored customer message.")
+    reply: MessageOut | None = Field(
+        description="The assistant's reply, stored with its model data; null once the "
+        "conversation is with a human (the bot stays quiet after a handoff)."
+    )
+    handoff: bool = Field(
+        description="The conversation is with a human: the model asked for one (low "
+        "confidence or off-topic) or the customer did."
+    )
+
+
 class NoModelBody(BaseModel):
     error: ErrorDetail
     message_id: uuid.UUID = Field(description="The stored customer message.")
@@ -276,3 +288,29 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+class ChatCompletionMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatCompletionChoice(BaseModel):
+    index: int
+    message: ChatCompletionMessage
+    finish_reason: Literal["stop", "length"]
+
+
+class ChatCompletionUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str = Field(description="The model version that answered.")
+    choices: list[ChatCompletionChoice]
+    usage: ChatCompletionUsage

@@ -9,6 +9,7 @@ from starlette.requests import Request
 
 from chat_api.metrics import ApiMetrics
 from chat_api.ratelimit import RateLimiter
+from chat_api.runtime.serving import ReplyEngine
 from chat_api.widget_tokens import WidgetTokenSigner
 from feedback.settings import Settings
 
@@ -19,6 +20,7 @@ class AppState(TypedDict):
     limiter: RateLimiter
     signer: WidgetTokenSigner
     metrics: ApiMetrics
+    engine: ReplyEngine
 
 
 def app_state(request: Request) -> AppState:
@@ -31,6 +33,7 @@ def app_state(request: Request) -> AppState:
             "limiter": state.limiter,
             "signer": state.signer,
             "metrics": state.metrics,
+            "engine": state.engine,
         },
     )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -105,6 +106,25 @@ class RateLimitSettings(BaseModel):
     )
 
 
+class ServingSettings(BaseModel):
+    bundle_dir: Path | None = Field(
+        default=None,
+        description="Serve this bundle folder instead of the registry's production model.",
+    )
+    precision: Literal["auto", "fp32", "int8"] = Field(
+        default="auto", description="ONNX graphs to run; auto takes INT8 when the bundle has it."
+    )
+    intra_op_threads: int = Field(
+        default=1, ge=1, le=64, description="ONNX Runtime threads inside one operator."
+    )
+    inter_op_threads: int = Field(
+        default=1, ge=1, le=64, description="ONNX Runtime threads across operators."
+    )
+    handoff_threshold: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Override the bundle's handoff confidence."
+    )
+
+
 class Settings(BaseSettings):
     """Everything configurable about the platform, with embedded defaults."""
 
@@ -126,6 +146,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
 
     @property
     def database_url(self) -> str:

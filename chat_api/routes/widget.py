@@ -1,4 +1,8 @@
-"""Public widget endpoints. Every call but the first carries the conversation's token."""
+"""Public widget endpoints. Every call but the first carries the conversation's token.
+
+A customer message is stored, then answered by the deployed student (in the request's worker
+thread); a reply with low confidence or an out-of-scope intent hands the conversation to a human.
+"""
 
 from __future__ import annotations
 
@@ -26,13 +30,14 @@ from chat_api.schemas import (
     MessageOut,
     NoModelBody,
     PostMessage,
+    PostMessageOut,
     RateReply,
     RatingOut,
     StartConversation,
 )
 from chat_api.state import app_state, settings_of
 from chat_api.views import conversation_out, rating_out
-from feedback.models import MessageRole
+from feedback.models import Message, MessageRole
 from feedback.repositories.conversations import ConversationRepository
 from feedback.repositories.ratings import RatingRepository
 
@@ -78,7 +83,8 @@ def read_conversation(conversation_id: WidgetConversation, session: DbSession) -
 @router.post(
     "/conversations/{conversation_id}/messages",
     status_code=status.HTTP_201_CREATED,
-    summary="Post a customer message",
+    response_model=PostMessageOut,
+    summary="Post a customer message and get the assistant's reply",
     responses={
         503: {
             "model": NoModelBody,
@@ -88,7 +94,7 @@ def read_conversation(conversation_id: WidgetConversation, session: DbSession) -
 )
 def post_message(
     request: Request, conversation_id: WidgetWrite, body: PostMessage, session: DbSession
-) -> JSONResponse:
+) -> PostMessageOut | JSONResponse:
     settings = settings_of(request)
     if len(body.text) > settings.api.max_message_chars:
         raise Unprocessable(
@@ -98,10 +104,48 @@ def post_message(
         )
     if not body.text.strip():
         raise Unprocessable("the message is empty; type something", code="empty_message")
+    state = app_state(request)
     repo = ConversationRepository(session)
     conversation = repo.get(conversation_id)
     message = repo.add_message(conversation, role=MessageRole.CUSTOMER, text=body.text)
-    app_state(request)["metrics"].customer_messages.inc()
+    state["metrics"].customer_messages.inc()
+    if conversation.handed_off:
+        # A human has the conversation now: the bot does not talk over them.
+        return PostMessageOut(message=MessageOut.model_validate(message), reply=None, handoff=True)
+    engine = state["engine"]
+    if engine.current is None:
+        return _no_model(message)
+    # The model reads the stored (PII-redacted) texts, as training does.
+    turns = [
+        (m.role, m.text)
+        for m in repo.messages(conversation_id)
+        if m.role in (MessageRole.CUSTOMER.value, MessageRole.ASSISTANT.value)
+    ]
+    version, reply = engine.reply(turns)
+    answer = repo.add_message(
+        conversation,
+        role=MessageRole.ASSISTANT,
+        text=reply.text,
+        intent=reply.intent,
+        intent_confidence=reply.confidence,
+        reward_score=reply.reward,
+        model_version=version,
+        latency_ms=reply.latency_ms,
+        handoff=reply.handoff,
+    )
+    if reply.handoff_reason is not None and repo.hand_off(
+        conversation, reason=reply.handoff_reason
+    ):
+        repo.add_message(conversation, role=MessageRole.SYSTEM, text=HANDOFF_NOTICE, handoff=True)
+        state["metrics"].handoffs.labels(reply.handoff_reason).inc()
+    return PostMessageOut(
+        message=MessageOut.model_validate(message),
+        reply=MessageOut.model_validate(answer),
+        handoff=reply.handoff,
+    )
+
+
+def _no_model(message: Message) -> JSONResponse:
     # No reply engine is deployed on this server. The message is kept (this response commits
     # normally: it is returned, not raised) and the client learns why no reply comes.
     payload = error_body(

@@ -1,0 +1,292 @@
+"""`OnnxStudent`: a verified bundle on ONNX Runtime (CPU), torch-free.
+
+The decode loop is written by hand over three sessions (encoder, decoder first step, decoder
+with past): batched greedy decoding where a row that emitted EOS leaves the batch, so later steps
+only pay for the rows still writing. The reward is the reward graph on the pooled encoder state
+and the mean decoder state over the inputs fed (BOS and the generated tokens, i.e. the teacher-
+forced decoder input of the reply), the same quantity `Student.reward` pools in training.
+
+Shapes: B batch, S source length, H encoder hidden, D decoder hidden, V decoder vocabulary,
+C intents, h heads, L past length, d head size.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from feedback.bundle import BundleError, format_source, verify_bundle
+
+Precision = Literal["auto", "fp32", "int8"]
+FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class StudentReply:
+    text: str
+    intent: str
+    confidence: float  # softmax probability of `intent`
+    reward: float  # sigmoid of the reward logit
+    handoff: bool
+    handoff_reason: str | None  # "out_of_scope" | "low_confidence" | None
+    tokens: list[int]  # generated decoder ids, without BOS/EOS
+    source_tokens: int  # encoder tokens read, [CLS] and [SEP] included
+    finish_reason: Literal["stop", "length"]
+    latency_ms: float  # wall time of the call that produced it (the whole batch)
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What one pass over a batch produced; row order is the input's."""
+
+    tokens: list[list[int]]
+    finished: list[bool]  # EOS emitted (False: cut by the length limit)
+    intent_logits: FloatArray  # [B, C]
+    reward_logits: FloatArray  # [B]
+
+
+def softmax(logits: FloatArray) -> FloatArray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    probs: FloatArray = (shifted / shifted.sum(axis=-1, keepdims=True)).astype(np.float32)
+    return probs
+
+
+class OnnxStudent:
+    def __init__(
+        self,
+        bundle_dir: Path,
+        *,
+        precision: Precision = "auto",
+        intra_op_threads: int = 1,
+        inter_op_threads: int = 1,
+        handoff_threshold: float | None = None,
+    ) -> None:
+        self.bundle_dir = bundle_dir
+        self.manifest = verify_bundle(bundle_dir)
+        graphs = self.manifest.graphs
+        if precision == "auto":
+            precision = "int8" if graphs.get("int8") else "fp32"
+        if not graphs.get(precision):
+            raise BundleError(
+                f"bundle {bundle_dir} has no {precision} graphs (it has {sorted(graphs)}); "
+                "choose another precision or export the bundle with it"
+            )
+        self.precision: Literal["fp32", "int8"] = precision
+        missing = {"encoder", "decoder", "decoder_with_past", "reward"} - set(graphs[precision])
+        if missing:
+            raise BundleError(f"bundle {bundle_dir} lacks the {precision} graphs {sorted(missing)}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = inter_op_threads
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        self._sessions = {
+            role: ort.InferenceSession(
+                str(bundle_dir / name), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+            for role, name in graphs[precision].items()
+        }
+        self._enc_tok = Tokenizer.from_file(str(bundle_dir / "encoder_tokenizer.json"))
+        self._dec_tok = Tokenizer.from_file(str(bundle_dir / "decoder_tokenizer.json"))
+        self._enc_tok.no_truncation()
+        self._enc_tok.no_padding()
+        cfg = self.manifest.student_config
+        special = self.manifest.special_tokens
+        self._cls, self._sep, self._pad = special["enc_cls"], special["enc_sep"], special["enc_pad"]
+        self._bos, self._eos = special["dec_bos"], special["dec_eos"]
+        self._layers = int(cfg["dec_layers"])
+        self._dec_hidden = int(cfg["dec_hidden"])
+        self._dec_max_positions = int(cfg["dec_max_positions"])
+        self._max_source = min(self.manifest.max_source_tokens, int(cfg["enc_max_positions"]))
+        self.handoff_threshold = (
+            self.manifest.handoff_threshold if handoff_threshold is None else handoff_threshold
+        )
+        self._kv = [f"{i}.{part}" for i in range(self._layers) for part in ("key", "value")]
+
+    @property
+    def model_version(self) -> str:
+        return self.manifest.model_version
+
+    # ------------------------------------------------------------------------------ encoding
+
+    def encode_texts(self, texts: list[str]) -> tuple[IntArray, IntArray]:
+        """-> (input_ids, attention_mask) [B, S]: [CLS] text [SEP], right-padded. Long inputs
+        keep their end (the latest turns): tokens are dropped from the left, after [CLS]."""
+        keep = self._max_source - 2
+        rows = [
+            e.ids[-keep:] if keep > 0 else []
+            for e in self._enc_tok.encode_batch(texts, add_special_tokens=False)
+        ]
+        width = max(len(r) for r in rows) + 2
+        ids = np.full((len(rows), width), self._pad, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for i, row in enumerate(rows):
+            ids[i, : len(row) + 2] = [self._cls, *row, self._sep]
+            mask[i, : len(row) + 2] = 1
+        return ids, mask
+
+    def classify(self, input_ids: IntArray, mask: IntArray) -> tuple[list[str], list[float]]:
+        """-> (intent label, softmax confidence) per row."""
+        _, _, logits = self._sessions["encoder"].run(
+            None, {"input_ids": input_ids, "attention_mask": mask}
+        )
+        return self._intents(logits)
+
+    def _intents(self, logits: FloatArray) -> tuple[list[str], list[float]]:
+        probs = softmax(logits)
+        best = probs.argmax(axis=-1)
+        labels = self.manifest.intent_labels
+        return [labels[int(i)] for i in best], [float(probs[r, i]) for r, i in enumerate(best)]
+
+    # ------------------------------------------------------------------------------ decoding
+
+    def _first_step(
+        self, hidden: FloatArray, mask: IntArray
+    ) -> tuple[FloatArray, FloatArray, list[FloatArray], list[FloatArray]]:
+        """-> (logits [B,V] of the last position, hidden [B,D], present self K/V, cross K/V)."""
+        bos = np.full((hidden.shape[0], 1), self._bos, dtype=np.int64)
+        out = self._sessions["decoder"].run(
+            None, {"input_ids": bos, "encoder_hidden": hidden, "encoder_mask": mask}
+        )
+        n = 2 * self._layers
+        return out[0][:, -1], out[1][:, -1], out[2 : 2 + n], out[2 + n : 2 + 2 * n]
+
+    def _next_step(
+        self, tokens: IntArray, mask: IntArray, past: list[FloatArray], cross: list[FloatArray]
+    ) -> tuple[FloatArray, FloatArray, list[FloatArray]]:
+        """tokens [B] -> (logits [B,V], hidden [B,D], present self K/V, each [B,h,L+1,d])."""
+        feed: dict[str, npt.NDArray[np.generic]] = {
+            "input_ids": tokens[:, None],
+            "encoder_mask": mask,
+        }
+        feed.update({f"past.{name}": value for name, value in zip(self._kv, past, strict=True)})
+        feed.update({f"cross.{name}": value for name, value in zip(self._kv, cross, strict=True)})
+        out = self._sessions["decoder_with_past"].run(None, feed)
+        return out[0][:, -1], out[1][:, -1], out[2:]
+
+    def _limit(self, max_new_tokens: int | None) -> int:
+        wanted = self.manifest.max_new_tokens if max_new_tokens is None else max_new_tokens
+        return max(0, min(wanted, self._dec_max_positions - 1))
+
+    def run(
+        self, input_ids: IntArray, mask: IntArray, max_new_tokens: int | None = None
+    ) -> Generation:
+        """Encoder, greedy decoding with the KV cache, reward."""
+        hidden, pooled, intent_logits = self._sessions["encoder"].run(
+            None, {"input_ids": input_ids, "attention_mask": mask}
+        )
+        tokens, finished, means = self._decode(hidden, mask, self._limit(max_new_tokens))
+        (reward_logits,) = self._sessions["reward"].run(
+            None, {"pooled": pooled, "reply_hidden_mean": means}
+        )
+        return Generation(tokens, finished, intent_logits, reward_logits)
+
+    def _decode(
+        self, hidden: FloatArray, mask: IntArray, limit: int
+    ) -> tuple[list[list[int]], list[bool], FloatArray]:
+        """-> (tokens, finished, mean decoder hidden [B,D] over the inputs fed). Rows that
+        emitted EOS leave the batch; the others go on with their slices of the caches."""
+        batch = hidden.shape[0]
+        tokens: list[list[int]] = [[] for _ in range(batch)]
+        finished = [False] * batch
+        sums = np.zeros((batch, self._dec_hidden), dtype=np.float32)
+        counts = np.zeros(batch, dtype=np.float32)
+        if limit == 0:
+            return tokens, finished, sums
+        active = np.arange(batch)
+        logits, step_hidden, past, cross = self._first_step(hidden, mask)
+        for step in range(limit):
+            sums[active] += step_hidden
+            counts[active] += 1.0
+            nxt = logits.argmax(axis=-1).astype(np.int64)
+            keep: list[int] = []
+            for j, row in enumerate(active):
+                if int(nxt[j]) == self._eos:
+                    finished[row] = True
+                else:
+                    tokens[row].append(int(nxt[j]))
+                    keep.append(j)
+            if not keep or step == limit - 1:
+                break
+            if len(keep) < len(active):
+                idx = np.asarray(keep)
+                active, nxt, mask = active[idx], nxt[idx], mask[idx]
+                past = [p[idx] for p in past]
+                cross = [c[idx] for c in cross]
+            logits, step_hidden, past = self._next_step(nxt, mask, past, cross)
+        means: FloatArray = (sums / np.maximum(counts, 1.0)[:, None]).astype(np.float32)
+        return tokens, finished, means
+
+    def generate(
+        self, input_ids: IntArray, mask: IntArray, max_new_tokens: int | None = None
+    ) -> list[list[int]]:
+        """Greedy decoder ids per row (without BOS/EOS); the same tokens as `Student.generate`."""
+        return self.run(input_ids, mask, max_new_tokens).tokens
+
+    def step_logits(self, input_ids: IntArray, mask: IntArray, steps: int) -> FloatArray:
+        """-> [B, steps, V]: the logits of the first greedy steps, every row kept (for parity
+        checks against the torch student)."""
+        hidden, _, _ = self._sessions["encoder"].run(
+            None, {"input_ids": input_ids, "attention_mask": mask}
+        )
+        steps = max(1, self._limit(steps))
+        logits, _, past, cross = self._first_step(hidden, mask)
+        out = [logits]
+        for _ in range(steps - 1):
+            nxt = logits.argmax(axis=-1).astype(np.int64)
+            logits, _, past = self._next_step(nxt, mask, past, cross)
+            out.append(logits)
+        return np.stack(out, axis=1)
+
+    # ------------------------------------------------------------------------------ replies
+
+    def reply(
+        self, turns: list[tuple[str, str]], max_new_tokens: int | None = None
+    ) -> StudentReply:
+        """Answer one conversation: turns are (role, text), oldest first."""
+        return self.reply_batch([turns], max_new_tokens)[0]
+
+    def reply_batch(
+        self, conversations: list[list[tuple[str, str]]], max_new_tokens: int | None = None
+    ) -> list[StudentReply]:
+        if not conversations:
+            return []
+        start = time.perf_counter()
+        sources = [format_source(turns, self.manifest.context_turns) for turns in conversations]
+        input_ids, mask = self.encode_texts(sources)
+        gen = self.run(input_ids, mask, max_new_tokens)
+        texts = self._dec_tok.decode_batch(gen.tokens, skip_special_tokens=True)
+        intents, confidences = self._intents(gen.intent_logits)
+        rewards = 1.0 / (1.0 + np.exp(-gen.reward_logits.astype(np.float64)))
+        latency_ms = (time.perf_counter() - start) * 1000.0
+        replies = []
+        for i, (intent, confidence) in enumerate(zip(intents, confidences, strict=True)):
+            reason = None
+            if self.manifest.oos_label is not None and intent == self.manifest.oos_label:
+                reason = "out_of_scope"
+            elif confidence < self.handoff_threshold:
+                reason = "low_confidence"
+            replies.append(
+                StudentReply(
+                    text=texts[i].strip(),
+                    intent=intent,
+                    confidence=confidence,
+                    reward=float(rewards[i]),
+                    handoff=reason is not None,
+                    handoff_reason=reason,
+                    tokens=gen.tokens[i],
+                    source_tokens=int(mask[i].sum()),
+                    finish_reason="stop" if gen.finished[i] else "length",
+                    latency_ms=latency_ms,
+                )
+            )
+        return replies

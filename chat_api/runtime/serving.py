@@ -1,0 +1,161 @@
+"""The reply engine the API uses: the deployed `OnnxStudent`, its version id, atomic swaps.
+
+`load` builds the new runtime beside the current one and then swaps one reference: a call in
+flight keeps the object it started with, later calls get the new one, nothing is dropped.
+Replies run in a worker thread: sync routes are already run in FastAPI's thread pool and call
+`reply`; async code awaits `reply_async`, which hops to the pool so the event loop stays free.
+
+Errors:
+    NoModelLoaded       no bundle is loaded (the API answers 503 no_model_deployed)
+    feedback.bundle.BundleError     `load` refused a bundle (checksum, parity, missing graphs)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+
+from chat_api.runtime.onnx_runner import OnnxStudent, Precision, StudentReply
+from feedback.bundle import BundleError, bundle_checksum, load_manifest
+from feedback.db import session_scope
+from feedback.repositories.model_versions import PRODUCTION, ModelVersionRepository
+
+logger = logging.getLogger(__name__)
+
+
+class NoModelLoaded(Exception):
+    """No model is loaded; deploy a bundle (`chatdistill deploy BUNDLE_DIR`)."""
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    """How chat_api serves bundles; `create_app` builds it from the settings."""
+
+    bundle_dir: Path | None = None  # serve this bundle instead of the registry's production
+    precision: Precision = "auto"
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+    handoff_threshold: float | None = None  # None: the bundle manifest's threshold
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("auto", "fp32", "int8"):
+            raise ValueError("serving precision must be auto, fp32 or int8")
+        if self.intra_op_threads < 1 or self.inter_op_threads < 1:
+            raise ValueError("serving thread counts must be at least 1")
+        if self.handoff_threshold is not None and not 0.0 <= self.handoff_threshold <= 1.0:
+            raise ValueError("the handoff threshold is a probability, between 0 and 1")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    version_id: str
+    student: OnnxStudent
+
+
+def bundle_path(bundle_uri: str) -> Path:
+    """A registry `bundle_uri` (a path or a file:// URI) -> the bundle folder."""
+    parsed = urlparse(bundle_uri)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    if parsed.scheme:
+        raise BundleError(f"bundle URI {bundle_uri!r} is not a local folder (path or file://)")
+    return Path(bundle_uri)
+
+
+class ReplyEngine:
+    def __init__(self, options: ServingOptions) -> None:
+        self.options = options
+        self._current: LoadedModel | None = None
+        self._load_lock = threading.Lock()
+
+    @property
+    def current(self) -> LoadedModel | None:
+        """The loaded model; read it once per request and use that object throughout."""
+        return self._current
+
+    def load(
+        self, bundle_dir: Path, version_id: str, *, checksum: str | None = None
+    ) -> LoadedModel:
+        """Verify and load a bundle beside the current one, then swap. With `checksum` (the
+        registry's), a bundle whose manifest changed since registration is refused. Blocking:
+        call it from a worker thread. Raises BundleError; the current model then stays."""
+        with self._load_lock:
+            try:
+                actual = bundle_checksum(bundle_dir) if checksum is not None else None
+            except OSError as exc:
+                raise BundleError(f"bundle {bundle_dir} cannot be read: {exc}") from exc
+            if actual != checksum:
+                raise BundleError(
+                    f"bundle {bundle_dir} does not match the checksum registered for "
+                    f"{version_id}; it changed after registration. Export a new version"
+                )
+            student = OnnxStudent(
+                bundle_dir,
+                precision=self.options.precision,
+                intra_op_threads=self.options.intra_op_threads,
+                inter_op_threads=self.options.inter_op_threads,
+                handoff_threshold=self.options.handoff_threshold,
+            )
+            if student.model_version != version_id:
+                logger.warning(
+                    "bundle %s calls itself %s; serving it as %s (the registry's id)",
+                    bundle_dir,
+                    student.model_version,
+                    version_id,
+                )
+            loaded = LoadedModel(version_id=version_id, student=student)
+            previous, self._current = self._current, loaded
+        logger.info(
+            "serving model %s from %s (%s, was %s)",
+            version_id,
+            bundle_dir,
+            student.precision,
+            previous.version_id if previous else "none",
+        )
+        return loaded
+
+    def reply(
+        self, turns: list[tuple[str, str]], max_new_tokens: int | None = None
+    ) -> tuple[str, StudentReply]:
+        """-> (model version, reply). Blocking: call from a worker thread (sync routes are)."""
+        loaded = self._current
+        if loaded is None:
+            raise NoModelLoaded("no model is loaded")
+        return loaded.version_id, loaded.student.reply(turns, max_new_tokens)
+
+    async def reply_async(
+        self, turns: list[tuple[str, str]], max_new_tokens: int | None = None
+    ) -> tuple[str, StudentReply]:
+        return await run_in_threadpool(self.reply, turns, max_new_tokens)
+
+
+def load_deployed(engine: ReplyEngine, factory: sessionmaker[Session]) -> LoadedModel | None:
+    """At startup: load `options.bundle_dir` if set, else the registry's production bundle.
+    An unusable bundle is logged and skipped (the API then answers 503), never raised."""
+    name = str(engine.options.bundle_dir)
+    try:
+        if engine.options.bundle_dir is not None:
+            folder = engine.options.bundle_dir
+            return engine.load(folder, load_manifest(folder).model_version)
+        with session_scope(factory) as session:
+            row = ModelVersionRepository(session).resolve_alias(PRODUCTION)
+            if row is None:
+                logger.warning(
+                    "no %s model is registered; replies answer 503 until one is deployed "
+                    "(`chatdistill deploy BUNDLE_DIR`)",
+                    PRODUCTION,
+                )
+                return None
+            name, uri, checksum = row.id, row.bundle_uri, row.checksum
+        return engine.load(bundle_path(uri), name, checksum=checksum)
+    except BundleError as exc:
+        logger.error("not serving model %s: %s", name, exc)
+    except Exception:  # ONNX Runtime and tokenizers raise their own types for broken files
+        logger.exception("not serving model %s: the bundle failed to load", name)
+    return None

@@ -1,0 +1,240 @@
+"""Worker-side commands of `chatdistill` (loaded lazily by `chat_api.cli`, since they need torch):
+`teacher prepare`, `teacher finetune-encoder`, `distill`, `export`, `quickstart`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from distill_worker.config import DistillConfig
+from feedback.settings import Settings
+
+_SIZE_OPTIONS = {
+    "enc_layers": "Encoder layers kept from the teacher.",
+    "dec_layers": "Decoder layers.",
+    "dec_hidden": "Decoder width.",
+    "stage1_epochs": "Stage 1 (encoder) epochs.",
+    "stage2_epochs": "Stage 2 (decoder + reward) epochs.",
+}
+
+
+def _config(config_file: Path | None, overrides: dict[str, Any]) -> DistillConfig:
+    base: dict[str, Any] = {}
+    if config_file is not None:
+        base = json.loads(config_file.read_text(encoding="utf-8"))
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return DistillConfig.from_dict(base)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@click.group()
+def teacher() -> None:
+    """Prepare and fine-tune the teachers."""
+
+
+@teacher.command("prepare")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Target folder.")
+def teacher_prepare(out: Path | None) -> None:
+    """Convert the packaged SmolLM2-135M-Instruct (GGUF) into a transformers folder, once."""
+    from distill_worker.teacher.prepare import prepare_responder, prepared_responder_dir
+
+    dest = out or prepared_responder_dir(Settings().data_dir)
+    started = time.monotonic()
+    prepare_responder(dest)
+    click.echo(f"responder ready in {dest} ({time.monotonic() - started:.0f} s)")
+
+
+@teacher.command("finetune-encoder")
+@click.option("--data", "data_path", type=click.Path(exists=True, path_type=Path), required=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--split", default="train", show_default=True, help="Split of a CLINC150 JSON.")
+@click.option("--epochs", type=int, default=3, show_default=True)
+@click.option("--max-minutes", type=float, default=None)
+def teacher_finetune(
+    data_path: Path, out: Path, split: str, epochs: int, max_minutes: float | None
+) -> None:
+    """Fine-tune the encoder teacher (all-MiniLM-L6-v2) on labelled intents."""
+    from distill_worker.data.loaders import load_utterances
+    from distill_worker.teacher.encoder import load_encoder, locate_minilm
+
+    rows = [r for r in load_utterances(data_path, split=split) if r.intent]
+    teacher_model = load_encoder(locate_minilm())
+    metrics = teacher_model.finetune(
+        [r.text for r in rows],
+        [r.intent or "" for r in rows],
+        epochs=epochs,
+        max_minutes=max_minutes,
+    )
+    teacher_model.save(out)
+    click.echo(json.dumps(metrics, default=str))
+
+
+@click.command()
+@click.option(
+    "--data",
+    "data_path",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="CSV text,category / CLINC150 JSON / JSONL. Default: the built-in demo corpus.",
+)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Bundle folder.")
+@click.option(
+    "--knowledge",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Company policies (Markdown) to ground the teacher's replies.",
+)
+@click.option("--split", default="train", show_default=True, help="Split of a CLINC150 JSON.")
+@click.option(
+    "--work-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Run folder (resumable). Default: <data_dir>/runs/<bundle name>.",
+)
+@click.option(
+    "--reply-budget",
+    type=int,
+    default=200,
+    show_default=True,
+    help="Teacher-generated replies for stage 2 (the slow part on a CPU).",
+)
+@click.option("--eval-replies", type=int, default=24, show_default=True)
+@click.option("--teacher-epochs", type=int, default=3, show_default=True)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="DistillConfig JSON; options below override it.",
+)
+@click.option("--enc-layers", type=int, default=None, help=_SIZE_OPTIONS["enc_layers"])
+@click.option("--dec-layers", type=int, default=None, help=_SIZE_OPTIONS["dec_layers"])
+@click.option("--dec-hidden", type=int, default=None, help=_SIZE_OPTIONS["dec_hidden"])
+@click.option("--stage1-epochs", type=int, default=None, help=_SIZE_OPTIONS["stage1_epochs"])
+@click.option("--stage2-epochs", type=int, default=None, help=_SIZE_OPTIONS["stage2_epochs"])
+@click.option("--seed", type=int, default=None)
+@click.option("--int8/--no-int8", default=True, show_default=True, help="Add INT8 graphs.")
+def distill(
+    data_path: Path | None,
+    out: Path,
+    knowledge: Path | None,
+    split: str,
+    work_dir: Path | None,
+    reply_budget: int,
+    eval_replies: int,
+    teacher_epochs: int,
+    config_file: Path | None,
+    int8: bool,
+    **sizes: Any,
+) -> None:
+    """Distil a student from the teachers on a labelled file and export a bundle."""
+    _run(
+        data_path,
+        out,
+        knowledge,
+        split,
+        work_dir,
+        reply_budget,
+        eval_replies,
+        teacher_epochs,
+        _config(config_file, sizes),
+        int8,
+    )
+
+
+def _run(
+    data_path: Path | None,
+    out: Path,
+    knowledge: Path | None,
+    split: str,
+    work_dir: Path | None,
+    reply_budget: int,
+    eval_replies: int,
+    teacher_epochs: int,
+    config: DistillConfig,
+    int8: bool,
+) -> Path:
+    from distill_worker.pipeline import DistillRequest, run_distillation
+    from distill_worker.teacher.prepare import prepare_responder, prepared_responder_dir
+
+    settings = Settings()
+    if out.exists():
+        raise click.UsageError(f"{out} exists; bundles are immutable, pick a new --out folder")
+    responder_dir = prepare_responder(prepared_responder_dir(settings.data_dir))
+    request = DistillRequest(
+        out_dir=out,
+        work_dir=work_dir or settings.data_dir / "runs" / out.name,
+        responder_dir=responder_dir,
+        config=config,
+        data_path=data_path,
+        knowledge_path=knowledge,
+        split=split,
+        reply_budget=reply_budget,
+        eval_replies=eval_replies,
+        teacher_epochs=teacher_epochs,
+        int8=int8,
+    )
+    result = run_distillation(request, log=click.echo)
+    intent = result.metrics["intent"]
+    click.echo(
+        f"bundle {result.manifest.model_version}: accuracy {intent['accuracy']:.3f} "
+        f"(teacher {intent['teacher']['accuracy']:.3f}); deploy it with "
+        f"`chatdistill deploy {out}`"
+    )
+    return out
+
+
+QUICKSTART_CONFIG = DistillConfig(stage1_epochs=3, stage2_epochs=10, stage2_lr=1e-3)
+
+
+@click.command()
+@click.option("--host", default=None)
+@click.option("--port", type=int, default=None)
+@click.option(
+    "--serve/--no-serve", default=True, show_default=True, help="Start the API at the end."
+)
+@click.option("--reply-budget", type=int, default=64, show_default=True)
+def quickstart(host: str | None, port: int | None, serve: bool, reply_budget: int) -> None:
+    """Prepare the teachers, distil a demo student for an online shop, deploy it, serve it."""
+    from feedback import migrate
+    from feedback.db import make_engine, make_session_factory, session_scope
+    from feedback.deploy import deploy_bundle
+    from feedback.models import ActorType
+
+    settings = Settings()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = settings.data_dir / "quickstart" / f"demo-{stamp}"
+    click.echo("quickstart: distilling a demo student (online shop) on this machine's CPU")
+    _run(None, out, None, "train", None, reply_budget, 12, 2, QUICKSTART_CONFIG, True)
+    engine = make_engine(settings)
+    try:
+        migrate.upgrade(engine)
+        with session_scope(make_session_factory(engine)) as session:
+            done = deploy_bundle(
+                session,
+                out,
+                settings.bundles_dir,
+                alias="production",
+                reason="quickstart",
+                actor_type=ActorType.CLI,
+            )
+    finally:
+        engine.dispose()
+    click.echo(f"quickstart: {done.manifest.model_version} deployed as production")
+    if not serve:
+        return
+    args = [sys.executable, "-m", "chat_api.cli", "serve"]
+    if host:
+        args += ["--host", host]
+    if port:
+        args += ["--port", str(port)]
+    click.echo("quickstart: starting the API; chat at /v1/widget (see README) - Ctrl-C stops it")
+    os.execv(sys.executable, args)  # noqa: S606 - replaces this process with the server

@@ -1,0 +1,1 @@
+"""Training data: loading labelled files, the demo corpus, examples for the two stages."""

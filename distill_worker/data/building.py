@@ -1,0 +1,230 @@
+"""From labelled utterances and teachers to the examples of the two stages.
+
+* `stratified_split` holds out a fixed share of every intent (the dev set the gate compares on).
+* `SourceTokenizer` turns conversation turns into encoder ids: `feedback.bundle.format_source`
+  text, the encoder teacher's WordPiece tokenizer, truncated from the left so the newest turn
+  survives ([CLS] + last tokens + [SEP]), exactly as the serving runtime does.
+* `intent_examples` attaches the encoder teacher's features and logits (stage 1).
+* `reply_examples` asks the responder for grounded replies to a bounded, intent-stratified
+  sample of prompts, scores them teacher-forced for top-k token KD, and adds contrastive
+  negatives (a reply written for another intent) as reward-head labels (stage 2).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+from distill_worker.data.examples import IntentExample, ReplyExample
+from distill_worker.data.loaders import Utterance
+from distill_worker.teacher.base import Responder
+from distill_worker.teacher.encoder import EncoderTeacher
+from distill_worker.teacher.grounding import Knowledge, build_messages
+from feedback.bundle import format_source
+
+GENERIC_SYSTEM = (
+    "You are a helpful customer-service agent. Answer in at most 2-3 short sentences. If you "
+    "do not know the answer, say so and offer to connect the customer with a human agent."
+)
+
+
+def stratified_split(
+    rows: Sequence[Utterance], dev_fraction: float, seed: int
+) -> tuple[list[Utterance], list[Utterance]]:
+    """Hold out `dev_fraction` of each intent (at least one where an intent has 3+ rows)."""
+    by_intent: dict[str | None, list[Utterance]] = defaultdict(list)
+    for row in rows:
+        by_intent[row.intent].append(row)
+    rng = random.Random(seed)
+    train: list[Utterance] = []
+    dev: list[Utterance] = []
+    for intent in sorted(by_intent, key=lambda x: x or ""):
+        group = list(by_intent[intent])
+        rng.shuffle(group)
+        n_dev = round(len(group) * dev_fraction)
+        if n_dev == 0 and len(group) >= 3 and dev_fraction > 0:
+            n_dev = 1
+        dev.extend(group[:n_dev])
+        train.extend(group[n_dev:])
+    rng.shuffle(train)
+    return train, dev
+
+
+class SourceTokenizer:
+    """Conversation turns -> encoder token ids, the same way serving builds them."""
+
+    def __init__(self, tokenizer_json: Path, *, max_tokens: int, context_turns: int) -> None:
+        self.path = tokenizer_json
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_json))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_tokens, direction="left")
+        self.context_turns = context_turns
+
+    def text(self, turns: list[tuple[str, str]]) -> str:
+        return format_source(turns, self.context_turns)
+
+    def ids(self, turns_batch: list[list[tuple[str, str]]]) -> list[list[int]]:
+        texts = [self.text(t) for t in turns_batch]
+        return [list(e.ids) for e in self.tokenizer.encode_batch(texts)]
+
+
+def intent_examples(
+    rows: Sequence[Utterance],
+    labels: list[str],
+    source: SourceTokenizer,
+    teacher: EncoderTeacher | None,
+) -> list[IntentExample]:
+    """Stage-1 examples; teacher features/logits when a (fine-tuned) teacher is given."""
+    index = {label: i for i, label in enumerate(labels)}
+    turns = [r.turns() for r in rows]
+    ids = source.ids(turns)
+    feats = logits = None
+    if teacher is not None:
+        texts = [source.text(t) for t in turns]
+        feats = teacher.features(texts).tolist()
+        logits = teacher.intent_logits(texts).tolist() if teacher.head is not None else None
+    return [
+        IntentExample(
+            input_ids=ids[i],
+            label=index.get(row.intent or "", -1),
+            teacher_logits=logits[i] if logits is not None else None,
+            teacher_features=feats[i] if feats is not None else None,
+        )
+        for i, row in enumerate(rows)
+    ]
+
+
+def sample_prompts(rows: Sequence[Utterance], budget: int, seed: int) -> list[Utterance]:
+    """Up to `budget` rows, spread evenly over intents (round robin), distinct texts."""
+    by_intent: dict[str | None, list[Utterance]] = defaultdict(list)
+    seen: set[str] = set()
+    for row in rows:
+        if row.text.lower() not in seen:
+            seen.add(row.text.lower())
+            by_intent[row.intent].append(row)
+    rng = random.Random(seed)
+    queues = [by_intent[k] for k in sorted(by_intent, key=lambda x: x or "")]
+    for queue in queues:
+        rng.shuffle(queue)
+    chosen: list[Utterance] = []
+    while len(chosen) < budget and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < budget:
+                chosen.append(queue.pop())
+    return chosen
+
+
+@dataclass(frozen=True)
+class TeacherReply:
+    utterance: Utterance
+    text: str
+    token_ids: list[int]  # EOS-terminated responder tokens
+    top_ids: list[list[int]]
+    top_logprobs: list[list[float]]
+
+
+def teacher_messages(
+    knowledge: Knowledge | None, turns: list[tuple[str, str]]
+) -> list[dict[str, str]]:
+    if knowledge is not None:
+        return build_messages(knowledge, turns)
+    roles = {"customer": "user", "assistant": "assistant", "operator": "assistant"}
+    return [
+        {"role": "system", "content": GENERIC_SYSTEM},
+        *({"role": roles[speaker], "content": text} for speaker, text in turns),
+    ]
+
+
+def ask_responder(
+    responder: Responder,
+    prompts: Sequence[Utterance],
+    knowledge: Knowledge | None,
+    *,
+    max_new_tokens: int,
+    top_k: int,
+    progress: Callable[[int, int], None] | None = None,
+    batch: int = 8,
+) -> list[TeacherReply]:
+    """Greedy grounded replies for each prompt, scored teacher-forced with top-k logprobs."""
+    out: list[TeacherReply] = []
+    for start in range(0, len(prompts), batch):
+        chunk = prompts[start : start + batch]
+        chats = [teacher_messages(knowledge, p.turns()) for p in chunk]
+        texts = [
+            r[0].strip()
+            for r in responder.generate(
+                chats, n=1, max_new_tokens=max_new_tokens, temperature=0.0, seed=0
+            )
+        ]
+        for prompt, chat, text in zip(chunk, chats, texts, strict=True):
+            if not text:
+                continue
+            scored = responder.score(chat, text, top_k=top_k)
+            out.append(
+                TeacherReply(prompt, text, scored.token_ids, scored.top_ids, scored.top_logprobs)
+            )
+        if progress is not None:
+            progress(min(start + batch, len(prompts)), len(prompts))
+    return out
+
+
+def reply_examples(
+    replies: Sequence[TeacherReply],
+    references: Sequence[Utterance],
+    source: SourceTokenizer,
+    decoder_tokenize: Callable[[str], list[int]],
+    *,
+    eos_id: int,
+    max_reply_tokens: int,
+    seed: int,
+) -> list[ReplyExample]:
+    """Stage-2 examples: teacher replies (token KD + reward 1), references from the data
+    (sequence-level, reward 1), and for each teacher reply a reply written for another intent
+    as a reward-head negative (weight 0: it never trains the decoder)."""
+    rng = random.Random(seed)
+    contexts = source.ids([r.utterance.turns() for r in replies])
+    examples: list[ReplyExample] = []
+    for reply, ids in zip(replies, contexts, strict=True):
+        tokens = reply.token_ids[:-1] if reply.token_ids[-1:] == [eos_id] else reply.token_ids
+        examples.append(
+            ReplyExample(
+                input_ids=ids,
+                reply_ids=tokens[:max_reply_tokens],
+                teacher_topk=list(zip(reply.top_ids, reply.top_logprobs, strict=True)),
+                reward_label=1.0,
+                source="teacher",
+                meta={"intent": reply.utterance.intent or ""},
+            )
+        )
+        others = [r for r in replies if r.utterance.intent != reply.utterance.intent]
+        if others:
+            wrong = rng.choice(others)
+            wrong_tokens = (
+                wrong.token_ids[:-1] if wrong.token_ids[-1:] == [eos_id] else wrong.token_ids
+            )
+            examples.append(
+                ReplyExample(
+                    input_ids=ids,
+                    reply_ids=wrong_tokens[:max_reply_tokens],
+                    weight=0.0,
+                    reward_label=0.0,
+                    source="negative",
+                )
+            )
+    ref_rows = [r for r in references if r.reply]
+    for row, ids in zip(ref_rows, source.ids([r.turns() for r in ref_rows]), strict=True):
+        assert row.reply is not None
+        examples.append(
+            ReplyExample(
+                input_ids=ids,
+                reply_ids=decoder_tokenize(row.reply)[:max_reply_tokens],
+                reward_label=1.0,
+                source="reference",
+            )
+        )
+    return examples

@@ -1,0 +1,168 @@
+"""The quickstart's own corpus: an online shop's customer service (orders, delivery, refunds,
+payments, account), built from templates so that it ships with the code and needs no download.
+
+`demo_utterances()` gives labelled customer messages for 11 intents plus out-of-scope ones
+(label `oos`); `demo_knowledge_path()` is the shop's policy file (the grounding format of
+`distill_worker.teacher.grounding`). Deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from pathlib import Path
+
+from distill_worker.data.loaders import Utterance
+
+OOS = "oos"
+
+_ITEMS = ["order", "parcel", "package", "dress", "jacket", "headphones", "lamp", "book"]
+_TIMES = ["yesterday", "last week", "on Monday", "two weeks ago", "a few days ago"]
+
+# intent -> templates; {item} and {when} are filled from the lists above.
+_TEMPLATES: dict[str, list[str]] = {
+    "track_order": [
+        "where is my {item}",
+        "can you track my {item}",
+        "I ordered {when} and nothing arrived",
+        "what is the status of my {item}",
+        "has my {item} shipped yet",
+        "I need the tracking number for my {item}",
+        "my {item} still says processing",
+        "how do I track the {item} I bought {when}",
+    ],
+    "delivery_time": [
+        "how long does delivery take",
+        "when will my {item} arrive",
+        "how much is shipping for a {item}",
+        "do you have express delivery",
+        "is shipping free",
+        "my {item} is late, it should have come {when}",
+        "how many days until the {item} gets here",
+        "what are your delivery costs",
+    ],
+    "change_address": [
+        "I need to change my delivery address",
+        "I put the wrong address on my {item}",
+        "can you send my {item} to a different address",
+        "I moved, update the shipping address",
+        "can the {item} go to a pickup point instead",
+        "wrong street on the {item} I ordered {when}",
+    ],
+    "cancel_order": [
+        "I want to cancel my order",
+        "please cancel the {item} I ordered {when}",
+        "how do I cancel an order",
+        "I ordered the {item} by mistake, cancel it",
+        "stop my order please",
+        "can I still cancel my {item}",
+    ],
+    "return_item": [
+        "I want to return my {item}",
+        "how do I send back the {item}",
+        "the {item} arrived damaged",
+        "the {item} is the wrong size, can I exchange it",
+        "I received a broken {item}",
+        "what is your return policy",
+        "can I return something I bought {when}",
+        "I need a return label for my {item}",
+    ],
+    "refund_status": [
+        "where is my refund",
+        "I returned the {item} {when} and got no money back",
+        "when will I get my refund",
+        "how long do refunds take",
+        "my refund for the {item} has not arrived",
+        "has my refund been processed",
+    ],
+    "payment_problem": [
+        "my card was declined",
+        "payment failed when I ordered the {item}",
+        "I was charged twice for my {item}",
+        "why was my payment rejected",
+        "there is a double charge on my card from {when}",
+        "I can't pay for my {item}",
+    ],
+    "payment_methods": [
+        "which payment methods do you accept",
+        "can I pay with paypal",
+        "do you take american express",
+        "can I pay by invoice",
+        "is it possible to pay the {item} with a credit card",
+        "what ways can I pay",
+    ],
+    "reset_password": [
+        "I forgot my password",
+        "how do I reset my password",
+        "I can't log in",
+        "my account is locked",
+        "the password reset link does not work",
+        "I can't sign in since {when}",
+    ],
+    "delete_account": [
+        "delete my account",
+        "how do I close my account",
+        "please remove all my data",
+        "I want my personal data erased",
+        "cancel my membership and delete my profile",
+        "how can I delete my account and data",
+    ],
+    "talk_to_human": [
+        "I want to talk to a human",
+        "can I speak to a real person",
+        "get me an agent",
+        "is there a phone number I can call",
+        "connect me with customer service",
+        "I need a representative",
+    ],
+    OOS: [
+        "what's the weather like tomorrow",
+        "tell me a joke",
+        "who won the football game",
+        "what is the capital of australia",
+        "can you recommend a good movie",
+        "how do I bake bread",
+        "what time is it in tokyo",
+        "translate hello into spanish",
+        "play some music",
+        "what's 17 times 23",
+        "book me a flight to rome",
+        "how tall is mount everest",
+    ],
+}
+
+_PREFIXES = ["", "hi, ", "hello ", "excuse me, ", "hey, ", "good morning, "]
+_SUFFIXES = ["", "?", ".", " please", " thanks", "!"]
+
+
+def demo_intents() -> list[str]:
+    return sorted(_TEMPLATES)
+
+
+def demo_utterances(seed: int = 0, per_intent: int = 48) -> list[Utterance]:
+    """Labelled demo messages: up to `per_intent` distinct variants per intent, shuffled."""
+    rng = random.Random(seed)
+    rows: list[Utterance] = []
+    for intent in demo_intents():
+        variants: set[str] = set()
+        for template in _TEMPLATES[intent]:
+            for item, when in itertools.product(_ITEMS, _TIMES):
+                variants.add(template.format(item=item, when=when))
+        base = sorted(variants)
+        rng.shuffle(base)
+        chosen: list[str] = []
+        for i, text in enumerate(itertools.islice(itertools.cycle(base), per_intent * 3)):
+            styled = rng.choice(_PREFIXES) + text + rng.choice(_SUFFIXES)
+            if i % 7 == 0:
+                styled = styled.capitalize()
+            if styled not in chosen:
+                chosen.append(styled)
+            if len(chosen) == per_intent:
+                break
+        rows.extend(Utterance(text=t, intent=intent) for t in chosen)
+    rng.shuffle(rows)
+    return rows
+
+
+def demo_knowledge_path() -> Path:
+    return Path(__file__).with_name("demo_knowledge.md")

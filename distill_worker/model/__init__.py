@@ -1,0 +1,1 @@
+"""The student: an encoder-decoder transformer with an intent head and a reward head."""

@@ -1,0 +1,302 @@
+"""Stage 2: train the student's decoder jointly with its reward head.
+
+Objectives per batch (the coefficient in brackets):
+- `seq_ce` [seq_kd_weight]: token CE on teacher replies and operator corrections, each example
+  counting `example.weight` (under "kto", rated-bad replies get weight 0: they are not imitated);
+- `token_kd` [token_kd_weight]: KL to the responder's top-k distribution where `teacher_topk` is
+  present (`teacher_topk[t]` is the teacher's view of the token at reply position t, i.e. of
+  target t; at most len(reply) + 1 positions, the last one being EOS);
+- `reward_bce` [reward_weight]: the reward head on examples with a `reward_label`;
+- `kto` [reward_weight], only under reward_objective "kto": the KTO-style objective on the
+  decoder's log-likelihood of rated replies against the reference, i.e. the student as this
+  stage found it (its log-likelihoods are computed once in `setup()`, dropout off, and kept in
+  the checkpoint).
+The encoder is frozen (requires_grad False, eval mode) when `stage2_encoder_lr` is 0, else
+trained at that LR. The intent head is never trained here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from distill_worker.config import DistillConfig
+from distill_worker.data.examples import ReplyExample
+from distill_worker.model.student import Student
+from distill_worker.stages.losses import (
+    kto_loss,
+    reward_bce,
+    sequence_ce,
+    sequence_logprob,
+    token_kd_topk,
+)
+from distill_worker.stages.training import (
+    Checkpoint,
+    LoopPosition,
+    LoopSpec,
+    MetricsLogger,
+    check_resumable,
+    optimizer_step,
+    pad,
+    restore_rng,
+    run_epochs,
+    to_device,
+    truncate_source,
+    warmup_linear_decay,
+)
+
+STAGE = "stage2_decoder_reward"
+
+
+@dataclass
+class ReplyBatch:
+    input_ids: Tensor  # [B,S]
+    attention_mask: Tensor  # [B,S]
+    decoder_input_ids: Tensor  # [B,T] = [BOS] + reply, padded
+    decoder_mask: Tensor  # [B,T]
+    targets: Tensor  # [B,T] = reply + [EOS], padded (mask = decoder_mask)
+    weights: Tensor  # [B]
+    reward_labels: Tensor  # [B], 0 where unlabelled
+    has_reward: Tensor  # [B] bool
+    top_ids: Tensor | None  # [B,T,k] teacher top-k ids aligned with targets
+    top_logprobs: Tensor | None  # [B,T,k], -inf in padding slots
+    topk_mask: Tensor | None  # [B,T]
+
+
+def collate_replies(
+    examples: list[ReplyExample], max_source: int, max_reply: int, bos: int, eos: int, pad_id: int
+) -> ReplyBatch:
+    ids, mask = pad([truncate_source(e.input_ids, max_source) for e in examples])
+    replies = [e.reply_ids[:max_reply] for e in examples]
+    dec_in, dec_mask = pad([[bos, *r] for r in replies], pad_id)
+    targets, _ = pad([[*r, eos] for r in replies], pad_id)
+    top_ids = top_logprobs = topk_mask = None
+    if any(e.teacher_topk for e in examples):
+        k = max(len(slot) for e in examples for slot, _ in e.teacher_topk or [])
+        top_ids = torch.zeros((*targets.shape, k), dtype=torch.long)
+        top_logprobs = torch.full((*targets.shape, k), -math.inf)
+        topk_mask = torch.zeros(targets.shape, dtype=torch.long)
+        for i, e in enumerate(examples):
+            for t, (slot, logprobs) in enumerate((e.teacher_topk or [])[: len(replies[i]) + 1]):
+                top_ids[i, t, : len(slot)] = torch.tensor(slot, dtype=torch.long)
+                top_logprobs[i, t, : len(slot)] = torch.tensor(logprobs)
+                topk_mask[i, t] = 1
+    labels = [e.reward_label for e in examples]
+    return ReplyBatch(
+        input_ids=ids,
+        attention_mask=mask,
+        decoder_input_ids=dec_in,
+        decoder_mask=dec_mask,
+        targets=targets,
+        weights=torch.tensor([e.weight for e in examples], dtype=torch.float),
+        reward_labels=torch.tensor([x or 0.0 for x in labels], dtype=torch.float),
+        has_reward=torch.tensor([x is not None for x in labels]),
+        top_ids=top_ids,
+        top_logprobs=top_logprobs,
+        topk_mask=topk_mask,
+    )
+
+
+def check_reply_example(e: ReplyExample, vocab: int) -> str | None:
+    """None when the example is usable, else what is wrong with it."""
+    if not e.input_ids:
+        return "empty input_ids"
+    if any(not 0 <= t < vocab for t in e.reply_ids):
+        return f"reply token outside the decoder vocabulary [0, {vocab})"
+    if not (math.isfinite(e.weight) and e.weight >= 0):
+        return f"weight {e.weight} must be finite and >= 0"
+    if e.reward_label is not None and not 0.0 <= e.reward_label <= 1.0:
+        return f"reward_label {e.reward_label} outside [0, 1]"
+    for slot, logprobs in e.teacher_topk or []:
+        if len(slot) != len(logprobs) or not slot:
+            return "teacher_topk entries need as many log-probs as ids, and at least one"
+        if any(not 0 <= t < vocab for t in slot):
+            return f"teacher_topk id outside the decoder vocabulary [0, {vocab})"
+    return None
+
+
+class DecoderStage:
+    def __init__(
+        self,
+        student: Student,
+        config: DistillConfig,
+        examples: list[ReplyExample],
+        log_path: Path,
+        checkpoint_dir: Path,
+    ) -> None:
+        self.student = student
+        self.config = config
+        self.examples = examples
+        self.log_path = Path(log_path)
+        self.checkpoint_dir = Path(checkpoint_dir)
+        self.device = next(student.parameters()).device
+        self.frozen_encoder = config.stage2_encoder_lr == 0
+        self.kto = config.reward_objective == "kto"
+        self.resumed_from: int | None = None
+        self._ready = False
+
+    def setup(self) -> None:
+        cfg, scfg = self.config, self.student.cfg
+        if not self.examples:
+            raise ValueError("stage 2 needs at least one ReplyExample")
+        if cfg.max_source_tokens > scfg.enc_max_positions:
+            raise ValueError("max_source_tokens exceeds the student's enc_max_positions")
+        if cfg.max_reply_tokens + 1 > scfg.dec_max_positions:
+            raise ValueError(
+                f"max_reply_tokens + 1 (BOS) = {cfg.max_reply_tokens + 1} exceeds the student's "
+                f"dec_max_positions={scfg.dec_max_positions}: lower max_reply_tokens"
+            )
+        for i, example in enumerate(self.examples):
+            problem = check_reply_example(example, scfg.dec_vocab_size)
+            if problem:
+                raise ValueError(f"ReplyExample {i}: {problem}; fix the data building step")
+        torch.manual_seed(cfg.seed)
+        for p in self.student.encoder.parameters():
+            p.requires_grad_(not self.frozen_encoder)
+        for p in self.student.intent_head.parameters():
+            p.requires_grad_(False)
+        trained = [*self.student.decoder.parameters(), *self.student.reward_head.parameters()]
+        groups: list[dict[str, Any]] = [{"params": trained, "lr": cfg.stage2_lr}]
+        if not self.frozen_encoder:
+            encoder = list(self.student.encoder.parameters())
+            groups.append({"params": encoder, "lr": cfg.stage2_encoder_lr})
+        self.optimizer = torch.optim.AdamW(groups, weight_decay=0.01)
+        self.spec = LoopSpec(
+            stage=STAGE,
+            n_examples=len(self.examples),
+            batch_size=cfg.stage2_batch_size,
+            epochs=cfg.stage2_epochs,
+            seed=cfg.seed,
+            log_every=cfg.log_every,
+            checkpoint_every=cfg.checkpoint_every,
+            max_seconds=None if cfg.stage2_max_minutes is None else cfg.stage2_max_minutes * 60,
+        )
+        factor = warmup_linear_decay(self.spec.total_steps, cfg.warmup_fraction)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+        self.position = LoopPosition()
+        latest = Checkpoint.latest(self.checkpoint_dir)
+        if latest is not None:
+            self._resume(Checkpoint.load(latest))
+        elif self.kto:
+            self.reference = self._reference_logprobs()
+        self.logger = MetricsLogger(self.log_path)
+        self.logger.log({"stage": STAGE, "event": "setup", "resumed_from": self.resumed_from})
+        self._ready = True
+
+    def _batch(self, indices: list[int]) -> ReplyBatch:
+        cfg, scfg = self.config, self.student.cfg
+        batch = collate_replies(
+            [self.examples[i] for i in indices],
+            cfg.max_source_tokens,
+            cfg.max_reply_tokens,
+            scfg.dec_bos_id,
+            scfg.dec_eos_id,
+            scfg.dec_pad_id,
+        )
+        return to_device(batch, self.device)
+
+    @torch.no_grad()
+    def _reference_logprobs(self) -> Tensor:
+        """log p(reply | context) under the student as it is now, dropout off; NaN for rows
+        without a reward label. [N]"""
+        out = torch.full((len(self.examples),), math.nan)
+        rated = [i for i, e in enumerate(self.examples) if e.reward_label is not None]
+        self.student.eval()
+        for start in range(0, len(rated), self.config.stage2_batch_size):
+            rows = rated[start : start + self.config.stage2_batch_size]
+            b = self._batch(rows)
+            logits = self.student(
+                b.input_ids, b.attention_mask, b.decoder_input_ids, b.decoder_mask
+            )["logits"]
+            out[rows] = sequence_logprob(logits, b.targets, b.decoder_mask).cpu()
+        return out
+
+    def _resume(self, ckpt: Checkpoint) -> None:
+        check_resumable(ckpt, STAGE, self.config.to_json(), len(self.examples))
+        self.student.load_state_dict(ckpt.model)
+        self.optimizer.load_state_dict(ckpt.optimizer)
+        self.scheduler.load_state_dict(ckpt.scheduler)
+        if self.kto:
+            self.reference = ckpt.extra["reference_logps"]
+        restore_rng(ckpt.rng)
+        self.position = ckpt.position
+        self.resumed_from = ckpt.position.step
+
+    def _step(self, indices: list[int]) -> dict[str, float]:
+        cfg = self.config
+        b = self._batch(indices)
+        self.student.train()
+        if self.frozen_encoder:
+            self.student.encoder.eval()
+        out = self.student(b.input_ids, b.attention_mask, b.decoder_input_ids, b.decoder_mask)
+        logits, mask = out["logits"], b.decoder_mask
+        terms: dict[str, tuple[float, Tensor]] = {}
+        weights = b.weights
+        if self.kto:  # rated-bad replies are pushed down by KTO, not imitated
+            weights = weights * ~(b.has_reward & (b.reward_labels < 0.5))
+        if cfg.seq_kd_weight > 0:
+            terms["seq_ce"] = (cfg.seq_kd_weight, sequence_ce(logits, b.targets, mask, weights))
+        top = (b.top_ids, b.top_logprobs, b.topk_mask)
+        if (
+            cfg.token_kd_weight > 0
+            and top[0] is not None
+            and top[1] is not None
+            and top[2] is not None
+        ):
+            kd = token_kd_topk(logits, top[0], top[1], top[2] * mask)
+            terms["token_kd"] = (cfg.token_kd_weight, kd)
+        if cfg.reward_weight > 0 and bool(b.has_reward.any()):
+            bce = reward_bce(out["reward"], b.reward_labels, b.has_reward)
+            terms["reward_bce"] = (cfg.reward_weight, bce)
+            if self.kto:
+                policy = sequence_logprob(logits, b.targets, mask)
+                reference = self.reference[indices].to(self.device)
+                desirable = b.reward_labels >= 0.5
+                kto = kto_loss(policy, reference, desirable, b.has_reward, cfg.kto_beta)
+                terms["kto"] = (cfg.reward_weight, kto)
+        total = logits.sum() * 0.0 + sum(w * loss for w, loss in terms.values())
+        grad_norm = optimizer_step(total, self.optimizer, self.scheduler, cfg.grad_clip)
+        values = {name: float(loss.detach()) for name, (_, loss) in terms.items()}
+        lr = float(self.scheduler.get_last_lr()[0])
+        return {"loss": float(total.detach()), **values, "grad_norm": grad_norm, "lr": lr}
+
+    def train(self, max_steps: int | None = None) -> dict[str, Any]:
+        """Train until all epochs are done, `max_steps` steps of this call, or the time limit;
+        always ends with a checkpoint. Returns the run's metrics."""
+        if not self._ready:
+            raise RuntimeError("call setup() before train()")
+        metrics = run_epochs(
+            self.position, self.spec, self._step, self.save_checkpoint, self.logger, max_steps
+        )
+        self.save_checkpoint()
+        metrics.update(resumed_from=self.resumed_from, encoder_frozen=self.frozen_encoder)
+        self.logger.log({"event": "end", **metrics})
+        return metrics
+
+    def save_checkpoint(self) -> Path:
+        extra = {"n_examples": torch.tensor(len(self.examples))}
+        if self.kto:
+            extra["reference_logps"] = self.reference
+        pos = self.position
+        return Checkpoint(
+            stage=STAGE,
+            position=LoopPosition(pos.step, pos.epoch, pos.batch_in_epoch, list(pos.order)),
+            model=self.student.state_dict(),
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            extra=extra,
+            config_json=self.config.to_json(),
+        ).save(self.checkpoint_dir)
+
+    def cleanup(self) -> None:
+        """Close the log and give the student back with every parameter trainable."""
+        if self._ready:
+            self.logger.close()
+            self._ready = False
+        for p in self.student.parameters():
+            p.requires_grad_(True)

@@ -1,0 +1,302 @@
+"""What both stage recipes share: checkpoints, padding, the step loop, the log, progress.
+
+Checkpoint: folder `step_XXXXXXXX/` with `model.safetensors` (student state dict),
+`state.safetensors` (optimizer tensors, RNG states, the epoch's order, stage extras) and
+`meta.json` (position, optimizer groups, scheduler, loss weights, config); written to a hidden
+folder and renamed into place, so a crash never leaves half a checkpoint. Epoch e visits the
+examples in `randperm(n)` from a generator seeded with (seed, e); with the torch RNG (dropout)
+saved and restored, a resumed run takes exactly the steps an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+from tqdm import tqdm
+
+CHECKPOINT_FORMAT = 1
+_STEP_DIR = re.compile(r"^step_(\d{8})$")
+# Config fields that may change between a run and its resumption without changing the maths.
+_OPERATIONAL = {"stage1_max_minutes", "stage2_max_minutes", "log_every", "checkpoint_every"}
+BatchT = TypeVar("BatchT")
+
+
+@dataclass
+class LoopPosition:
+    """Where a run is: optimizer steps taken, current epoch, next batch, the epoch's order."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    order: list[int] = field(default_factory=list)  # empty: draw it at the epoch's start
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return [int(i) for i in torch.randperm(n, generator=generator)]
+
+
+def capture_rng() -> dict[str, Tensor]:
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    return {"cpu": torch.get_rng_state(), **{f"cuda.{i}": s for i, s in enumerate(cuda)}}
+
+
+def restore_rng(states: dict[str, Tensor]) -> None:
+    torch.set_rng_state(states["cpu"])
+    cuda = sorted((int(k[5:]), v) for k, v in states.items() if k.startswith("cuda."))
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([v for _, v in cuda])
+
+
+def warmup_linear_decay(total_steps: int, warmup_fraction: float) -> Callable[[int], float]:
+    """LR multiplier for step s: (s + 1) / W during W warmup steps, then linear to 0 at the end."""
+    warmup = round(total_steps * warmup_fraction)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return factor
+
+
+@dataclass
+class Checkpoint:
+    stage: str
+    position: LoopPosition
+    model: dict[str, Tensor]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    loss_weights: dict[str, Any] | None = None
+    rng: dict[str, Tensor] = field(default_factory=capture_rng)
+    extra: dict[str, Tensor] = field(default_factory=dict)
+    config_json: str = "{}"
+
+    def save(self, directory: Path, keep: int = 2) -> Path:
+        """Write atomically to directory/step_XXXXXXXX and prune older checkpoints."""
+        directory.mkdir(parents=True, exist_ok=True)
+        final = directory / f"step_{self.position.step:08d}"
+        tmp = directory / f".tmp-{final.name}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        save_file({k: _cpu(v) for k, v in self.model.items()}, tmp / "model.safetensors")
+        tensors = {f"rng.{k}": v for k, v in self.rng.items()}
+        tensors.update({f"extra.{k}": _cpu(v) for k, v in self.extra.items()})
+        tensors["order"] = torch.tensor(self.position.order, dtype=torch.long)
+        for index, entry in self.optimizer["state"].items():
+            tensors.update({f"optim.{index}.{k}": _cpu(v) for k, v in entry.items()})
+        save_file(tensors, tmp / "state.safetensors")
+        meta = {
+            "format": CHECKPOINT_FORMAT,
+            "stage": self.stage,
+            **{k: v for k, v in vars(self.position).items() if k != "order"},
+            "param_groups": self.optimizer["param_groups"],
+            "scheduler": self.scheduler,
+            "loss_weights": self.loss_weights,
+            "config": json.loads(self.config_json),
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, sort_keys=True))
+        if final.exists():  # the same step saved twice: swap the old one out, then drop it
+            old = directory / f".old-{final.name}-{os.getpid()}"
+            final.rename(old)
+            tmp.rename(final)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(final)
+        for stale in sorted(_step_dirs(directory))[:-keep]:
+            shutil.rmtree(stale[1])
+        return final
+
+    @classmethod
+    def load(cls, path: Path) -> Checkpoint:
+        meta = json.loads((path / "meta.json").read_text())
+        if meta.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{path} has checkpoint format {meta.get('format')}, expected 1")
+        state = load_file(path / "state.safetensors")
+        optim: dict[int, dict[str, Tensor]] = {}
+        for key, value in state.items():
+            if key.startswith("optim."):
+                _, index, name = key.split(".", 2)
+                optim.setdefault(int(index), {})[name] = value
+        order = [int(i) for i in state["order"]]
+        position = LoopPosition(meta["step"], meta["epoch"], meta["batch_in_epoch"], order)
+        return cls(
+            stage=meta["stage"],
+            position=position,
+            model=load_file(path / "model.safetensors"),
+            optimizer={"state": optim, "param_groups": meta["param_groups"]},
+            scheduler=meta["scheduler"],
+            loss_weights=meta["loss_weights"],
+            rng={k[4:]: v for k, v in state.items() if k.startswith("rng.")},
+            extra={k[6:]: v for k, v in state.items() if k.startswith("extra.")},
+            config_json=json.dumps(meta["config"], sort_keys=True),
+        )
+
+    @staticmethod
+    def latest(directory: Path) -> Path | None:
+        found = _step_dirs(directory)
+        return max(found)[1] if found else None
+
+
+def check_resumable(ckpt: Checkpoint, stage: str, config_json: str, n_examples: int) -> None:
+    """Refuse to resume a checkpoint of another stage, config (bar operational fields) or data."""
+    saved = {k: v for k, v in json.loads(ckpt.config_json).items() if k not in _OPERATIONAL}
+    current = {k: v for k, v in json.loads(config_json).items() if k not in _OPERATIONAL}
+    n_saved = int(ckpt.extra["n_examples"]) if "n_examples" in ckpt.extra else -1
+    if ckpt.stage != stage or saved != current or n_saved != n_examples:
+        raise ValueError(
+            f"checkpoint of stage {ckpt.stage!r} ({n_saved} examples) does not match this "
+            f"{stage!r} run ({n_examples} examples) or its config: resume with the same config "
+            "and examples, or use a fresh checkpoint_dir"
+        )
+
+
+def _cpu(t: Tensor) -> Tensor:
+    return t.detach().cpu().contiguous()
+
+
+def _step_dirs(directory: Path) -> list[tuple[int, Path]]:
+    children = list(directory.iterdir()) if directory.is_dir() else []
+    ok = [c for c in children if _STEP_DIR.match(c.name) and (c / "meta.json").is_file()]
+    return [(int(c.name[5:]), c) for c in ok]
+
+
+def truncate_source(ids: list[int], max_tokens: int) -> list[int]:
+    """Keep the first max_tokens - 1 tokens and the last one ([SEP])."""
+    return ids if len(ids) <= max_tokens else ids[: max_tokens - 1] + ids[-1:]
+
+
+def pad(rows: list[list[int]], value: int = 0) -> tuple[Tensor, Tensor]:
+    """Right-pad int rows -> (ids [B,L] long, mask [B,L] long)."""
+    width = max(1, max(len(r) for r in rows))
+    ids = torch.full((len(rows), width), value, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[i, : len(row)] = 1
+    return ids, mask
+
+
+def to_device(batch: BatchT, device: torch.device) -> BatchT:
+    """A copy of a batch dataclass with every tensor field moved to `device`."""
+    values = {f.name: getattr(batch, f.name) for f in fields(batch)}  # type: ignore[arg-type]
+    values = {k: v.to(device) if isinstance(v, Tensor) else v for k, v in values.items()}
+    return replace(batch, **values)  # type: ignore[type-var]
+
+
+def optimizer_step(loss: Tensor, opt: Optimizer, sched: LRScheduler, clip: float) -> float:
+    """backward, clip the global grad norm at `clip` (0: no clipping), step, zero the grads.
+    Returns the grad norm before clipping."""
+    loss.backward()  # type: ignore[no-untyped-call]
+    params = [p for group in opt.param_groups for p in group["params"]]
+    norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else math.inf)
+    opt.step()
+    sched.step()
+    opt.zero_grad(set_to_none=True)
+    return float(norm)
+
+
+class MetricsLogger:
+    """Appends one JSON object per line to `path` (flushed each line)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("a", encoding="utf-8")
+
+    def log(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def progress_bar(total: int, initial: int, desc: str) -> tqdm[Any]:
+    """A tqdm bar on stderr, shown only when stderr is a terminal."""
+    return tqdm(total=total, initial=initial, desc=desc, disable=not sys.stderr.isatty())
+
+
+@dataclass(frozen=True)
+class LoopSpec:
+    stage: str
+    n_examples: int
+    batch_size: int
+    epochs: int
+    seed: int
+    log_every: int
+    checkpoint_every: int
+    max_seconds: float | None
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * math.ceil(self.n_examples / self.batch_size)
+
+
+def run_epochs(
+    pos: LoopPosition,
+    spec: LoopSpec,
+    step_fn: Callable[[list[int]], dict[str, float]],
+    save: Callable[[], object],
+    logger: MetricsLogger,
+    max_steps: int | None = None,
+) -> dict[str, Any]:
+    """Run `step_fn(example indices)` batch by batch from `pos`, updating `pos` after each step;
+    log every `log_every` steps, call `save()` every `checkpoint_every`; stop after `max_steps`
+    steps of this call or once `max_seconds` have passed. Returns the run's metrics
+    (`stop_reason`: None when all epochs are done, else "max_steps" or "time_limit")."""
+    start, steps, last = time.monotonic(), 0, {}
+    stop: str | None = None
+    with progress_bar(spec.total_steps, pos.step, spec.stage) as bar:
+        while pos.epoch < spec.epochs and stop is None:
+            if not pos.order:
+                pos.order = epoch_order(spec.n_examples, spec.seed, pos.epoch)
+            size = spec.batch_size
+            batches = [pos.order[i : i + size] for i in range(0, len(pos.order), size)]
+            while pos.batch_in_epoch < len(batches):
+                if max_steps is not None and steps >= max_steps:
+                    stop = "max_steps"
+                elif spec.max_seconds is not None and time.monotonic() - start >= spec.max_seconds:
+                    stop = "time_limit"
+                if stop is not None:
+                    break
+                last = step_fn(batches[pos.batch_in_epoch])
+                steps += 1
+                pos.step += 1
+                pos.batch_in_epoch += 1
+                epoch_done = pos.batch_in_epoch == len(batches)
+                if epoch_done:
+                    pos.epoch, pos.batch_in_epoch, pos.order = pos.epoch + 1, 0, []
+                bar.update(1)
+                bar.set_postfix(loss=f"{last.get('loss', float('nan')):.4f}")
+                if pos.step % spec.log_every == 0:
+                    logger.log({"stage": spec.stage, "step": pos.step, "epoch": pos.epoch, **last})
+                if pos.step % spec.checkpoint_every == 0:
+                    save()
+                if epoch_done:
+                    break
+    return {
+        "stage": spec.stage,
+        "step": pos.step,
+        "total_steps": spec.total_steps,
+        "steps_run": steps,
+        "completed": pos.step >= spec.total_steps,
+        "stopped_early": stop is not None,
+        "stop_reason": stop,
+        "elapsed_s": time.monotonic() - start,
+        "last": last,
+    }

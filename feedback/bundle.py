@@ -1,0 +1,127 @@
+"""The model bundle format: the contract between training (distill_worker) and serving (chat_api).
+
+A bundle is an immutable folder:
+
+    manifest.json               this module's `Manifest`, as JSON
+    encoder_tokenizer.json      the encoder side's tokenizer (HF `tokenizers` JSON)
+    decoder_tokenizer.json      the decoder side's tokenizer (the responder's)
+    encoder.onnx                input_ids, attention_mask -> hidden, pooled, intent_logits
+    decoder.onnx                first decode step: input_ids, encoder_hidden, encoder_mask ->
+                                logits, hidden, present self K/V, cross K/V
+    decoder_with_past.onnx      later steps: input_ids, encoder_mask, past self K/V, cross K/V ->
+                                logits, hidden, present self K/V
+    reward.onnx                 pooled, reply_hidden_mean -> reward logit
+    *.int8.onnx                 optional dynamically quantized graphs
+    student.safetensors         torch weights, the warm start of the next incremental run
+
+Every file is listed in the manifest with its SHA-256; a bundle whose files do not match, or
+whose parity check failed at export, never serves. No torch here: serving reads this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+class BundleError(Exception):
+    """The folder is not a valid, intact bundle; the message says what is wrong."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    model_version: str
+    student_config: dict[str, Any]
+    intent_labels: list[str]
+    files: dict[str, str]  # file name -> sha256
+    graphs: dict[str, dict[str, str]]  # precision ("fp32", "int8") -> role -> file name
+    special_tokens: dict[str, int]  # enc_cls, enc_sep, enc_pad, dec_bos, dec_eos, dec_pad
+    oos_label: str | None = None
+    handoff_threshold: float = 0.5
+    max_source_tokens: int = 128
+    max_new_tokens: int = 64
+    context_turns: int = 4
+    parity: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    run_id: str | None = None
+    created_at: str | None = None
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise BundleError(f"manifest.json is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise BundleError("manifest.json must hold a JSON object")
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise BundleError(
+                f"bundle format {version} is not supported (this build reads {FORMAT_VERSION}); "
+                "re-export the bundle with this version of chatdistill"
+            )
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise BundleError(f"manifest.json has unexpected or missing fields: {exc}") from exc
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def bundle_checksum(bundle_dir: Path) -> str:
+    """The bundle's identity: the SHA-256 of its manifest (which holds every file's hash)."""
+    return sha256_file(bundle_dir / MANIFEST)
+
+
+def load_manifest(bundle_dir: Path) -> Manifest:
+    path = bundle_dir / MANIFEST
+    if not path.is_file():
+        raise BundleError(f"{bundle_dir} is not a bundle: it has no {MANIFEST}")
+    return Manifest.from_json(path.read_text(encoding="utf-8"))
+
+
+def verify_bundle(bundle_dir: Path) -> Manifest:
+    """Load the manifest and check every listed file's SHA-256 and the parity verdict."""
+    manifest = load_manifest(bundle_dir)
+    for name, expected in sorted(manifest.files.items()):
+        if "/" in name or name.startswith("."):
+            raise BundleError(f"bundle file name {name!r} is not a plain file name")
+        path = bundle_dir / name
+        if not path.is_file():
+            raise BundleError(f"bundle file {name} is missing from {bundle_dir}")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise BundleError(
+                f"bundle file {name} is corrupted (sha256 {actual[:12]}..., manifest says "
+                f"{expected[:12]}...); export the bundle again"
+            )
+    for precision, graphs in manifest.graphs.items():
+        for role, name in graphs.items():
+            if name not in manifest.files:
+                raise BundleError(f"{precision} graph {role} ({name}) is not in the file list")
+    if manifest.parity and not manifest.parity.get("passed", False):
+        raise BundleError("this bundle failed its parity check at export and must not serve")
+    return manifest
+
+
+def format_source(turns: list[tuple[str, str]], max_turns: int) -> str:
+    """The encoder's input text for a conversation: the last `max_turns` turns, oldest first,
+    each as `role: text`, joined by ` | `. Training and serving both build inputs with this."""
+    recent = turns[-max_turns:] if max_turns > 0 else turns[-1:]
+    return " | ".join(f"{role}: {text.strip()}" for role, text in recent)

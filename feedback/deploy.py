@@ -1,0 +1,78 @@
+"""Deploying a bundle: verify it, copy it into the artifact store, register it, move an alias.
+
+Used by `chatdistill deploy`, the quickstart and (later) the promotion step of a run. The
+caller's unit of work commits; the copy into the store is atomic (staging folder + rename) and
+bundles there are immutable.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from feedback.bundle import BundleError, Manifest, bundle_checksum, verify_bundle
+from feedback.models import ActorType
+from feedback.repositories.audit import AuditRepository
+from feedback.repositories.model_versions import ModelVersionRepository
+
+
+@dataclass(frozen=True)
+class Deployed:
+    manifest: Manifest
+    bundle_dir: Path  # inside the artifact store
+    previous: str | None  # the version the alias pointed at before
+
+
+def store_bundle(bundle_dir: Path, bundles_root: Path) -> tuple[Manifest, Path]:
+    """Verify and copy a bundle to `bundles_root/<version>` (no-op if already there)."""
+    manifest = verify_bundle(bundle_dir)
+    target = (bundles_root / manifest.model_version).resolve()
+    if target == bundle_dir.resolve():
+        return manifest, target
+    if target.exists():
+        if bundle_checksum(target) != bundle_checksum(bundle_dir):
+            raise BundleError(
+                f"{target} already holds a different bundle named {manifest.model_version}; "
+                "bundles are immutable: export under a new version"
+            )
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.with_name(f".{target.name}.incoming")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(bundle_dir, staging)
+        staging.rename(target)
+    verify_bundle(target)
+    return manifest, target
+
+
+def deploy_bundle(
+    session: Session,
+    bundle_dir: Path,
+    bundles_root: Path,
+    *,
+    alias: str,
+    reason: str,
+    actor_type: ActorType,
+    actor_id: str | None = None,
+) -> Deployed:
+    manifest, target = store_bundle(bundle_dir, bundles_root)
+    repo = ModelVersionRepository(session)
+    repo.register(
+        version_id=manifest.model_version,
+        bundle_uri=str(target),
+        checksum=bundle_checksum(target),
+        metrics=manifest.metrics,
+    )
+    previous = repo.set_alias(alias, manifest.model_version, reason=reason)
+    AuditRepository(session).record(
+        actor_type=actor_type,
+        actor_id=actor_id,
+        action="model.promote",
+        target_type="model_version",
+        target_id=manifest.model_version,
+        details={"alias": alias, "previous": previous, "reason": reason, "bundle": str(target)},
+    )
+    return Deployed(manifest=manifest, bundle_dir=target, previous=previous)

@@ -1,0 +1,331 @@
+"""The two stage recipes on a tiny student: pinned losses, resume equality, the frozen encoder,
+learning on a toy task, time limits; plus the config, the batches and structural init."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="the stages need the `train` extra (torch)")
+
+from distill_worker.config import DistillConfig  # noqa: E402
+from distill_worker.data.examples import IntentExample, ReplyExample  # noqa: E402
+from distill_worker.model.student import Student, StudentConfig  # noqa: E402
+from distill_worker.stages.decoder_stage import DecoderStage, collate_replies  # noqa: E402
+from distill_worker.stages.encoder_stage import EncoderStage  # noqa: E402
+from distill_worker.stages.structural import (  # noqa: E402
+    StructuralInitError,
+    init_student_encoder_from_teacher,
+)
+
+torch.set_num_threads(1)
+FEATURES = 8
+CONFIG = DistillConfig(
+    max_source_tokens=16,
+    max_reply_tokens=8,
+    stage1_epochs=2,
+    stage1_batch_size=8,
+    stage2_epochs=2,
+    stage2_batch_size=8,
+    warmup_fraction=0.2,
+    log_every=1,
+    checkpoint_every=1000,
+)
+
+
+def tiny_student(dropout: float = 0.0, seed: int = 0) -> Student:
+    torch.manual_seed(seed)
+    cfg = StudentConfig(
+        n_intents=3, enc_vocab_size=50, enc_hidden=32, enc_heads=2, enc_layers=1, enc_ffn=64,
+        dec_vocab_size=60, dec_hidden=32, dec_heads=2, dec_layers=1, dec_ffn=64,
+        dec_max_positions=32, dropout=dropout,
+    )  # fmt: skip
+    return Student(cfg)
+
+
+def context(i: int, cls: int, g: torch.Generator) -> list[int]:
+    """[CLS] + 3..8 tokens from the class's own range + [SEP]: the class is learnable."""
+    n = 3 + i % 6
+    return [1, *(3 + cls * 15 + torch.randint(0, 15, (n,), generator=g)).tolist(), 2]
+
+
+def intent_examples(n: int = 24) -> list[IntentExample]:
+    g = torch.Generator().manual_seed(1)
+    out = []
+    for i in range(n):
+        cls = i % 3
+        logits = [3.0 if c == cls else 0.0 for c in range(3)]
+        features = [float(cls == f % 3) + 0.1 * f for f in range(FEATURES)]
+        out.append(
+            IntentExample(
+                input_ids=context(i, cls, g),
+                label=-1 if i % 4 == 3 else cls,
+                teacher_logits=logits,
+                teacher_features=None if i % 5 == 4 else features,
+            )
+        )
+    return out
+
+
+def reply_examples(n: int = 24) -> list[ReplyExample]:
+    g = torch.Generator().manual_seed(2)
+    out = []
+    for i in range(n):
+        cls = i % 3
+        reply = [3 + cls * 5 + j for j in range(2 + i % 3)]
+        topk = None
+        if i % 2 == 0:
+            topk = [([t, 50, 51, 52], [-0.2, -2.0, -3.0, -4.0]) for t in [*reply, 2]]
+        label = {0: 1.0, 1: 0.0}.get(i % 4)
+        out.append(
+            ReplyExample(
+                input_ids=context(i, cls, g),
+                reply_ids=reply,
+                teacher_topk=topk,
+                weight=1.0 if i % 5 else 0.5,
+                reward_label=label,
+            )
+        )
+    return out
+
+
+def logged_losses(path: Path) -> list[float]:
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    return [r["loss"] for r in lines if "loss" in r and r.get("event") is None]
+
+
+def run_encoder(
+    tmp: Path, config: DistillConfig, student: Student, max_steps: int | None = None
+) -> tuple[EncoderStage, dict[str, object]]:
+    stage = EncoderStage(
+        student, config, intent_examples(), FEATURES, tmp / "s1.jsonl", tmp / "ck1"
+    )
+    stage.setup()
+    metrics = stage.train(max_steps=max_steps)
+    stage.cleanup()
+    return stage, metrics
+
+
+def run_decoder(
+    tmp: Path, config: DistillConfig, student: Student, max_steps: int | None = None
+) -> tuple[DecoderStage, dict[str, object]]:
+    stage = DecoderStage(student, config, reply_examples(), tmp / "s2.jsonl", tmp / "ck2")
+    stage.setup()
+    metrics = stage.train(max_steps=max_steps)
+    stage.cleanup()
+    return stage, metrics
+
+
+def same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# Pinned per-step total losses of the tiny runs below. If they change, the training maths
+# changed (losses, weights, schedule, data order, initialisation): check that this was meant,
+# then paste the new values.
+PINNED_STAGE1 = [0.920777, 0.902149, 0.864485, 0.860017, 0.840632, 0.815960]
+PINNED_STAGE2 = [4.203348, 4.717669, 3.971238, 4.304104, 4.091567, 4.053178]
+PINNED_STAGE2_KTO = [3.054246, 4.086071, 3.826477, 3.498364, 3.211386, 3.904578]
+
+
+def test_stage1_pinned_losses(tmp_path: Path) -> None:
+    _, metrics = run_encoder(tmp_path, CONFIG, tiny_student())
+    assert metrics["completed"] and metrics["step"] == 6 and not metrics["stopped_early"]
+    assert logged_losses(tmp_path / "s1.jsonl") == pytest.approx(PINNED_STAGE1, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("objective", "pinned"), [("ratings_weighted", PINNED_STAGE2), ("kto", PINNED_STAGE2_KTO)]
+)
+def test_stage2_pinned_losses(tmp_path: Path, objective: str, pinned: list[float]) -> None:
+    config = replace(CONFIG, reward_objective=objective)
+    _, metrics = run_decoder(tmp_path, config, tiny_student())
+    assert metrics["completed"] and metrics["step"] == 6
+    assert logged_losses(tmp_path / "s2.jsonl") == pytest.approx(pinned, abs=1e-4)
+
+
+def test_stage1_resume_gives_the_uninterrupted_weights(tmp_path: Path) -> None:
+    config = replace(CONFIG, checkpoint_every=2, dropout=0.1)
+    full, _ = run_encoder(tmp_path / "a", config, tiny_student(dropout=0.1))
+    first, metrics = run_encoder(tmp_path / "b", config, tiny_student(dropout=0.1), max_steps=4)
+    assert metrics["stop_reason"] == "max_steps" and not metrics["completed"]
+    resumed, metrics = run_encoder(tmp_path / "b", config, tiny_student(dropout=0.1, seed=9))
+    assert metrics["resumed_from"] == 4 and metrics["steps_run"] == 2 and metrics["completed"]
+    assert same_state(full.student.state_dict(), resumed.student.state_dict())
+    assert same_state(full.projection.state_dict(), resumed.projection.state_dict())
+    assert full.weights.weights == resumed.weights.weights
+    kept = sorted(p.name for p in (tmp_path / "b" / "ck1").iterdir())
+    assert kept == ["step_00000004", "step_00000006"]  # the newest two, no temporary folder
+
+
+@pytest.mark.parametrize(("objective", "encoder_lr"), [("ratings_weighted", 0.0), ("kto", 1e-4)])
+def test_stage2_resume_gives_the_uninterrupted_weights(
+    tmp_path: Path, objective: str, encoder_lr: float
+) -> None:
+    config = replace(CONFIG, reward_objective=objective, stage2_encoder_lr=encoder_lr)
+    full, _ = run_decoder(tmp_path / "a", config, tiny_student(dropout=0.1))
+    run_decoder(tmp_path / "b", config, tiny_student(dropout=0.1), max_steps=4)
+    resumed, metrics = run_decoder(tmp_path / "b", config, tiny_student(dropout=0.1, seed=9))
+    assert metrics["resumed_from"] == 4 and metrics["completed"]
+    assert same_state(full.student.state_dict(), resumed.student.state_dict())
+
+
+def test_resume_refuses_another_config(tmp_path: Path) -> None:
+    run_encoder(tmp_path, CONFIG, tiny_student(), max_steps=2)
+    stage = EncoderStage(
+        tiny_student(), replace(CONFIG, seed=1), intent_examples(), FEATURES,
+        tmp_path / "s1.jsonl", tmp_path / "ck1",
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="fresh checkpoint_dir"):
+        stage.setup()
+
+
+def test_stage2_frozen_encoder_stays_bit_identical(tmp_path: Path) -> None:
+    student = tiny_student()
+    encoder = {k: v.clone() for k, v in student.encoder.state_dict().items()}
+    head = {k: v.clone() for k, v in student.intent_head.state_dict().items()}
+    decoder = {k: v.clone() for k, v in student.decoder.state_dict().items()}
+    _, metrics = run_decoder(tmp_path, CONFIG, student)
+    assert metrics["encoder_frozen"]
+    assert same_state(encoder, student.encoder.state_dict())
+    assert same_state(head, student.intent_head.state_dict())
+    assert not same_state(decoder, student.decoder.state_dict())
+    assert all(p.requires_grad for p in student.parameters())  # cleanup gives them back
+
+
+def test_stage2_low_encoder_lr_moves_the_encoder(tmp_path: Path) -> None:
+    student = tiny_student()
+    encoder = {k: v.clone() for k, v in student.encoder.state_dict().items()}
+    run_decoder(tmp_path, replace(CONFIG, stage2_encoder_lr=1e-3), student)
+    assert not same_state(encoder, student.encoder.state_dict())
+
+
+def test_loss_decreases_on_a_learnable_toy_task(tmp_path: Path) -> None:
+    config = replace(
+        CONFIG, stage1_epochs=10, stage2_epochs=10, stage1_lr=1e-3, stage1_head_lr=1e-2,
+        stage2_lr=1e-2, dynamic_weights=False,
+    )  # fmt: skip
+    student = tiny_student()
+    run_encoder(tmp_path, config, student)
+    run_decoder(tmp_path, config, student)
+    for log in ("s1.jsonl", "s2.jsonl"):
+        losses = logged_losses(tmp_path / log)
+        assert len(losses) == 30
+        assert sum(losses[-3:]) < 0.5 * sum(losses[:3]), (log, losses)
+
+
+def test_time_limit_stops_early_and_says_so(tmp_path: Path) -> None:
+    config = replace(CONFIG, stage1_max_minutes=1e-9)
+    _, metrics = run_encoder(tmp_path, config, tiny_student())
+    assert metrics["stopped_early"] and metrics["stop_reason"] == "time_limit"
+    assert not metrics["completed"] and (tmp_path / "ck1" / "step_00000000").is_dir()
+
+
+def test_reply_batches_shift_targets_and_align_topk() -> None:
+    examples = [
+        ReplyExample(input_ids=[1, 5, 2], reply_ids=[7, 8], teacher_topk=[([7, 9], [-0.1, -2.0])]),
+        ReplyExample(input_ids=[1, 2], reply_ids=[4, 5, 6, 7, 8], reward_label=1.0),
+    ]
+    b = collate_replies(examples, max_source=16, max_reply=3, bos=1, eos=2, pad_id=2)
+    assert b.decoder_input_ids.tolist() == [[1, 7, 8, 2], [1, 4, 5, 6]]
+    assert b.targets.tolist() == [[7, 8, 2, 2], [4, 5, 6, 2]]
+    assert b.decoder_mask.tolist() == [[1, 1, 1, 0], [1, 1, 1, 1]]
+    assert b.attention_mask.tolist() == [[1, 1, 1], [1, 1, 0]]
+    assert b.top_ids is not None and b.top_logprobs is not None and b.topk_mask is not None
+    assert b.topk_mask.tolist() == [[1, 0, 0, 0], [0, 0, 0, 0]]
+    assert b.top_ids[0, 0].tolist() == [7, 9] and b.top_logprobs[0, 1].isinf().all()
+    assert b.has_reward.tolist() == [False, True]
+
+
+def test_config_round_trips_and_validates() -> None:
+    config = replace(CONFIG, reward_objective="kto", stage2_max_minutes=5.0)
+    assert DistillConfig.from_json(config.to_json()) == config
+    with pytest.raises(ValueError, match="temperature must be"):
+        DistillConfig(temperature=0.0)
+    with pytest.raises(ValueError, match="reward_objective"):
+        DistillConfig(reward_objective="dpo")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="divisible"):
+        DistillConfig(dec_hidden=30, dec_heads=4)
+    with pytest.raises(ValueError, match="unknown DistillConfig fields"):
+        DistillConfig.from_dict({"seed": 1, "learning_rate": 3.0})
+
+
+# ------------------------------------------------------------------------- structural init
+
+
+def bert_teacher() -> tuple[torch.nn.Module, StudentConfig]:
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(3)
+    bert_cfg = transformers.BertConfig(
+        vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=40,
+    )  # fmt: skip
+    bert_cfg._attn_implementation = "eager"  # the student's attention is the eager formula
+    teacher = transformers.BertModel(bert_cfg, add_pooling_layer=False).eval()
+    cfg = StudentConfig(
+        n_intents=3, enc_vocab_size=100, enc_hidden=32, enc_heads=2, enc_layers=2, enc_ffn=64,
+        enc_max_positions=40, dec_vocab_size=60, dec_hidden=32, dec_heads=2, dec_layers=1,
+        dec_ffn=64, dec_max_positions=32,
+    )  # fmt: skip
+    return teacher, cfg
+
+
+def test_structural_init_reproduces_the_teacher_encoder() -> None:
+    teacher, cfg = bert_teacher()
+    student = Student(cfg).eval()
+    copied = init_student_encoder_from_teacher(student, teacher.state_dict(), n_layers=2)
+    assert len(copied) == 5 + 2 * 16
+    ids = torch.randint(0, 100, (3, 7), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones(3, 7, dtype=torch.long)
+    mask[1, 5:] = 0
+    with torch.no_grad():
+        expected = teacher(input_ids=ids, attention_mask=mask).last_hidden_state
+        got = student.encoder(ids, mask)
+        # Layer by layer, from the same input, the two are bit-identical.
+        x = teacher.embeddings(input_ids=ids)
+        bias = (1.0 - mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
+        for t_layer, s_layer in zip(teacher.encoder.layer, student.encoder.layers, strict=True):
+            t_out = t_layer(x, attention_mask=bias)
+            t_out = t_out[0] if isinstance(t_out, tuple) else t_out
+            assert torch.equal(t_out, s_layer(x, bias))
+            x = t_out
+    # End to end they differ by float rounding only: the student sums its embeddings as
+    # word + position + type, BERT as (word + type) + position.
+    torch.testing.assert_close(got, expected, rtol=0.0, atol=1e-5)
+
+
+@pytest.mark.xfail(
+    strict=True, reason="student.py adds position before token-type embeddings (see report)"
+)
+def test_structural_init_is_bit_exact_end_to_end() -> None:
+    teacher, cfg = bert_teacher()
+    student = Student(cfg).eval()
+    init_student_encoder_from_teacher(student, teacher.state_dict(), n_layers=2)
+    ids = torch.randint(0, 100, (2, 6), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones(2, 6, dtype=torch.long)
+    with torch.no_grad():
+        expected = teacher(input_ids=ids, attention_mask=mask).last_hidden_state
+        assert torch.equal(student.encoder(ids, mask), expected)
+
+
+def test_structural_init_refuses_mismatches_and_leaves_the_student_alone() -> None:
+    teacher, cfg = bert_teacher()
+    state = {f"bert.{k}": v for k, v in teacher.state_dict().items()}  # prefixes are found
+    small = Student(replace(cfg, enc_layers=1))
+    with pytest.raises(StructuralInitError, match="at most as many layers"):
+        init_student_encoder_from_teacher(small, state, n_layers=2)
+    init_student_encoder_from_teacher(small, state, n_layers=1)
+    assert torch.equal(
+        small.encoder.layers[0].query.weight,
+        state["bert.encoder.layer.0.attention.self.query.weight"],
+    )
+    wide = Student(replace(cfg, enc_ffn=48))
+    before = {k: v.clone() for k, v in wide.encoder.state_dict().items()}
+    with pytest.raises(StructuralInitError, match=r"intermediate\.dense\.weight.*\(64, 32\)"):
+        init_student_encoder_from_teacher(wide, state, n_layers=2)
+    assert same_state(before, wide.encoder.state_dict())
+    with pytest.raises(StructuralInitError, match="word_embeddings"):
+        init_student_encoder_from_teacher(wide, {}, n_layers=1)
