@@ -161,6 +161,7 @@ def _run(
     teacher_epochs: int,
     config: DistillConfig,
     int8: bool,
+    teacher_lr: float = 5e-5,
 ) -> Path:
     from distill_worker.pipeline import DistillRequest, run_distillation
     from distill_worker.teacher.prepare import prepare_responder, prepared_responder_dir
@@ -180,6 +181,7 @@ def _run(
         reply_budget=reply_budget,
         eval_replies=eval_replies,
         teacher_epochs=teacher_epochs,
+        teacher_lr=teacher_lr,
         int8=int8,
     )
     result = run_distillation(request, log=click.echo)
@@ -213,7 +215,7 @@ def quickstart(host: str | None, port: int | None, serve: bool, reply_budget: in
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = settings.data_dir / "quickstart" / f"demo-{stamp}"
     click.echo("quickstart: distilling a demo student (online shop) on this machine's CPU")
-    _run(None, out, None, "train", None, reply_budget, 12, 2, QUICKSTART_CONFIG, True)
+    _run(None, out, None, "train", None, reply_budget, 12, 4, QUICKSTART_CONFIG, True, 1e-4)
     engine = make_engine(settings)
     try:
         migrate.upgrade(engine)

@@ -71,6 +71,7 @@ class DistillRequest:
     eval_replies: int = 24  # extra teacher replies on held-out prompts, for reply quality
     top_k: int = 20  # token-level KD keeps the teacher's top-k next tokens
     teacher_epochs: int = 3
+    teacher_lr: float = 5e-5
     teacher_max_minutes: float | None = 10.0
     dev_fraction: float = 0.1
     context_turns: int = 4
@@ -240,6 +241,7 @@ def _encoder_teacher(req: DistillRequest, train: list[Utterance], log: Log) -> E
         source_texts,
         [r.intent for r in train if r.intent],
         epochs=req.teacher_epochs,
+        lr=req.teacher_lr,
         seed=req.config.seed,
         max_minutes=req.teacher_max_minutes,
     )

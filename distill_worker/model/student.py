@@ -142,10 +142,11 @@ class Encoder(nn.Module):
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """input_ids, attention_mask [B,S] -> hidden [B,S,H]."""
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)[None, :]
+        # BERT's order of summation, so that a copied teacher layer gives bit-identical states.
         x = (
             self.word_embeddings(input_ids)
-            + self.position_embeddings(positions)
             + self.token_type_embeddings(torch.zeros_like(input_ids))
+            + self.position_embeddings(positions)
         )
         x = self.dropout(self.embed_norm(x))
         bias = padding_bias(attention_mask, x.dtype)

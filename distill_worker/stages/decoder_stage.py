@@ -1,18 +1,15 @@
 """Stage 2: train the student's decoder jointly with its reward head.
 
-Objectives per batch (the coefficient in brackets):
-- `seq_ce` [seq_kd_weight]: token CE on teacher replies and operator corrections, each example
-  counting `example.weight` (under "kto", rated-bad replies get weight 0: they are not imitated);
-- `token_kd` [token_kd_weight]: KL to the responder's top-k distribution where `teacher_topk` is
-  present (`teacher_topk[t]` is the teacher's view of the token at reply position t, i.e. of
-  target t; at most len(reply) + 1 positions, the last one being EOS);
+Objectives per batch [coefficient]:
+- `seq_ce` [seq_kd_weight]: token CE on teacher replies and corrections, example i counting
+  `weight_i` (under "kto", rated-bad replies get 0: KTO pushes them down instead of imitating);
+- `token_kd` [token_kd_weight]: KL to the responder's top-k where `teacher_topk` is present
+  (`teacher_topk[t]` predicts target t = reply[t]; an entry t = len(reply) predicts EOS);
 - `reward_bce` [reward_weight]: the reward head on examples with a `reward_label`;
-- `kto` [reward_weight], only under reward_objective "kto": the KTO-style objective on the
-  decoder's log-likelihood of rated replies against the reference, i.e. the student as this
-  stage found it (its log-likelihoods are computed once in `setup()`, dropout off, and kept in
-  the checkpoint).
-The encoder is frozen (requires_grad False, eval mode) when `stage2_encoder_lr` is 0, else
-trained at that LR. The intent head is never trained here.
+- `kto` [reward_weight], "kto" only: KTO on the log-likelihood of rated replies against the
+  student as `setup()` found it (computed once, dropout off, kept in the checkpoint).
+Encoder frozen (requires_grad False, eval mode) when `stage2_encoder_lr` is 0, else trained at
+that LR. The intent head is never trained here.
 """
 
 from __future__ import annotations
@@ -137,6 +134,7 @@ class DecoderStage:
         self.device = next(student.parameters()).device
         self.frozen_encoder = config.stage2_encoder_lr == 0
         self.kto = config.reward_objective == "kto"
+        self.reference = torch.empty(0)  # [N] reference log p(reply), set in setup() under "kto"
         self.resumed_from: int | None = None
         self._ready = False
 
@@ -189,15 +187,10 @@ class DecoderStage:
         self._ready = True
 
     def _batch(self, indices: list[int]) -> ReplyBatch:
-        cfg, scfg = self.config, self.student.cfg
-        batch = collate_replies(
-            [self.examples[i] for i in indices],
-            cfg.max_source_tokens,
-            cfg.max_reply_tokens,
-            scfg.dec_bos_id,
-            scfg.dec_eos_id,
-            scfg.dec_pad_id,
-        )
+        cfg, s = self.config, self.student.cfg
+        examples = [self.examples[i] for i in indices]
+        special = (s.dec_bos_id, s.dec_eos_id, s.dec_pad_id)
+        batch = collate_replies(examples, cfg.max_source_tokens, cfg.max_reply_tokens, *special)
         return to_device(batch, self.device)
 
     @torch.no_grad()

@@ -147,9 +147,15 @@ def generate_replies(
     return out
 
 
-def measure_latency(fn: Callable[[], object], runs: int = 50, warmup: int = 5) -> dict[str, float]:
+def measure_latency(
+    fn: Callable[[], object],
+    runs: int = 50,
+    warmup: int = 5,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, float]:
     """Call fn `warmup` times untimed, then `runs` times; -> median_ms, p95_ms, mean_ms.
-    p95 interpolates linearly between order statistics. CUDA is synchronised around each call."""
+    p95 interpolates linearly between order statistics. CUDA is synchronised around each call.
+    `clock` (seconds) is a seam for tests."""
     if runs < 1 or warmup < 0:
         raise ValueError("runs must be >= 1 and warmup >= 0")
     cuda = torch.cuda.is_available()
@@ -163,10 +169,10 @@ def measure_latency(fn: Callable[[], object], runs: int = 50, warmup: int = 5) -
     times: list[float] = []
     for _ in range(runs):
         sync()
-        start = time.perf_counter()
+        start = clock()
         fn()
         sync()
-        times.append((time.perf_counter() - start) * 1000.0)
+        times.append((clock() - start) * 1000.0)
     ordered = sorted(times)
     pos = 0.95 * (len(ordered) - 1)
     low = int(pos)

@@ -56,8 +56,9 @@ def token_kd_topk(
     distribution restricted to the same k ids and renormalised over them. So the loss matches
     the *shape* of the two distributions on the ids the teacher cares about and is bounded; the
     student's mass outside the k ids is not penalised here (the sequence CE already pushes mass
-    onto the target). When the k ids cover the whole vocabulary, p_k and q_k are the full
-    distributions and this is exactly the full KL(p || q).
+    onto the target). When the k ids cover the support of both distributions (in particular
+    k = V), p_k and q_k are the full distributions and this is exactly the full KL(p || q); when
+    they cover only the teacher's, it is KL(p || q) + log q(ids) <= KL(p || q).
     """
     slot = torch.isfinite(top_logprobs)
     row_has_slot = slot.any(dim=-1)
@@ -66,7 +67,7 @@ def token_kd_topk(
     usable = slot | ~row_has_slot[..., None]
     t_logits = torch.where(slot, top_logprobs, torch.zeros_like(top_logprobs)).float()
     t_logp = F.log_softmax(t_logits.masked_fill(~usable, -math.inf), dim=-1)
-    s_gathered = student_logits.float().gather(-1, top_ids).masked_fill(~usable, -math.inf)
+    s_gathered = student_logits.gather(-1, top_ids).float().masked_fill(~usable, -math.inf)
     s_logp = F.log_softmax(s_gathered, dim=-1)
     zero = torch.zeros_like(t_logp)
     t_logp_safe = torch.where(usable, t_logp, zero)

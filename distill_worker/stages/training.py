@@ -3,9 +3,9 @@
 Checkpoint: folder `step_XXXXXXXX/` with `model.safetensors` (student state dict),
 `state.safetensors` (optimizer tensors, RNG states, the epoch's order, stage extras) and
 `meta.json` (position, optimizer groups, scheduler, loss weights, config); written to a hidden
-folder and renamed into place, so a crash never leaves half a checkpoint. Epoch e visits the
-examples in `randperm(n)` from a generator seeded with (seed, e); with the torch RNG (dropout)
-saved and restored, a resumed run takes exactly the steps an uninterrupted one would.
+folder, then renamed into place: a crash never leaves half a checkpoint. Epoch e visits examples
+in `randperm(n)` drawn with seed (seed, e); the torch RNG (dropout) is saved and restored, so a
+resumed run takes exactly the steps an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -92,8 +92,7 @@ class Checkpoint:
         directory.mkdir(parents=True, exist_ok=True)
         final = directory / f"step_{self.position.step:08d}"
         tmp = directory / f".tmp-{final.name}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
+        tmp.mkdir(exist_ok=True)  # a leftover of a crashed save is simply overwritten
         save_file({k: _cpu(v) for k, v in self.model.items()}, tmp / "model.safetensors")
         tensors = {f"rng.{k}": v for k, v in self.rng.items()}
         tensors.update({f"extra.{k}": _cpu(v) for k, v in self.extra.items()})
@@ -134,10 +133,9 @@ class Checkpoint:
                 _, index, name = key.split(".", 2)
                 optim.setdefault(int(index), {})[name] = value
         order = [int(i) for i in state["order"]]
-        position = LoopPosition(meta["step"], meta["epoch"], meta["batch_in_epoch"], order)
         return cls(
             stage=meta["stage"],
-            position=position,
+            position=LoopPosition(meta["step"], meta["epoch"], meta["batch_in_epoch"], order),
             model=load_file(path / "model.safetensors"),
             optimizer={"state": optim, "param_groups": meta["param_groups"]},
             scheduler=meta["scheduler"],
@@ -149,8 +147,7 @@ class Checkpoint:
 
     @staticmethod
     def latest(directory: Path) -> Path | None:
-        found = _step_dirs(directory)
-        return max(found)[1] if found else None
+        return max(_step_dirs(directory), default=(-1, None))[1]
 
 
 def check_resumable(ckpt: Checkpoint, stage: str, config_json: str, n_examples: int) -> None:

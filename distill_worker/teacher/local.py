@@ -6,11 +6,10 @@ like vLLM's defaults) under a forked RNG seeded with `seed`. `score` and `full_l
 teacher-forced forward pass over prompt + reply and read the log-softmax at the reply positions.
 
 Threads: torch's intra-op thread count is set to `threads` for each call and restored after.
-Default 1, measured on this 2-core machine with SmolLM2-135M (fp32, greedy, 2 chats): with one
-other busy process, 48 new tokens took 4.6 s with 1 thread and 4.5-5.7 s with 2; under heavier
-load (4-7), 32 new tokens took 5.2-7.2 s with 1 thread and 49-88 s with 2, and one scoring pass
-0.5-0.7 s vs 3-14 s. A 135M model's small matmuls gain little from a second thread, and a
-thread that waits for a busy core stalls every step.
+Default 1, measured on this 2-core machine with SmolLM2-135M (fp32, greedy, 2 chats x 32 new
+tokens / one scoring pass): idle, 3.1 s / 0.32 s with 1 thread vs 3.3 s / 0.25 s with 2; with
+other work running (load 2-7), 3.1-7.2 s / 0.3-0.7 s vs 39-88 s / 0.9-14 s. A 135M model's small
+matmuls gain little from a second thread, and a thread waiting for a busy core stalls each step.
 """
 
 from __future__ import annotations

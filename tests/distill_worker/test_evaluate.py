@@ -9,7 +9,6 @@ import pytest
 torch = pytest.importorskip("torch", reason="evaluation needs the `train` extra (torch)")
 
 from distill_worker.model.student import Student, StudentConfig  # noqa: E402
-from distill_worker.stages import evaluate  # noqa: E402
 from distill_worker.stages.evaluate import (  # noqa: E402
     chrf,
     corpus_chrf,
@@ -105,12 +104,11 @@ def test_predict_intents_and_generate_replies_use_eval_mode() -> None:
     assert all(len(r) <= 5 for r in replies)
 
 
-def test_measure_latency_median_and_p95(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_measure_latency_median_and_p95() -> None:
     durations = [float(d) for d in range(1, 21)]  # ms
     ticks = itertools.chain.from_iterable((0.0, d / 1000.0) for d in durations)
-    monkeypatch.setattr(evaluate.time, "perf_counter", lambda: next(ticks))
     calls: list[int] = []
-    out = measure_latency(lambda: calls.append(1), runs=20, warmup=3)
+    out = measure_latency(lambda: calls.append(1), runs=20, warmup=3, clock=lambda: next(ticks))
     assert len(calls) == 23
     assert out["median_ms"] == pytest.approx(10.5)
     assert out["p95_ms"] == pytest.approx(19.05)  # 0.95 * 19 = 18.05 between 19 and 20
