@@ -15,7 +15,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +31,12 @@ from distill_worker.data.building import (
     reply_examples,
     sample_prompts,
     stratified_split,
+    teacher_logits_in_order,
     teacher_messages,
 )
 from distill_worker.data.demo_corpus import OOS, demo_knowledge_path, demo_utterances
 from distill_worker.data.loaders import Utterance, load_utterances
+from distill_worker.data.vocab import DecoderVocab, build_decoder_vocab
 from distill_worker.model.student import Student, StudentConfig
 from distill_worker.stages.decoder_stage import DecoderStage
 from distill_worker.stages.encoder_stage import EncoderStage
@@ -110,19 +112,57 @@ def run_distillation(req: DistillRequest, log: Log = print) -> DistillResult:
     meta = json.loads((req.responder_dir / META_FILE).read_text(encoding="utf-8"))
     bos, eos = int(meta["bos_token_id"]), int(meta["eos_token_id"])
     pad_id = int(meta["pad_token_id"]) if meta.get("pad_token_id") is not None else eos
+
+    decoder_tokenizer = Tokenizer.from_file(str(req.responder_dir / "tokenizer.json"))
+    knowledge_path = req.knowledge_path
+    if knowledge_path is None and req.data_path is None:
+        knowledge_path = demo_knowledge_path()  # the demo shop's own policies
+    knowledge = load_knowledge(knowledge_path) if knowledge_path else None
+    responder = LocalResponder(req.responder_dir)
+    prompts = sample_prompts(train, req.reply_budget, cfg.seed)
+    bounded = len(prompts) < len({r.text.lower() for r in train})
+    log(
+        f"[3/7] teacher replies: {len(prompts)} prompts"
+        + (f" (bounded by --reply-budget {req.reply_budget})" if bounded else "")
+    )
+    replies = _cached_replies(req, responder, prompts, knowledge, log)
+    raw_examples = reply_examples(
+        replies,
+        [r for r in train if r.reply],
+        source,
+        lambda text: list(decoder_tokenizer.encode(text, add_special_tokens=False).ids),
+        eos_id=eos,
+        max_reply_tokens=cfg.max_reply_tokens,
+        seed=cfg.seed,
+    )
+    vocab = build_decoder_vocab(
+        [pad_id, bos, eos],
+        [e.reply_ids for e in raw_examples],
+        [[ids for ids, _ in e.teacher_topk or []] for e in raw_examples],
+    )
+    stage2_examples = [
+        replace(
+            e,
+            reply_ids=vocab.to_student(e.reply_ids),
+            teacher_topk=vocab.map_topk(e.teacher_topk) if e.teacher_topk else None,
+        )
+        for e in raw_examples
+    ]
+    log(f"      decoder vocabulary: {vocab.size} of the responder's {meta['vocab_size']} tokens")
+
     student = Student(
         StudentConfig(
             n_intents=len(labels),
             enc_vocab_size=teacher.vocab_size,
             enc_layers=cfg.enc_layers,
-            dec_vocab_size=int(meta["vocab_size"]),
+            dec_vocab_size=vocab.size,
             dec_hidden=cfg.dec_hidden,
             dec_layers=cfg.dec_layers,
             dec_heads=cfg.dec_heads,
             dec_ffn=cfg.dec_ffn,
-            dec_bos_id=bos,
-            dec_eos_id=eos,
-            dec_pad_id=pad_id,
+            dec_bos_id=vocab.to_student([bos])[0],
+            dec_eos_id=vocab.to_student([eos])[0],
+            dec_pad_id=vocab.to_student([pad_id])[0],
             dropout=cfg.dropout,
         )
     )
@@ -131,7 +171,7 @@ def run_distillation(req: DistillRequest, log: Log = print) -> DistillResult:
     log(f"      student: {student.num_parameters()['total'] / 1e6:.1f}M parameters ({cfg.init})")
 
     stage1_examples = intent_examples(train, labels, source, teacher)
-    log(f"[3/7] stage 1 (encoder): {len(stage1_examples)} examples")
+    log(f"[4/7] stage 1 (encoder): {len(stage1_examples)} examples")
     stage1 = EncoderStage(
         student,
         cfg,
@@ -144,28 +184,6 @@ def run_distillation(req: DistillRequest, log: Log = print) -> DistillResult:
     stage1_metrics = stage1.train()
     stage1.cleanup()
 
-    decoder_tokenizer = Tokenizer.from_file(str(req.responder_dir / "tokenizer.json"))
-    knowledge_path = req.knowledge_path
-    if knowledge_path is None and req.data_path is None:
-        knowledge_path = demo_knowledge_path()  # the demo shop's own policies
-    knowledge = load_knowledge(knowledge_path) if knowledge_path else None
-    responder = LocalResponder(req.responder_dir)
-    prompts = sample_prompts(train, req.reply_budget, cfg.seed)
-    bounded = len(prompts) < len({r.text.lower() for r in train})
-    log(
-        f"[4/7] teacher replies: {len(prompts)} prompts"
-        + (f" (bounded by --reply-budget {req.reply_budget})" if bounded else "")
-    )
-    replies = _cached_replies(req, responder, prompts, knowledge, log)
-    stage2_examples = reply_examples(
-        replies,
-        [r for r in train if r.reply],
-        source,
-        lambda text: list(decoder_tokenizer.encode(text, add_special_tokens=False).ids),
-        eos_id=eos,
-        max_reply_tokens=cfg.max_reply_tokens,
-        seed=cfg.seed,
-    )
     log(f"[5/7] stage 2 (decoder + reward): {len(stage2_examples)} examples")
     stage2 = DecoderStage(
         student,
@@ -179,7 +197,9 @@ def run_distillation(req: DistillRequest, log: Log = print) -> DistillResult:
     stage2.cleanup()
 
     log("[6/7] evaluating on the held-out split")
-    metrics = _evaluate(req, student, teacher, responder, knowledge, source, dev, labels, oos_label)
+    metrics = _evaluate(
+        req, student, teacher, responder, knowledge, source, dev, labels, oos_label, vocab
+    )
     metrics["stage1"] = _plain(stage1_metrics)
     metrics["stage2"] = _plain(stage2_metrics)
     metrics["reply_budget"] = {"prompts": len(prompts), "bounded": bounded}
@@ -202,9 +222,9 @@ def run_distillation(req: DistillRequest, log: Log = print) -> DistillResult:
             "enc_cls": teacher.cls_id,
             "enc_sep": teacher.sep_id,
             "enc_pad": teacher.pad_id,
-            "dec_bos": bos,
-            "dec_eos": eos,
-            "dec_pad": pad_id,
+            "dec_bos": student.cfg.dec_bos_id,
+            "dec_eos": student.cfg.dec_eos_id,
+            "dec_pad": student.cfg.dec_pad_id,
         },
         max_source_tokens=cfg.max_source_tokens,
         max_new_tokens=cfg.max_reply_tokens,
@@ -214,6 +234,7 @@ def run_distillation(req: DistillRequest, log: Log = print) -> DistillResult:
         run_id=None,
         int8=req.int8,
         parity_samples=parity,
+        decoder_vocab=list(vocab.ids),
     )
     log(f"      done in {metrics['wall_seconds']} s: {req.out_dir}")
     return DistillResult(manifest=manifest, bundle_dir=req.out_dir, metrics=metrics)
@@ -231,7 +252,7 @@ def _encoder_teacher(req: DistillRequest, train: list[Utterance], log: Log) -> E
     labels = sorted({r.intent for r in train if r.intent})
     if (folder / "labels.json").is_file():
         teacher = EncoderTeacher.load(folder)
-        if teacher.labels == labels:
+        if sorted(teacher.labels) == labels:
             log(f"[2/7] encoder teacher: reusing the fine-tuned one in {folder}")
             return teacher
     log(f"[2/7] encoder teacher: fine-tuning all-MiniLM-L6-v2 on {len(train)} rows")
@@ -313,6 +334,7 @@ def _evaluate(
     dev: list[Utterance],
     labels: list[str],
     oos_label: str | None,
+    vocab: DecoderVocab,
 ) -> dict[str, Any]:
     index = {label: i for i, label in enumerate(labels)}
     labelled = [r for r in dev if r.intent in index]
@@ -322,7 +344,9 @@ def _evaluate(
     gold = [index[r.intent or ""] for r in labelled]
     intent: dict[str, Any] = dict(intent_metrics(pred, gold, labels, oos_label))
     texts = [source.text(r.turns()) for r in labelled]
-    teacher_pred = teacher.intent_logits(texts).argmax(dim=-1).tolist() if texts else []
+    teacher_pred = (
+        teacher_logits_in_order(teacher, texts, labels).argmax(dim=-1).tolist() if texts else []
+    )
     intent["teacher"] = intent_metrics(teacher_pred, gold, labels, oos_label)
 
     prompts = sample_prompts(dev, req.eval_replies, req.config.seed + 1)
@@ -336,7 +360,10 @@ def _evaluate(
     decoder_tokenizer = Tokenizer.from_file(str(req.responder_dir / "tokenizer.json"))
     prompt_ids = source.ids([p.turns() for p in prompts])
     generated = generate_replies(student, prompt_ids, req.config.max_reply_tokens)
-    hyps = [decoder_tokenizer.decode(g, skip_special_tokens=True).strip() for g in generated]
+    hyps = [
+        decoder_tokenizer.decode(vocab.to_responder(g), skip_special_tokens=True).strip()
+        for g in generated
+    ]
     replies = {
         "n": len(hyps),
         "chrf_vs_teacher": round(corpus_chrf(hyps, refs), 2) if hyps else None,

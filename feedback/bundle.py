@@ -43,6 +43,9 @@ class Manifest:
     graphs: dict[str, dict[str, str]]  # precision ("fp32", "int8") -> role -> file name
     special_tokens: dict[str, int]  # enc_cls, enc_sep, enc_pad, dec_bos, dec_eos, dec_pad
     oos_label: str | None = None
+    # Student decoder id -> decoder tokenizer id, when the student predicts over a subset of
+    # the tokenizer's vocabulary (None: the ids are the tokenizer's own).
+    decoder_vocab: list[int] | None = None
     handoff_threshold: float = 0.5
     max_source_tokens: int = 128
     max_new_tokens: int = 64

@@ -264,7 +264,9 @@ class OnnxStudent:
         sources = [format_source(turns, self.manifest.context_turns) for turns in conversations]
         input_ids, mask = self.encode_texts(sources)
         gen = self.run(input_ids, mask, max_new_tokens)
-        texts = self._dec_tok.decode_batch(gen.tokens, skip_special_tokens=True)
+        vocab = self.manifest.decoder_vocab
+        tokens = [[vocab[t] for t in row] for row in gen.tokens] if vocab else gen.tokens
+        texts = self._dec_tok.decode_batch(tokens, skip_special_tokens=True)
         intents, confidences = self._intents(gen.intent_logits)
         rewards = 1.0 / (1.0 + np.exp(-gen.reward_logits.astype(np.float64)))
         latency_ms = (time.perf_counter() - start) * 1000.0

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from tokenizers import Tokenizer
 
 from distill_worker.data.examples import IntentExample, ReplyExample
@@ -87,7 +88,8 @@ def intent_examples(
     if teacher is not None:
         texts = [source.text(t) for t in turns]
         feats = teacher.features(texts).tolist()
-        logits = teacher.intent_logits(texts).tolist() if teacher.head is not None else None
+        if teacher.head is not None:
+            logits = teacher_logits_in_order(teacher, texts, labels).tolist()
     return [
         IntentExample(
             input_ids=ids[i],
@@ -97,6 +99,17 @@ def intent_examples(
         )
         for i, row in enumerate(rows)
     ]
+
+
+def teacher_logits_in_order(
+    teacher: EncoderTeacher, texts: list[str], labels: list[str]
+) -> torch.Tensor:
+    """The teacher's intent logits [N, C] with columns in `labels` order (the student's)."""
+    missing = sorted(set(labels) - set(teacher.labels))
+    if missing:
+        raise ValueError(f"the encoder teacher does not know the intents {missing}; fine-tune it")
+    order = [teacher.labels.index(label) for label in labels]
+    return teacher.intent_logits(texts)[:, order]
 
 
 def sample_prompts(rows: Sequence[Utterance], budget: int, seed: int) -> list[Utterance]:

@@ -223,6 +223,7 @@ def export_bundle(
     int8: bool = True,
     parity_samples: list[list[int]],
     parity_tolerance: float = 1e-3,
+    decoder_vocab: list[int] | None = None,
 ) -> Manifest:
     """Write the bundle at `out_dir` (must not exist) -> its manifest. ExportError otherwise."""
     cfg = student.cfg
@@ -240,6 +241,9 @@ def export_bundle(
         ),
         "parity_samples is empty": not parity_samples,
         "max_new_tokens must be at least 1": max_new_tokens < 1,
+        f"decoder_vocab has {len(decoder_vocab or [])} ids for {cfg.dec_vocab_size} outputs": (
+            decoder_vocab is not None and len(decoder_vocab) != cfg.dec_vocab_size
+        ),
     }
     if any(checks.values()):
         raise ExportError("cannot export: " + "; ".join(m for m, bad in checks.items() if bad))
@@ -268,6 +272,7 @@ def export_bundle(
             graphs=graphs,
             special_tokens={k: int(special_tokens[k]) for k in SPECIAL_TOKENS},
             oos_label=oos_label,
+            decoder_vocab=list(decoder_vocab) if decoder_vocab is not None else None,
             handoff_threshold=handoff_threshold,
             max_source_tokens=max_source_tokens,
             max_new_tokens=max_new_tokens,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 from collections import defaultdict
 from pathlib import Path
@@ -45,13 +44,6 @@ CHATS = [
         {"role": "user", "content": "How do I reset my PIN?"},
     ],
 ]
-
-
-@pytest.fixture(scope="session")
-def responder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    configured = os.environ.get("CHATDISTILL_TEST_TEACHER_DIR")
-    dest = Path(configured) if configured else tmp_path_factory.mktemp("teachers") / "smollm2"
-    return prepare_responder(dest)
 
 
 @pytest.fixture(scope="module")

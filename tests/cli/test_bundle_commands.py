@@ -1,0 +1,92 @@
+"""`chatdistill deploy` and `chatdistill eval intents` on a real tiny bundle, and a real server
+that answers with the deployed student."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytest.importorskip("torch")
+
+from tests.cli.test_cli import run
+from tests.distill_worker.test_export import TOY, TinyBundle, tiny_bundle  # noqa: F401
+from tests.live.server import running_server
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    import os
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CHATDISTILL_")}
+    return {**base, "CHATDISTILL_DATA_DIR": str(tmp_path / "data")}
+
+
+def test_eval_intents_prints_metrics(
+    tiny_bundle: TinyBundle, tmp_path: Path, env: dict[str, str]
+) -> None:
+    data = tmp_path / "toy.jsonl"
+    rows = [{"text": t, "intent": i} for i, (texts, _) in TOY.items() for t in texts]
+    rows.append({"text": "something new", "intent": "unknown_intent"})
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    result = run(
+        env,
+        "eval",
+        "intents",
+        "--bundle",
+        str(tiny_bundle.path),
+        "--data",
+        str(data),
+        "--precision",
+        "fp32",
+    )
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert metrics["rows"] == 13 and metrics["unknown_intents"] == ["unknown_intent"]
+    assert metrics["accuracy"] == pytest.approx(12 / 13)  # the toy student knows its 12 rows
+    assert metrics["precision"] == "fp32" and "oos_recall" not in metrics
+
+
+def test_eval_intents_refuses_a_corrupted_bundle(
+    tiny_bundle: TinyBundle, tmp_path: Path, env: dict[str, str]
+) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_bundle.path, broken)
+    (broken / "encoder.onnx").write_bytes(b"not a graph")
+    data = tmp_path / "toy.csv"
+    data.write_text("text,category\nwhere is my order,track_order\n", encoding="utf-8")
+    result = run(env, "eval", "intents", "--bundle", str(broken), "--data", str(data))
+    assert result.returncode == 1 and "corrupted" in result.stderr
+
+
+def test_deploy_then_serve_answers_with_the_student(
+    tiny_bundle: TinyBundle, env: dict[str, str]
+) -> None:
+    assert run(env, "db", "upgrade").returncode == 0
+    deployed = run(env, "deploy", str(tiny_bundle.path))
+    assert deployed.returncode == 0, deployed.stderr
+    assert "tiny-1 is now production (was nothing)" in deployed.stdout
+    again = run(env, "deploy", str(tiny_bundle.path), "--reason", "redeploy")
+    assert "(was tiny-1)" in again.stdout
+    stored = Path(env["CHATDISTILL_DATA_DIR"]) / "bundles" / "tiny-1" / "manifest.json"
+    assert stored.is_file()
+    with running_server({"CHATDISTILL_DATA_DIR": env["CHATDISTILL_DATA_DIR"]}) as base:
+        started = httpx.post(f"{base}/v1/widget/conversations", json={}).json()
+        answer = httpx.post(
+            f"{base}/v1/widget/conversations/{started['conversation_id']}/messages",
+            json={"text": "where is my order"},
+            headers={"Authorization": f"Bearer {started['token']}"},
+        )
+    assert answer.status_code == 201, answer.text
+    body = answer.json()
+    assert body["reply"]["text"] == "your order is on its way"
+    assert body["reply"]["model_version"] == "tiny-1" and body["reply"]["intent"] == "track_order"
+
+
+def test_deploy_refuses_a_folder_that_is_not_a_bundle(tmp_path: Path, env: dict[str, str]) -> None:
+    assert run(env, "db", "upgrade").returncode == 0
+    result = run(env, "deploy", str(tmp_path))
+    assert result.returncode == 1 and "has no manifest.json" in result.stderr

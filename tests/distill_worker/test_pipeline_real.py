@@ -1,0 +1,78 @@
+"""One real distillation run, end to end, with the real default teachers (slow): demo data ->
+fine-tuned MiniLM -> stage 1 -> SmolLM2 replies -> stage 2 -> evaluation -> bundle that serves.
+A second run on the same work folder reuses the teacher and the replies (resumable state)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from chat_api.runtime.onnx_runner import OnnxStudent
+from distill_worker.config import DistillConfig
+from distill_worker.data.demo_corpus import demo_knowledge_path, demo_utterances
+from distill_worker.pipeline import DistillRequest, run_distillation
+from feedback.bundle import verify_bundle
+
+pytestmark = pytest.mark.slow
+
+TINY = DistillConfig(
+    enc_layers=1,
+    dec_layers=1,
+    dec_hidden=64,
+    dec_heads=2,
+    dec_ffn=128,
+    stage1_epochs=2,
+    stage2_epochs=2,
+    stage1_batch_size=16,
+    stage2_batch_size=8,
+    max_reply_tokens=24,
+)
+
+
+def test_distil_export_serve_and_resume(responder_dir: Path, tmp_path: Path) -> None:
+    rows = demo_utterances(seed=0, per_intent=8)
+    data = tmp_path / "demo.jsonl"
+    data.write_text(
+        "".join(json.dumps({"text": r.text, "intent": r.intent}) + "\n" for r in rows),
+        encoding="utf-8",
+    )
+    logs: list[str] = []
+    request = DistillRequest(
+        out_dir=tmp_path / "bundle",
+        work_dir=tmp_path / "run",
+        responder_dir=responder_dir,
+        config=TINY,
+        data_path=data,
+        knowledge_path=demo_knowledge_path(),
+        reply_budget=6,
+        eval_replies=2,
+        teacher_epochs=1,
+    )
+    result = run_distillation(request, log=logs.append)
+
+    manifest = verify_bundle(result.bundle_dir)
+    assert manifest.intent_labels == sorted({r.intent or "" for r in rows})
+    assert manifest.oos_label == "oos"
+    assert manifest.parity["passed"] is True
+    metrics = manifest.metrics
+    assert 0.0 <= metrics["intent"]["accuracy"] <= 1.0
+    assert metrics["intent"]["teacher"]["accuracy"] >= 0.0
+    assert metrics["replies"]["n"] == 2 and metrics["replies"]["chrf_vs_teacher"] is not None
+    assert metrics["reply_budget"] == {"prompts": 6, "bounded": True}
+    assert any("bounded by --reply-budget 6" in line for line in logs)
+    replies = (tmp_path / "run" / "teacher_replies.jsonl").read_text().splitlines()
+    assert len(replies) == 6
+
+    student = OnnxStudent(result.bundle_dir, precision="fp32")
+    answer = student.reply([("customer", "where is my parcel?")])
+    assert answer.intent in manifest.intent_labels and 0.0 <= answer.confidence <= 1.0
+
+    logs.clear()
+    again = run_distillation(
+        DistillRequest(**{**request.__dict__, "out_dir": tmp_path / "bundle2"}), log=logs.append
+    )
+    assert any("reusing the fine-tuned one" in line for line in logs)
+    assert any("6 replies from the work folder, 0 to ask" in line for line in logs)
+    assert verify_bundle(again.bundle_dir).intent_labels == manifest.intent_labels
