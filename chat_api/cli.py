@@ -69,6 +69,7 @@ def app_factory() -> FastAPI:
 WORKER_COMMANDS = {
     "teacher": "teacher",
     "distill": "distill",
+    "export": "export",
     "quickstart": "quickstart",
 }
 

@@ -24,8 +24,13 @@ _SIZE_OPTIONS = {
 }
 
 
+# Time caps that keep `distill` on ~10,000 labelled lines within about 30 minutes on 2 cores
+# (encoder teacher 8 + stage 1 8 + about 200 teacher replies + stage 2 6 + evaluation/export).
+DEFAULT_CAPS = {"stage1_max_minutes": 8.0, "stage2_max_minutes": 6.0}
+
+
 def _config(config_file: Path | None, overrides: dict[str, Any]) -> DistillConfig:
-    base: dict[str, Any] = {}
+    base: dict[str, Any] = dict(DEFAULT_CAPS)
     if config_file is not None:
         base = json.loads(config_file.read_text(encoding="utf-8"))
     base.update({k: v for k, v in overrides.items() if v is not None})
@@ -162,6 +167,7 @@ def _run(
     config: DistillConfig,
     int8: bool,
     teacher_lr: float = 5e-5,
+    teacher_max_minutes: float | None = 8.0,
 ) -> Path:
     from distill_worker.pipeline import DistillRequest, run_distillation
     from distill_worker.teacher.prepare import prepare_responder, prepared_responder_dir
@@ -182,6 +188,7 @@ def _run(
         eval_replies=eval_replies,
         teacher_epochs=teacher_epochs,
         teacher_lr=teacher_lr,
+        teacher_max_minutes=teacher_max_minutes,
         int8=int8,
     )
     result = run_distillation(request, log=click.echo)
@@ -240,3 +247,28 @@ def quickstart(host: str | None, port: int | None, serve: bool, reply_budget: in
         args += ["--port", str(port)]
     click.echo("quickstart: starting the API; chat at /v1/widget (see README) - Ctrl-C stops it")
     os.execv(sys.executable, args)  # noqa: S606 - replaces this process with the server
+
+
+@click.command("export")
+@click.option(
+    "--bundle",
+    "source",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="An existing bundle whose student weights are exported again.",
+)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="New bundle folder.")
+@click.option("--version", "version", default=None, help="New model version id.")
+@click.option("--int8/--no-int8", default=True, show_default=True)
+def export(source: Path, out: Path, version: str | None, int8: bool) -> None:
+    """Export a bundle's student weights again (e.g. to add INT8 graphs), parity-checked."""
+    from distill_worker.stages.reexport import reexport_bundle
+    from feedback.bundle import BundleError
+
+    if out.exists():
+        raise click.UsageError(f"{out} exists; bundles are immutable, pick a new --out folder")
+    try:
+        manifest = reexport_bundle(source, out, version=version, int8=int8)
+    except BundleError as exc:
+        raise click.ClickException(f"{source}: {exc}") from None
+    click.echo(f"exported {manifest.model_version} to {out} (graphs: {sorted(manifest.graphs)})")

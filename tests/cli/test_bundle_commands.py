@@ -90,3 +90,31 @@ def test_deploy_refuses_a_folder_that_is_not_a_bundle(tmp_path: Path, env: dict[
     assert run(env, "db", "upgrade").returncode == 0
     result = run(env, "deploy", str(tmp_path))
     assert result.returncode == 1 and "has no manifest.json" in result.stderr
+
+
+def test_export_again_without_int8(
+    tiny_bundle: TinyBundle, tmp_path: Path, env: dict[str, str]
+) -> None:
+    from feedback.bundle import verify_bundle
+
+    out = tmp_path / "again"
+    result = run(
+        env,
+        "export",
+        "--bundle",
+        str(tiny_bundle.path),
+        "--out",
+        str(out),
+        "--version",
+        "tiny-2",
+        "--no-int8",
+    )
+    assert result.returncode == 0, result.stderr
+    manifest = verify_bundle(out)
+    original = verify_bundle(tiny_bundle.path)
+    assert manifest.model_version == "tiny-2" and sorted(manifest.graphs) == ["fp32"]
+    assert manifest.intent_labels == original.intent_labels
+    assert manifest.parity["passed"] is True
+    assert manifest.metrics["reexported_from"] == "tiny-1"
+    refused = run(env, "export", "--bundle", str(tiny_bundle.path), "--out", str(out))
+    assert refused.returncode != 0 and "exists" in refused.stderr
