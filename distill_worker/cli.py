@@ -201,7 +201,7 @@ def _run(
     return out
 
 
-QUICKSTART_CONFIG = DistillConfig(stage1_epochs=3, stage2_epochs=10, stage2_lr=1e-3)
+QUICKSTART_CONFIG = DistillConfig(stage1_epochs=3, stage2_epochs=60, stage2_lr=1e-3)
 
 
 @click.command()

@@ -38,6 +38,7 @@ from distill_worker.data.demo_corpus import OOS, demo_knowledge_path, demo_utter
 from distill_worker.data.loaders import Utterance, load_utterances
 from distill_worker.data.vocab import DecoderVocab, build_decoder_vocab
 from distill_worker.model.student import Student, StudentConfig
+from distill_worker.stages.calibrate import fit_temperature, fold_temperature
 from distill_worker.stages.decoder_stage import DecoderStage
 from distill_worker.stages.encoder_stage import EncoderStage
 from distill_worker.stages.evaluate import (
@@ -184,6 +185,8 @@ def run_distillation(req: DistillRequest, log: Log = print) -> DistillResult:
     stage1_metrics = stage1.train()
     stage1.cleanup()
     _note_cap(stage1_metrics, "stage 1", "--stage1-epochs or stage1_max_minutes", log)
+    temperature = _calibrate(student, source, dev, labels)
+    log(f"      intent confidence calibrated on the held-out split: temperature {temperature:.3f}")
 
     log(f"[5/7] stage 2 (decoder + reward): {len(stage2_examples)} examples")
     stage2 = DecoderStage(
@@ -275,6 +278,24 @@ def _encoder_teacher(req: DistillRequest, train: list[Utterance], log: Log) -> E
         log(f"      the encoder teacher stopped at its time cap ({req.teacher_max_minutes} min)")
     teacher.save(folder)
     return teacher
+
+
+def _calibrate(
+    student: Student, source: SourceTokenizer, dev: list[Utterance], labels: list[str]
+) -> float:
+    index = {label: i for i, label in enumerate(labels)}
+    rows = [r for r in dev if r.intent in index]
+    if not rows:
+        return 1.0
+    ids = source.ids([r.turns() for r in rows])
+    student.eval()
+    with torch.no_grad():
+        logits = torch.cat(
+            [student.encode(*pad(ids[i : i + 64]))[2] for i in range(0, len(ids), 64)]
+        )
+    temperature = fit_temperature(logits, torch.tensor([index[r.intent or ""] for r in rows]))
+    fold_temperature(student, temperature)
+    return temperature
 
 
 def _note_cap(metrics: dict[str, Any], name: str, knob: str, log: Log) -> None:

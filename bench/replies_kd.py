@@ -1,0 +1,76 @@
+"""Replies with and without token-level KD, side by side: the same teacher replies, the same
+stage 1, the same stage-2 budget; only `token_kd_weight` differs (0 = sequence-level KD only).
+
+    .venv/bin/python bench/replies_kd.py --from-run data/runs/<a quickstart run> \\
+        [--stage2-epochs 60] [--eval-replies 24] [--json bench/results/replies_kd.json]
+
+Reuses the run's fine-tuned encoder teacher and teacher replies (no new teacher replies for
+training); reports chrF and ROUGE-L of the student's replies against the responder's on
+held-back prompts, and the stage-2 loss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from distill_worker.config import DistillConfig  # noqa: E402
+from distill_worker.pipeline import DistillRequest, run_distillation  # noqa: E402
+from distill_worker.teacher.prepare import prepared_responder_dir  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--from-run", type=Path, required=True)
+    parser.add_argument("--data-dir", type=Path, default=Path("data"))
+    parser.add_argument("--stage2-epochs", type=int, default=60)
+    parser.add_argument("--eval-replies", type=int, default=24)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    base = json.loads((args.from_run / "config.json").read_text())
+    replies = (args.from_run / "teacher_replies.jsonl").read_text().splitlines()
+    results = {}
+    for weight in (0.0, 0.5):
+        config = DistillConfig.from_dict(
+            {**base, "token_kd_weight": weight, "stage2_epochs": args.stage2_epochs}
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp) / "run"
+            work.mkdir()
+            shutil.copytree(args.from_run / "encoder_teacher", work / "encoder_teacher")
+            shutil.copy(args.from_run / "teacher_replies.jsonl", work / "teacher_replies.jsonl")
+            result = run_distillation(
+                DistillRequest(
+                    out_dir=Path(tmp) / "bundle",
+                    work_dir=work,
+                    responder_dir=prepared_responder_dir(args.data_dir),
+                    config=config,
+                    reply_budget=len(replies),
+                    eval_replies=args.eval_replies,
+                    int8=False,
+                ),
+                log=lambda line: print(line, flush=True),
+            )
+        m = result.metrics
+        results[f"token_kd_weight={weight}"] = {
+            "chrf_vs_teacher": m["replies"]["chrf_vs_teacher"],
+            "rouge_l_vs_teacher": m["replies"]["rouge_l_vs_teacher"],
+            "stage2_last": m["stage2"].get("last"),
+            "intent_accuracy": m["intent"]["accuracy"],
+            "examples": m["replies"]["examples"][:3],
+        }
+    print(json.dumps(results, indent=2))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
