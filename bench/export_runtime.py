@@ -67,6 +67,9 @@ class TorchEager:
         ids, mask = (torch.from_numpy(a) for a in self.encode(sources))
         with torch.no_grad():
             tokens = self.student.generate(ids, mask, self.manifest.max_new_tokens)
+        vocab = self.manifest.decoder_vocab
+        if vocab:  # student ids -> tokenizer ids
+            tokens = [[vocab[t] for t in row] for row in tokens]
         texts = self.decoder_tokenizer.decode_batch(tokens, skip_special_tokens=True)
         return [], [t.strip() for t in texts]
 

@@ -20,7 +20,6 @@ from chat_api.schemas import (
     UpdateOperator,
 )
 from chat_api.state import settings_of
-from feedback.models import ActorType, Operator
 from feedback.repositories.audit import AuditRepository
 from feedback.repositories.operators import ApiKeyRepository, OperatorRepository
 
@@ -33,24 +32,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=_ERRORS)
-
-
-def _audit(
-    session: DbSession,
-    admin: Operator,
-    action: str,
-    target_type: str,
-    target_id: str,
-    details: dict[str, Any],
-) -> None:
-    AuditRepository(session).record(
-        actor_type=ActorType.OPERATOR,
-        actor_id=str(admin.id),
-        action=action,
-        target_type=target_type,
-        target_id=target_id,
-        details=details,
-    )
 
 
 @router.get("/operators", summary="All operators")
@@ -69,9 +50,8 @@ def create_operator(
         role=body.role,
         min_password_length=settings_of(request).auth.min_password_length,
     )
-    _audit(
-        session,
-        admin,
+    AuditRepository(session).by_operator(
+        admin.id,
         "operator.create",
         "operator",
         str(operator.id),
@@ -96,7 +76,9 @@ def update_operator(
         changes["active"] = {"from": operator.active, "to": body.active}
         repo.set_active(operator, body.active)
     if changes:
-        _audit(session, admin, "operator.update", "operator", str(operator.id), changes)
+        AuditRepository(session).by_operator(
+            admin.id, "operator.update", "operator", str(operator.id), changes
+        )
     return OperatorOut.model_validate(operator)
 
 
@@ -110,9 +92,8 @@ def list_api_keys(_admin: CurrentAdmin, session: DbSession) -> list[ApiKeyOut]:
 )
 def create_api_key(body: CreateApiKey, admin: CurrentAdmin, session: DbSession) -> ApiKeyCreated:
     issued = ApiKeyRepository(session).create(name=body.name, created_by=admin.id)
-    _audit(
-        session,
-        admin,
+    AuditRepository(session).by_operator(
+        admin.id,
         "api_key.create",
         "api_key",
         str(issued.api_key.id),
@@ -128,7 +109,9 @@ def revoke_api_key(key_id: uuid.UUID, admin: CurrentAdmin, session: DbSession) -
     repo = ApiKeyRepository(session)
     api_key = repo.get(key_id)
     repo.revoke(api_key)
-    _audit(session, admin, "api_key.revoke", "api_key", str(api_key.id), {"name": api_key.name})
+    AuditRepository(session).by_operator(
+        admin.id, "api_key.revoke", "api_key", str(api_key.id), {"name": api_key.name}
+    )
 
 
 @router.get("/audit", summary="The audit log, newest first")

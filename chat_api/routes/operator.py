@@ -36,7 +36,6 @@ from chat_api.schemas import (
 from chat_api.state import settings_of
 from chat_api.views import conversation_summary, operator_conversation_out
 from feedback.errors import AuthError
-from feedback.models import ActorType, Operator
 from feedback.monitor import window_metrics
 from feedback.repositories.audit import AuditRepository
 from feedback.repositories.conversations import ConversationFilter, ConversationRepository
@@ -55,24 +54,6 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/operator", tags=["operator"], responses=_ERRORS)
 
 
-def _audit(
-    session: DbSession,
-    operator: Operator,
-    action: str,
-    target_type: str,
-    target_id: str,
-    details: dict[str, Any],
-) -> None:
-    AuditRepository(session).record(
-        actor_type=ActorType.OPERATOR,
-        actor_id=str(operator.id),
-        action=action,
-        target_type=target_type,
-        target_id=target_id,
-        details=details,
-    )
-
-
 @router.post(
     "/login",
     dependencies=[Depends(login_limit)],
@@ -88,9 +69,8 @@ def login(request: Request, body: Login, session: DbSession) -> LoginOut:
         raise Unauthorized(str(exc), code="login_failed") from None
     ttl = dt.timedelta(minutes=settings_of(request).auth.operator_token_ttl_minutes)
     issued = repo.issue_session(operator, ttl=ttl)
-    _audit(
-        session,
-        operator,
+    AuditRepository(session).by_operator(
+        operator.id,
         "operator.login",
         "operator",
         str(operator.id),
@@ -108,7 +88,9 @@ def logout(
     operator: CurrentOperator, session: DbSession, token: Annotated[str, Depends(bearer_token)]
 ) -> None:
     OperatorRepository(session).revoke_session(token)
-    _audit(session, operator, "operator.logout", "operator", str(operator.id), {})
+    AuditRepository(session).by_operator(
+        operator.id, "operator.logout", "operator", str(operator.id), {}
+    )
 
 
 @router.get("/me", summary="The logged-in operator")
@@ -182,9 +164,8 @@ def correct_reply(
         exclude_from_training=body.exclude_from_training,
         note=body.note,
     )
-    _audit(
-        session,
-        operator,
+    AuditRepository(session).by_operator(
+        operator.id,
         "message.correct",
         "message",
         str(message.id),
@@ -212,9 +193,8 @@ def label_intent(
     correction = CorrectionRepository(session).add(
         message, operator_id=operator.id, corrected_intent=body.intent, note=body.note
     )
-    _audit(
-        session,
-        operator,
+    AuditRepository(session).by_operator(
+        operator.id,
         "message.label_intent",
         "message",
         str(message.id),

@@ -37,6 +37,24 @@ class AuditRepository:
         self.session.flush()
         return entry
 
+    def by_operator(
+        self,
+        operator_id: object,
+        action: str,
+        target_type: str,
+        target_id: str,
+        details: dict[str, Any] | None = None,
+    ) -> AuditEntry:
+        """An operator's write, attributed to them."""
+        return self.record(
+            actor_type=ActorType.OPERATOR,
+            actor_id=str(operator_id),
+            action=action,
+            target_type=target_type,
+            target_id=target_id,
+            details=details,
+        )
+
     def recent(
         self, *, limit: int = 100, action: str | None = None, target_id: str | None = None
     ) -> Sequence[AuditEntry]:
