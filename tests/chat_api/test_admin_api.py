@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from feedback.credentials import hash_token, verify_password
 from feedback.models import ActorType, ApiKey, Operator, OperatorRole, OperatorSession
 from feedback.repositories.audit import AuditRepository
-from tests.chat_api.helpers import (
+from tests.chat_api.operator_fixtures import (
     DEFAULT_PASSWORD,
     assert_error,
     audit_entries,

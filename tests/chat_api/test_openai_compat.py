@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from feedback.models import ApiKey, utcnow
 from feedback.repositories.model_versions import PRODUCTION, ModelVersionRepository
 from feedback.repositories.operators import ApiKeyRepository
-from tests.chat_api.helpers import (
+from tests.chat_api.operator_fixtures import (
     assert_error,
     audit_entries,
     auth,

@@ -28,7 +28,7 @@ from feedback.bundle import bundle_checksum
 from feedback.models import Conversation, Message
 from feedback.repositories.model_versions import PRODUCTION, ModelVersionRepository
 from feedback.settings import Settings
-from tests.chat_api.helpers import assert_error, auth, make_api_key
+from tests.chat_api.operator_fixtures import assert_error, auth, make_api_key
 
 pytest.importorskip("torch", reason="building the tiny bundle needs the `train` extra (torch)")
 from tests.distill_worker.test_export import TinyBundle, tiny_bundle
