@@ -120,3 +120,15 @@ def client(settings: Settings, session_factory: sessionmaker[Session]) -> Iterat
     app = create_app(settings, session_factory=session_factory)
     with TestClient(app) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def steady_minute() -> None:
+    """Rate limits count per fixed minute: start a counting test well inside one, so that a
+    window boundary cannot reset the counter half-way (it would pass requests the test expects
+    to be refused)."""
+    import time
+
+    left = 60 - time.time() % 60
+    if left < 8:
+        time.sleep(left + 0.2)

@@ -139,6 +139,7 @@ def test_login_invalid_body(client: TestClient, body: dict[str, Any]) -> None:
     assert error["details"]
 
 
+@pytest.mark.usefixtures("steady_minute")
 def test_login_is_rate_limited_per_ip(client: TestClient, db: Session, settings: Settings) -> None:
     limit = settings.rate_limit.logins_per_ip_per_minute
     body = {"email": "nobody@example.com", "password": "x" * 12}

@@ -35,6 +35,7 @@ def start(client: TestClient) -> tuple[str, dict[str, str]]:
     return data["conversation_id"], {"Authorization": f"Bearer {data['token']}"}
 
 
+@pytest.mark.usefixtures("steady_minute")
 @pytest.mark.parametrize("backend", ["memory", "redis"])
 def test_per_conversation_limit_answers_429_with_retry_after(
     backend: str,
@@ -65,6 +66,7 @@ def test_per_conversation_limit_answers_429_with_retry_after(
         assert 'chatdistill_rate_limited_total{limit="conversation"}' in client.get("/metrics").text
 
 
+@pytest.mark.usefixtures("steady_minute")
 @pytest.mark.parametrize("backend", ["memory", "redis"])
 def test_per_ip_limit_covers_every_widget_call(
     backend: str,
@@ -95,6 +97,7 @@ def test_conversation_starts_are_limited_per_ip(
     assert codes == [201, 201, 429]
 
 
+@pytest.mark.usefixtures("steady_minute")
 def test_login_attempts_are_limited(
     settings: Settings, session_factory: sessionmaker[Session]
 ) -> None:
@@ -127,6 +130,7 @@ def test_disabled_rate_limits_never_refuse(
     assert codes == {201}
 
 
+@pytest.mark.usefixtures("steady_minute")
 def test_limiters_count_windows_identically(redis_prefix: str) -> None:
     async def run() -> tuple[list[bool], list[bool]]:
         memory = InProcessRateLimiter()
