@@ -4,9 +4,10 @@ stage 1, the same stage-2 budget; only `token_kd_weight` differs (0 = sequence-l
     .venv/bin/python bench/replies_kd.py --from-run data/runs/<a quickstart run> \\
         [--stage2-epochs 60] [--eval-replies 24] [--json bench/results/replies_kd.json]
 
-Reuses the run's fine-tuned encoder teacher and teacher replies (no new teacher replies for
-training); reports chrF and ROUGE-L of the student's replies against the responder's on
-held-back prompts, and the stage-2 loss.
+Reuses the run's fine-tuned encoder teacher and, through the store's teacher cache, its teacher
+replies (no new teacher replies for training, given the run's --reply-budget); reports chrF and
+ROUGE-L of the student's replies against the responder's on held-back prompts, and the stage-2
+loss.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ sys.path.insert(0, str(ROOT))
 
 from distill_worker.config import DistillConfig  # noqa: E402
 from distill_worker.pipeline import DistillRequest, run_distillation  # noqa: E402
+from distill_worker.teacher.cache import TeacherCache  # noqa: E402
 from distill_worker.teacher.prepare import prepared_responder_dir  # noqa: E402
+from feedback.settings import Settings  # noqa: E402
 
 
 def main() -> None:
@@ -32,10 +35,13 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
     parser.add_argument("--stage2-epochs", type=int, default=60)
     parser.add_argument("--eval-replies", type=int, default=24)
+    parser.add_argument("--reply-budget", type=int, default=64, help="the run's (quickstart: 64)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     base = json.loads((args.from_run / "config.json").read_text())
-    replies = (args.from_run / "teacher_replies.jsonl").read_text().splitlines()
+    # The run's teacher replies are in the store's teacher cache (the embedded SQLite file under
+    # --data-dir for a quickstart run): asking for the same prompts again hits it.
+    cache = TeacherCache.in_store(Settings(data_dir=args.data_dir))
     results = {}
     for weight in (0.0, 0.5):
         config = DistillConfig.from_dict(
@@ -45,14 +51,14 @@ def main() -> None:
             work = Path(tmp) / "run"
             work.mkdir()
             shutil.copytree(args.from_run / "encoder_teacher", work / "encoder_teacher")
-            shutil.copy(args.from_run / "teacher_replies.jsonl", work / "teacher_replies.jsonl")
             result = run_distillation(
                 DistillRequest(
                     out_dir=Path(tmp) / "bundle",
                     work_dir=work,
                     responder_dir=prepared_responder_dir(args.data_dir),
                     config=config,
-                    reply_budget=len(replies),
+                    reply_budget=args.reply_budget,
+                    teacher_cache=cache,
                     eval_replies=args.eval_replies,
                     int8=False,
                 ),
@@ -66,6 +72,7 @@ def main() -> None:
             "intent_accuracy": m["intent"]["accuracy"],
             "examples": m["replies"]["examples"][:3],
         }
+    cache.close()
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

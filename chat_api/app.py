@@ -2,7 +2,9 @@
 
 The lifespan opens the database engine and the rate limiter, loads the deployed model (the
 registry's `production` bundle, verified; none or a bad one: the API runs and answers 503 for
-replies) and puts them, with the settings, into the request state (`chat_api.state.AppState`);
+replies) and starts the batcher (`chat_api.batching.loop.Batcher`, one worker thread that
+runs the model steps for every reply) and puts them, with the settings, into the request state
+(`chat_api.state.AppState`);
 it closes them on shutdown.
 """
 
@@ -18,11 +20,24 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from chat_api.batching.loop import Batcher
+from chat_api.batching.scheduler import SchedulerConfig
 from chat_api.body_limit import BodySizeLimitMiddleware
 from chat_api.errors import install_error_handlers
 from chat_api.metrics import ApiMetrics, MetricsMiddleware
 from chat_api.ratelimit import InProcessRateLimiter, RateLimiter, RedisRateLimiter
-from chat_api.routes import admin, health, openai_compat, operator, widget
+from chat_api.routes import (
+    admin,
+    health,
+    metrics_series,
+    openai_compat,
+    operator,
+    promotion,
+    runs,
+    web,
+    widget,
+    widget_stream,
+)
 from chat_api.runtime.serving import ReplyEngine, ServingOptions, load_deployed
 from chat_api.state import AppState
 from chat_api.widget_tokens import WidgetTokenSigner
@@ -49,9 +64,10 @@ def create_app(
     *,
     session_factory: sessionmaker[Session] | None = None,
     serving: ServingOptions | None = None,
+    batching: SchedulerConfig | None = None,
 ) -> FastAPI:
     """Build the app. `session_factory` lets tests bind sessions to a transaction they roll back;
-    `serving` overrides how the model is served (default: the settings')."""
+    `serving` and `batching` override how the model is served (default: the settings')."""
     metrics = ApiMetrics()
     serving_options = (
         serving
@@ -62,8 +78,10 @@ def create_app(
             intra_op_threads=settings.serving.intra_op_threads,
             inter_op_threads=settings.serving.inter_op_threads,
             handoff_threshold=settings.serving.handoff_threshold,
+            provider=settings.serving.provider,
         )
     )
+    batching_config = batching if batching is not None else scheduler_config(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[AppState]:
@@ -83,6 +101,8 @@ def create_app(
         )
         reply_engine = ReplyEngine(serving_options)
         loaded = await run_in_threadpool(load_deployed, reply_engine, factory)
+        batcher = Batcher(reply_engine, batching_config)
+        batcher.start()
         logger.info(
             "chat API starting (database %s, rate limits %s, model %s)",
             "postgresql" if settings.database_url.startswith("postgresql") else "sqlite",
@@ -97,8 +117,10 @@ def create_app(
                 "signer": signer,
                 "metrics": metrics,
                 "engine": reply_engine,
+                "batcher": batcher,
             }
         finally:
+            await run_in_threadpool(batcher.stop)
             await limiter.close()
             if engine is not None:
                 engine.dispose()
@@ -111,10 +133,15 @@ def create_app(
     )
     install_error_handlers(app)
     app.include_router(widget.router)
+    app.include_router(widget_stream.router)
     app.include_router(operator.router)
     app.include_router(admin.router)
     app.include_router(openai_compat.router)
     app.include_router(health.router)
+    app.include_router(metrics_series.router)
+    app.include_router(promotion.router)
+    app.include_router(runs.router)
+    app.include_router(web.router)
     # Outermost last: metrics see every response, including 413s from the body limit.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.api.max_body_bytes)
     if settings.api.cors_origins:
@@ -127,3 +154,15 @@ def create_app(
         )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
+
+
+def scheduler_config(settings: Settings) -> SchedulerConfig:
+    serving = settings.serving
+    return SchedulerConfig(
+        mode=serving.batching,
+        max_batch=serving.max_batch,
+        max_queue=serving.max_queue,
+        latency_target_s=serving.latency_target_ms / 1000.0,
+        max_wait_s=serving.max_wait_ms / 1000.0,
+        deadline_s=serving.request_timeout_s,
+    )

@@ -71,6 +71,7 @@ WORKER_COMMANDS = {
     "distill": "distill",
     "export": "export",
     "quickstart": "quickstart",
+    "import": "import_corpus",
 }
 
 
@@ -375,6 +376,29 @@ def eval_intents(
     except BundleError as exc:
         _fail(str(exc))
     click.echo(json.dumps(result, indent=2))
+
+
+@main.group()
+def bench() -> None:
+    """Benchmarks; they live in the repository's bench/ folder (run from a checkout)."""
+
+
+@bench.command(
+    "serving",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench_serving(args: tuple[str, ...]) -> None:
+    """Serving throughput and latency: `--bundle DIR --json OUT [--clients 1 8 32 64]
+    [--duration S]`; `--help` lists every option (bench/serving.py)."""
+    import runpy
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "serving.py"
+    if not script.is_file():
+        _fail(f"{script} is missing: benchmarks run from a repository checkout, not a wheel")
+    sys.argv = [str(script), *args]
+    runpy.run_path(str(script), run_name="__main__")
 
 
 @main.command("settings")

@@ -214,6 +214,78 @@ class ModelVersionOut(BaseModel):
     aliases: list[str]
 
 
+# --- operator: metrics over time, promotions, runs ----------------------------------------------
+
+
+class MetricsPoint(BaseModel):
+    start: dt.datetime
+    end: dt.datetime
+    conversations: int
+    assistant_replies: int
+    thumbs_up: int
+    thumbs_down: int
+    positive_rate: float | None
+    verified_intents: int
+    intent_accuracy: float | None
+    handoff_rate: float | None
+    latency_p95_ms: float | None
+
+
+class Thresholds(BaseModel):
+    min_positive_rate: float
+    min_intent_accuracy: float
+    max_handoff_rate: float
+    max_latency_p95_ms: float
+
+
+class AliasEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    alias: str
+    model_version_id: str
+    previous_version_id: str | None
+    reason: str | None
+    at: dt.datetime
+
+
+class MetricsSeries(BaseModel):
+    since: dt.datetime
+    until: dt.datetime
+    bucket_seconds: int
+    model_version: str | None
+    points: list[MetricsPoint]
+    thresholds: Thresholds
+    promotions: list[AliasEventOut] = Field(description="Production alias moves in the range.")
+
+
+class PromoteModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=500, description="Why; kept in the audit log.")
+
+
+class PromotionOut(BaseModel):
+    alias: str
+    model_version_id: str
+    previous_version_id: str | None
+    serving: str | None = Field(description="The version this API process serves now.")
+
+
+class RunOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    trigger: str
+    trigger_detail: dict[str, Any]
+    status: str
+    stage: str | None
+    progress: float
+    metrics: dict[str, Any]
+    error: str | None
+    candidate_version_id: str | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+
+
 # --- admin --------------------------------------------------------------------------------------
 
 

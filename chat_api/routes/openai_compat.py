@@ -4,20 +4,28 @@
 deployed student (greedy decoding: `temperature` is accepted and ignored; `max_tokens` caps the
 reply); without a deployed model it says so (503). `user` turns are the customer's, `assistant`
 turns the assistant's, `system` turns are not read (the student has no instructions channel).
-Nothing is stored. `stream: true` is refused until streaming arrives with the serving issue.
+Nothing is stored. Replies go through the batcher; `stream: true` answers in OpenAI's chunk
+format over SSE (`data: {chat.completion.chunk}` lines, then `data: [DONE]`); a failure after
+the stream started is sent as `data: {"error": {...}}`. A full queue answers 503 (Retry-After).
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
+from chat_api.batching.loop import Completed, Ticket, TokenDelta
+from chat_api.batching.scheduler import BatchingError, Overloaded
 from chat_api.dependencies import CurrentApiKey, DbSession
 from chat_api.errors import error_response
+from chat_api.routes.widget import batching_error_code
+from chat_api.runtime.serving import NoModelLoaded
 from chat_api.schemas import (
     ChatCompletion,
     ChatCompletionChoice,
@@ -56,27 +64,15 @@ def list_models(_key: CurrentApiKey, session: DbSession) -> ModelList:
         503: {"model": ErrorBody, "description": "No model is deployed."},
     },
 )
-def chat_completions(
-    request: Request, body: ChatCompletionRequest, _key: CurrentApiKey, session: DbSession
-) -> ChatCompletion | JSONResponse:
+async def chat_completions(
+    request: Request, body: ChatCompletionRequest, _key: CurrentApiKey
+) -> ChatCompletion | JSONResponse | StreamingResponse:
     if not any(m.role == "user" for m in body.messages):
         return error_response(422, "validation_error", "messages need at least one user turn")
-    if body.stream:
-        return error_response(
-            422,
-            "streaming_unsupported",
-            "`stream: true` is not supported yet: streaming arrives with the serving issue. "
-            "Send the request without `stream` to get the whole reply at once",
-        )
-    engine = app_state(request)["engine"]
-    loaded = engine.current
+    state = app_state(request)
+    loaded = state["engine"].current
     if loaded is None:
-        return error_response(
-            503,
-            "no_model_deployed",
-            "No model is deployed on this server. Deploy one with `chatdistill deploy BUNDLE_DIR`.",
-            headers={"Retry-After": "60"},
-        )
+        return _no_model()
     if body.model is not None and body.model != loaded.version_id:
         return error_response(
             404,
@@ -86,11 +82,27 @@ def chat_completions(
         )
     roles = {"user": "customer", "assistant": "assistant"}
     turns = [(roles[m.role], m.content) for m in body.messages if m.role in roles]
-    version, reply = engine.reply(turns, body.max_tokens)
+    try:
+        ticket = state["batcher"].submit(turns, max_new_tokens=body.max_tokens, stream=body.stream)
+    except NoModelLoaded:
+        return _no_model()
+    except Overloaded as exc:
+        return error_response(
+            503, "overloaded", str(exc), headers={"Retry-After": str(exc.retry_after_s)}
+        )
+    completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    if body.stream:
+        chunks = _chunks(ticket, completion_id, created)
+        return StreamingResponse(chunks, media_type="text/event-stream")
+    try:
+        done = await ticket.result()
+    except BatchingError as exc:
+        return error_response(503, batching_error_code(exc), f"{exc}; retry the request")
+    reply = done.reply
     return ChatCompletion(
-        id=f"chatcmpl-{uuid.uuid4().hex}",
-        created=int(time.time()),
-        model=version,
+        id=completion_id,
+        created=created,
+        model=done.version,
         choices=[
             ChatCompletionChoice(
                 index=0,
@@ -104,3 +116,41 @@ def chat_completions(
             total_tokens=reply.source_tokens + len(reply.tokens),
         ),
     )
+
+
+def _no_model() -> JSONResponse:
+    return error_response(
+        503,
+        "no_model_deployed",
+        "No model is deployed on this server. Deploy one with `chatdistill deploy BUNDLE_DIR`.",
+        headers={"Retry-After": "60"},
+    )
+
+
+async def _chunks(ticket: Ticket, completion_id: str, created: int) -> AsyncIterator[str]:
+    """OpenAI `chat.completion.chunk` events: the role, content deltas, the finish reason."""
+
+    def chunk(delta: dict[str, str], finish: str | None = None) -> str:
+        data = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": ticket.version,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+        return f"data: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+    yield chunk({"role": "assistant", "content": ""})
+    events = ticket.events()
+    try:
+        async for event in events:
+            if isinstance(event, TokenDelta):
+                yield chunk({"content": event.text})
+            elif isinstance(event, Completed):
+                yield chunk({}, event.reply.finish_reason)
+    except BatchingError as exc:
+        error = {"error": {"code": batching_error_code(exc), "message": f"{exc}; retry"}}
+        yield f"data: {json.dumps(error)}\n\n"
+    finally:
+        await events.aclose()
+    yield "data: [DONE]\n\n"

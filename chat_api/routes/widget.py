@@ -1,7 +1,8 @@
 """Public widget endpoints. Every call but the first carries the conversation's token.
 
-A customer message is stored, then answered by the deployed student (in the request's worker
-thread); a reply with low confidence or an out-of-scope intent hands the conversation to a human.
+A customer message is stored, then answered by the deployed student through the batcher (the
+request's worker thread waits for it); a reply with low confidence or an out-of-scope intent
+hands the conversation to a human. `widget_stream` streams the same reply over SSE.
 """
 
 from __future__ import annotations
@@ -9,9 +10,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import anyio.from_thread
 from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import JSONResponse
 
+from chat_api.batching.loop import Batcher
+from chat_api.batching.scheduler import BatchingError, DeadlineExceeded, Overloaded
 from chat_api.dependencies import (
     DbSession,
     WidgetConversation,
@@ -19,7 +23,16 @@ from chat_api.dependencies import (
     conversation_start_limit,
     per_ip_limit,
 )
-from chat_api.errors import ConflictError, NotFoundError, Unprocessable, error_body
+from chat_api.errors import (
+    ConflictError,
+    NotFoundError,
+    ServiceUnavailable,
+    Unprocessable,
+    error_body,
+)
+from chat_api.metrics import ApiMetrics
+from chat_api.runtime.onnx_runner import StudentReply
+from chat_api.runtime.serving import NoModelLoaded
 from chat_api.schemas import (
     AskForHuman,
     ConversationOut,
@@ -37,7 +50,7 @@ from chat_api.schemas import (
 )
 from chat_api.state import app_state, settings_of
 from chat_api.views import conversation_out, rating_out
-from feedback.models import Message, MessageRole
+from feedback.models import Conversation, Message, MessageRole
 from feedback.repositories.conversations import ConversationRepository
 from feedback.repositories.ratings import RatingRepository
 
@@ -95,6 +108,34 @@ def read_conversation(conversation_id: WidgetConversation, session: DbSession) -
 def post_message(
     request: Request, conversation_id: WidgetWrite, body: PostMessage, session: DbSession
 ) -> PostMessageOut | JSONResponse:
+    check_text(request, body)
+    state = app_state(request)
+    repo = ConversationRepository(session)
+    conversation = repo.get(conversation_id)
+    batcher = state["batcher"]
+    if not conversation.handed_off:
+        check_capacity(batcher)
+    message = repo.add_message(conversation, role=MessageRole.CUSTOMER, text=body.text)
+    state["metrics"].customer_messages.inc()
+    if conversation.handed_off:
+        # A human has the conversation now: the bot does not talk over them.
+        return PostMessageOut(message=MessageOut.model_validate(message), reply=None, handoff=True)
+    try:
+        version, reply = anyio.from_thread.run(batcher.reply, model_turns(repo, conversation_id))
+    except NoModelLoaded:
+        return _no_model(message)
+    except BatchingError as exc:
+        detail = f"{exc}. Your message was saved; ask again in a moment."
+        return _unanswered(message, batching_error_code(exc), detail)
+    answer = store_reply(repo, conversation, version, reply, state["metrics"])
+    return PostMessageOut(
+        message=MessageOut.model_validate(message),
+        reply=MessageOut.model_validate(answer),
+        handoff=reply.handoff,
+    )
+
+
+def check_text(request: Request, body: PostMessage) -> None:
     settings = settings_of(request)
     if len(body.text) > settings.api.max_message_chars:
         raise Unprocessable(
@@ -104,24 +145,46 @@ def post_message(
         )
     if not body.text.strip():
         raise Unprocessable("the message is empty; type something", code="empty_message")
-    state = app_state(request)
-    repo = ConversationRepository(session)
-    conversation = repo.get(conversation_id)
-    message = repo.add_message(conversation, role=MessageRole.CUSTOMER, text=body.text)
-    state["metrics"].customer_messages.inc()
-    if conversation.handed_off:
-        # A human has the conversation now: the bot does not talk over them.
-        return PostMessageOut(message=MessageOut.model_validate(message), reply=None, handoff=True)
-    engine = state["engine"]
-    if engine.current is None:
-        return _no_model(message)
-    # The model reads the stored (PII-redacted) texts, as training does.
-    turns = [
+
+
+def check_capacity(batcher: Batcher) -> None:
+    """Refuse before anything is stored when the batcher's queue is full (503, Retry-After):
+    the client retries the same message without creating a duplicate."""
+    try:
+        batcher.check_capacity()
+    except Overloaded as exc:
+        raise ServiceUnavailable(
+            str(exc),
+            code="overloaded",
+            headers={"Retry-After": str(exc.retry_after_s)},
+            extra={"retry_after": exc.retry_after_s},
+        ) from None
+
+
+def batching_error_code(exc: BatchingError) -> str:
+    """overloaded | reply_timeout | reply_failed"""
+    if isinstance(exc, Overloaded):
+        return "overloaded"
+    return "reply_timeout" if isinstance(exc, DeadlineExceeded) else "reply_failed"
+
+
+def model_turns(repo: ConversationRepository, conversation_id: uuid.UUID) -> list[tuple[str, str]]:
+    """The model reads the stored (PII-redacted) texts, as training does."""
+    return [
         (m.role, m.text)
         for m in repo.messages(conversation_id)
         if m.role in (MessageRole.CUSTOMER.value, MessageRole.ASSISTANT.value)
     ]
-    version, reply = engine.reply(turns)
+
+
+def store_reply(
+    repo: ConversationRepository,
+    conversation: Conversation,
+    version: str,
+    reply: StudentReply,
+    metrics: ApiMetrics,
+) -> Message:
+    """Store the assistant's reply; hand the conversation off when the reply asks for it."""
     answer = repo.add_message(
         conversation,
         role=MessageRole.ASSISTANT,
@@ -137,26 +200,29 @@ def post_message(
         conversation, reason=reply.handoff_reason
     ):
         repo.add_message(conversation, role=MessageRole.SYSTEM, text=HANDOFF_NOTICE, handoff=True)
-        state["metrics"].handoffs.labels(reply.handoff_reason).inc()
-    return PostMessageOut(
-        message=MessageOut.model_validate(message),
-        reply=MessageOut.model_validate(answer),
-        handoff=reply.handoff,
-    )
+        metrics.handoffs.labels(reply.handoff_reason).inc()
+    return answer
+
+
+NO_MODEL_DETAIL = (
+    "No model is deployed, so the assistant cannot reply yet. Your message was saved. "
+    "An operator deploys a model with `chatdistill deploy BUNDLE_DIR` "
+    "(or `chatdistill quickstart` to build a demo one)."
+)
 
 
 def _no_model(message: Message) -> JSONResponse:
     # No reply engine is deployed on this server. The message is kept (this response commits
     # normally: it is returned, not raised) and the client learns why no reply comes.
-    payload = error_body(
-        "no_model_deployed",
-        "No model is deployed, so the assistant cannot reply yet. Your message was saved. "
-        "An operator deploys a model with `chatdistill deploy BUNDLE_DIR` "
-        "(or `chatdistill quickstart` to build a demo one).",
-    )
+    return _unanswered(message, "no_model_deployed", NO_MODEL_DETAIL, retry_after=60)
+
+
+def _unanswered(message: Message, code: str, detail: str, retry_after: int = 5) -> JSONResponse:
+    """503 for a message that was stored but got no reply; returned, so the message commits."""
+    payload = error_body(code, detail)
     payload["message_id"] = str(message.id)
     payload["message"] = MessageOut.model_validate(message).model_dump(mode="json")
-    return JSONResponse(payload, status_code=503, headers={"Retry-After": "60"})
+    return JSONResponse(payload, status_code=503, headers={"Retry-After": str(retry_after)})
 
 
 @router.post(

@@ -1,10 +1,14 @@
-"""`OnnxStudent`: a verified bundle on ONNX Runtime (CPU), torch-free.
+"""`OnnxStudent`: a verified bundle on ONNX Runtime (CPU, or CUDA on request), torch-free.
 
 The decode loop is written by hand over three sessions (encoder, decoder first step, decoder
 with past): batched greedy decoding where a row that emitted EOS leaves the batch, so later steps
 only pay for the rows still writing. The reward is the reward graph on the pooled encoder state
 and the mean decoder state over the inputs fed (BOS and the generated tokens, i.e. the teacher-
 forced decoder input of the reply), the same quantity `Student.reward` pools in training.
+
+The optional `decoder_step` graph (newer bundles) is the decoder-with-past step over caches of
+different lengths, left-padded, with explicit positions and a self-attention mask; the batcher
+(`chat_api.runtime.running_batch`) uses it to merge requests that started at different steps.
 
 Shapes: B batch, S source length, H encoder hidden, D decoder hidden, V decoder vocabulary,
 C intents, h heads, L past length, d head size.
@@ -15,7 +19,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +29,8 @@ from tokenizers import Tokenizer
 from feedback.bundle import BundleError, format_source, verify_bundle
 
 Precision = Literal["auto", "fp32", "int8"]
+Provider = Literal["cpu", "cuda", "tensorrt"]
+REQUIRED_GRAPHS = frozenset({"encoder", "decoder", "decoder_with_past", "reward"})
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
 
@@ -68,6 +74,7 @@ class OnnxStudent:
         intra_op_threads: int = 1,
         inter_op_threads: int = 1,
         handoff_threshold: float | None = None,
+        provider: Provider = "cpu",
     ) -> None:
         self.bundle_dir = bundle_dir
         self.manifest = verify_bundle(bundle_dir)
@@ -80,7 +87,7 @@ class OnnxStudent:
                 "choose another precision or export the bundle with it"
             )
         self.precision: Literal["fp32", "int8"] = precision
-        missing = {"encoder", "decoder", "decoder_with_past", "reward"} - set(graphs[precision])
+        missing = REQUIRED_GRAPHS - set(graphs[precision])
         if missing:
             raise BundleError(f"bundle {bundle_dir} lacks the {precision} graphs {sorted(missing)}")
         options = ort.SessionOptions()
@@ -89,12 +96,20 @@ class OnnxStudent:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        self._sessions = {
-            role: ort.InferenceSession(
-                str(bundle_dir / name), sess_options=options, providers=["CPUExecutionProvider"]
-            )
-            for role, name in graphs[precision].items()
-        }
+        self.provider = provider
+        self._sessions: dict[str, Any]
+        if provider == "tensorrt":  # imported only on request: no TensorRT on CPU images
+            from chat_api.runtime.tensorrt import load_sessions
+
+            self._sessions = dict(load_sessions(bundle_dir, graphs[precision]))
+        else:
+            providers = _providers(provider)
+            self._sessions = {
+                role: ort.InferenceSession(
+                    str(bundle_dir / name), sess_options=options, providers=providers
+                )
+                for role, name in graphs[precision].items()
+            }
         self._enc_tok = Tokenizer.from_file(str(bundle_dir / "encoder_tokenizer.json"))
         self._dec_tok = Tokenizer.from_file(str(bundle_dir / "decoder_tokenizer.json"))
         self._enc_tok.no_truncation()
@@ -115,6 +130,41 @@ class OnnxStudent:
     @property
     def model_version(self) -> str:
         return self.manifest.model_version
+
+    @property
+    def has_step_graph(self) -> bool:
+        """Whether the bundle has `decoder_step` (padded caches of different lengths)."""
+        return "decoder_step" in self._sessions
+
+    @property
+    def joins_in_step(self) -> bool:
+        """Whether a new request's first step can run inside the batched step (the bundle has
+        `decoder_step` and `cross_kv`)."""
+        return self.has_step_graph and "cross_kv" in self._sessions
+
+    @property
+    def bos(self) -> int:
+        return self._bos
+
+    @property
+    def decoder_hidden(self) -> int:
+        return self._dec_hidden
+
+    def cross_kv(self, hidden: FloatArray) -> list[FloatArray]:
+        """Encoder hidden [B,S,H] -> cross K/V per layer, each [B,h,S,d] (`cross_kv` graph)."""
+        out: list[FloatArray] = self._sessions["cross_kv"].run(None, {"encoder_hidden": hidden})
+        return out
+
+    @property
+    def eos(self) -> int:
+        return self._eos
+
+    def limit(self, max_new_tokens: int | None) -> int:
+        """The number of tokens a reply may have: the request's, the bundle's, the positions'."""
+        return self._limit(max_new_tokens)
+
+    def source_of(self, turns: list[tuple[str, str]]) -> str:
+        return format_source(turns, self.manifest.context_turns)
 
     # ------------------------------------------------------------------------------ encoding
 
@@ -149,7 +199,7 @@ class OnnxStudent:
 
     # ------------------------------------------------------------------------------ decoding
 
-    def _first_step(
+    def first_step(
         self, hidden: FloatArray, mask: IntArray
     ) -> tuple[FloatArray, FloatArray, list[FloatArray], list[FloatArray]]:
         """-> (logits [B,V] of the last position, hidden [B,D], present self K/V, cross K/V)."""
@@ -160,7 +210,7 @@ class OnnxStudent:
         n = 2 * self._layers
         return out[0][:, -1], out[1][:, -1], out[2 : 2 + n], out[2 + n : 2 + 2 * n]
 
-    def _next_step(
+    def next_step(
         self, tokens: IntArray, mask: IntArray, past: list[FloatArray], cross: list[FloatArray]
     ) -> tuple[FloatArray, FloatArray, list[FloatArray]]:
         """tokens [B] -> (logits [B,V], hidden [B,D], present self K/V, each [B,h,L+1,d])."""
@@ -172,6 +222,36 @@ class OnnxStudent:
         feed.update({f"cross.{name}": value for name, value in zip(self._kv, cross, strict=True)})
         out = self._sessions["decoder_with_past"].run(None, feed)
         return out[0][:, -1], out[1][:, -1], out[2:]
+
+    def padded_step(
+        self,
+        tokens: IntArray,
+        positions: IntArray,
+        self_mask: IntArray,
+        enc_mask: IntArray,
+        past: list[FloatArray],
+        cross: list[FloatArray],
+    ) -> tuple[FloatArray, FloatArray, list[FloatArray]]:
+        """One step of rows whose caches have different lengths (the `decoder_step` graph).
+        tokens, positions [B] (a row's position is its real past length); self_mask [B,P+1]
+        (1 on the real past entries and the new token); past K/V [B,h,P,d] left-padded; cross
+        K/V [B,h,S,d] with enc_mask [B,S] -> (logits [B,V], hidden [B,D], present [B,h,P+1,d])."""
+        feed: dict[str, npt.NDArray[np.generic]] = {
+            "input_ids": tokens[:, None],
+            "positions": positions[:, None],
+            "self_mask": self_mask,
+            "encoder_mask": enc_mask,
+        }
+        feed.update({f"past.{name}": value for name, value in zip(self._kv, past, strict=True)})
+        feed.update({f"cross.{name}": value for name, value in zip(self._kv, cross, strict=True)})
+        out = self._sessions["decoder_step"].run(None, feed)
+        return out[0][:, -1], out[1][:, -1], out[2:]
+
+    def encode(self, input_ids: IntArray, mask: IntArray) -> tuple[FloatArray, ...]:
+        """-> (hidden [B,S,H], pooled [B,H], intent_logits [B,C])."""
+        return tuple(
+            self._sessions["encoder"].run(None, {"input_ids": input_ids, "attention_mask": mask})
+        )
 
     def _limit(self, max_new_tokens: int | None) -> int:
         wanted = self.manifest.max_new_tokens if max_new_tokens is None else max_new_tokens
@@ -203,7 +283,7 @@ class OnnxStudent:
         if limit == 0:
             return tokens, finished, sums
         active = np.arange(batch)
-        logits, step_hidden, past, cross = self._first_step(hidden, mask)
+        logits, step_hidden, past, cross = self.first_step(hidden, mask)
         for step in range(limit):
             sums[active] += step_hidden
             counts[active] += 1.0
@@ -222,7 +302,7 @@ class OnnxStudent:
                 active, nxt, mask = active[idx], nxt[idx], mask[idx]
                 past = [p[idx] for p in past]
                 cross = [c[idx] for c in cross]
-            logits, step_hidden, past = self._next_step(nxt, mask, past, cross)
+            logits, step_hidden, past = self.next_step(nxt, mask, past, cross)
         means: FloatArray = (sums / np.maximum(counts, 1.0)[:, None]).astype(np.float32)
         return tokens, finished, means
 
@@ -239,11 +319,11 @@ class OnnxStudent:
             None, {"input_ids": input_ids, "attention_mask": mask}
         )
         steps = max(1, self._limit(steps))
-        logits, _, past, cross = self._first_step(hidden, mask)
+        logits, _, past, cross = self.first_step(hidden, mask)
         out = [logits]
         for _ in range(steps - 1):
             nxt = logits.argmax(axis=-1).astype(np.int64)
-            logits, _, past = self._next_step(nxt, mask, past, cross)
+            logits, _, past = self.next_step(nxt, mask, past, cross)
             out.append(logits)
         return np.stack(out, axis=1)
 
@@ -264,12 +344,30 @@ class OnnxStudent:
         sources = [format_source(turns, self.manifest.context_turns) for turns in conversations]
         input_ids, mask = self.encode_texts(sources)
         gen = self.run(input_ids, mask, max_new_tokens)
+        latency_ms = (time.perf_counter() - start) * 1000.0
+        return self.make_replies(
+            gen, [int(n) for n in mask.sum(axis=1)], [latency_ms] * len(sources)
+        )
+
+    def decode_text(self, tokens: list[int]) -> str:
+        """Decoder ids (student vocabulary) -> text, unstripped."""
         vocab = self.manifest.decoder_vocab
-        tokens = [[vocab[t] for t in row] for row in gen.tokens] if vocab else gen.tokens
-        texts = self._dec_tok.decode_batch(tokens, skip_special_tokens=True)
+        ids = [vocab[t] for t in tokens] if vocab else tokens
+        return str(self._dec_tok.decode(ids, skip_special_tokens=True))
+
+    def reward_logits(self, pooled: FloatArray, means: FloatArray) -> FloatArray:
+        """pooled [B,H], mean decoder hidden over the inputs fed [B,D] -> reward logits [B]."""
+        (out,) = self._sessions["reward"].run(None, {"pooled": pooled, "reply_hidden_mean": means})
+        logits: FloatArray = out
+        return logits
+
+    def make_replies(
+        self, gen: Generation, source_tokens: list[int], latency_ms: list[float]
+    ) -> list[StudentReply]:
+        """Texts, intents, rewards and handoff decisions of a generation, row by row."""
+        texts = [self.decode_text(row) for row in gen.tokens]
         intents, confidences = self._intents(gen.intent_logits)
         rewards = 1.0 / (1.0 + np.exp(-gen.reward_logits.astype(np.float64)))
-        latency_ms = (time.perf_counter() - start) * 1000.0
         replies = []
         for i, (intent, confidence) in enumerate(zip(intents, confidences, strict=True)):
             reason = None
@@ -286,9 +384,23 @@ class OnnxStudent:
                     handoff=reason is not None,
                     handoff_reason=reason,
                     tokens=gen.tokens[i],
-                    source_tokens=int(mask[i].sum()),
+                    source_tokens=source_tokens[i],
                     finish_reason="stop" if gen.finished[i] else "length",
-                    latency_ms=latency_ms,
+                    latency_ms=latency_ms[i],
                 )
             )
         return replies
+
+
+def _providers(provider: Provider) -> list[str]:
+    """ONNX Runtime execution providers for `provider`; a clear error when CUDA is missing."""
+    if provider == "cpu":
+        return ["CPUExecutionProvider"]
+    available = ort.get_available_providers()
+    if "CUDAExecutionProvider" not in available:
+        raise BundleError(
+            "serving.provider is cuda but this ONNX Runtime has no CUDAExecutionProvider "
+            f"(it has {available}). Install onnxruntime-gpu matching the machine's CUDA, "
+            "or set CHATDISTILL_SERVING__PROVIDER=cpu"
+        )
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]

@@ -2,8 +2,9 @@
 
 `load` builds the new runtime beside the current one and then swaps one reference: a call in
 flight keeps the object it started with, later calls get the new one, nothing is dropped.
-Replies run in a worker thread: sync routes are already run in FastAPI's thread pool and call
-`reply`; async code awaits `reply_async`, which hops to the pool so the event loop stays free.
+The API's replies go through the batcher (`chat_api.batching.loop.Batcher`), which binds each
+request to `current` when it is submitted, so in-flight requests finish on their model.
+`reply` / `reply_async` answer one conversation directly (CLI, evaluation, tests).
 
 Errors:
     NoModelLoaded       no bundle is loaded (the API answers 503 no_model_deployed)
@@ -21,7 +22,7 @@ from urllib.parse import unquote, urlparse
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from chat_api.runtime.onnx_runner import OnnxStudent, Precision, StudentReply
+from chat_api.runtime.onnx_runner import OnnxStudent, Precision, Provider, StudentReply
 from feedback.bundle import BundleError, bundle_checksum, load_manifest
 from feedback.db import session_scope
 from feedback.repositories.model_versions import PRODUCTION, ModelVersionRepository
@@ -42,10 +43,13 @@ class ServingOptions:
     intra_op_threads: int = 1
     inter_op_threads: int = 1
     handoff_threshold: float | None = None  # None: the bundle manifest's threshold
+    provider: Provider = "cpu"
 
     def __post_init__(self) -> None:
         if self.precision not in ("auto", "fp32", "int8"):
             raise ValueError("serving precision must be auto, fp32 or int8")
+        if self.provider not in ("cpu", "cuda", "tensorrt"):
+            raise ValueError("serving provider must be cpu, cuda or tensorrt")
         if self.intra_op_threads < 1 or self.inter_op_threads < 1:
             raise ValueError("serving thread counts must be at least 1")
         if self.handoff_threshold is not None and not 0.0 <= self.handoff_threshold <= 1.0:
@@ -101,6 +105,7 @@ class ReplyEngine:
                 intra_op_threads=self.options.intra_op_threads,
                 inter_op_threads=self.options.inter_op_threads,
                 handoff_threshold=self.options.handoff_threshold,
+                provider=self.options.provider,
             )
             if student.model_version != version_id:
                 logger.warning(

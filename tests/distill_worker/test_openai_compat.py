@@ -291,3 +291,44 @@ def test_rejects_bad_construction() -> None:
         OpenAIResponder("teacher:8000", "smol")
     with pytest.raises(ValueError):
         OpenAIResponder("http://teacher", "smol", max_concurrency=0)
+
+
+def logprob_entry(token: int, logprob: float, alternatives: list[tuple[int, float]]) -> Any:
+    return {
+        "token": f"token_id:{token}",
+        "logprob": logprob,
+        "top_logprobs": [{"token": f"token_id:{t}", "logprob": lp} for t, lp in alternatives],
+    }
+
+
+def test_generate_scored_asks_for_ids_and_sorts_the_top_list() -> None:
+    seen: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        content = [  # sampled token first although it is not the most likely (as vLLM does)
+            logprob_entry(9, -2.5, [(9, -2.5), (4, -0.3), (5, -1.1)]),
+            logprob_entry(2, -0.1, [(2, -0.1), (7, -3.0), (8, -4.0)]),
+        ]
+        choice = {"index": 0, "message": {"content": "we"}, "finish_reason": "stop"}
+        return httpx.Response(200, json={"choices": [{**choice, "logprobs": {"content": content}}]})
+
+    client, _ = responder(handler)
+    [[reply]] = client.generate_scored([CHAT], max_new_tokens=4, temperature=0.7, seed=3, top_k=2)
+    assert seen[0]["logprobs"] is True and seen[0]["top_logprobs"] == 2
+    assert seen[0]["return_tokens_as_token_ids"] is True and seen[0]["seed"] == 3
+    assert (reply.text, reply.finish_reason) == ("we", "stop")
+    assert reply.scored.token_ids == [9, 2] and reply.scored.logprobs == [-2.5, -0.1]
+    assert reply.scored.top_ids == [[4, 5], [2, 7]]
+    assert reply.scored.top_logprobs == [[-0.3, -1.1], [-0.1, -3.0]]
+
+
+def test_generate_scored_without_token_ids_is_a_bad_response() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        entry = {"token": "we", "logprob": -0.2, "top_logprobs": []}
+        choice = {"index": 0, "message": {"content": "we"}, "finish_reason": "stop"}
+        return httpx.Response(200, json={"choices": [{**choice, "logprobs": {"content": [entry]}}]})
+
+    client, _ = responder(handler)
+    with pytest.raises(TeacherBadResponse, match="is not 'token_id:<n>'; is this vLLM"):
+        client.generate_scored([CHAT], max_new_tokens=4, temperature=0.0, seed=None, top_k=2)

@@ -1,6 +1,7 @@
 """One real distillation run, end to end, with the real default teachers (slow): demo data ->
 fine-tuned MiniLM -> stage 1 -> SmolLM2 replies -> stage 2 -> evaluation -> bundle that serves.
-A second run on the same work folder reuses the teacher and the replies (resumable state)."""
+A second run on the same work folder reuses the teacher and, through the teacher cache, the
+replies (resumable state)."""
 
 from __future__ import annotations
 
@@ -62,8 +63,9 @@ def test_distil_export_serve_and_resume(responder_dir: Path, tmp_path: Path) -> 
     assert metrics["replies"]["n"] == 2 and metrics["replies"]["chrf_vs_teacher"] is not None
     assert metrics["reply_budget"] == {"prompts": 6, "bounded": True}
     assert any("bounded by --reply-budget 6" in line for line in logs)
-    replies = (tmp_path / "run" / "teacher_replies.jsonl").read_text().splitlines()
-    assert len(replies) == 6
+    assert metrics["teacher_cache"] == {"hits": 0, "misses": 6, "stored": 6}
+    assert metrics["teacher_cache_eval"] == {"hits": 0, "misses": 2, "stored": 2}
+    assert (tmp_path / "run" / "teacher_cache.db").is_file()  # no store given: one in the run
 
     student = OnnxStudent(result.bundle_dir, precision="fp32")
     answer = student.reply([("customer", "where is my parcel?")])
@@ -74,5 +76,7 @@ def test_distil_export_serve_and_resume(responder_dir: Path, tmp_path: Path) -> 
         DistillRequest(**{**request.__dict__, "out_dir": tmp_path / "bundle2"}), log=logs.append
     )
     assert any("reusing the fine-tuned one" in line for line in logs)
-    assert any("6 replies from the work folder, 0 to ask" in line for line in logs)
+    assert any("teacher cache: 6 hits, 0 asked" in line for line in logs)
+    assert again.metrics["teacher_cache"] == {"hits": 6, "misses": 0, "stored": 0}
+    assert again.metrics["teacher_cache_eval"] == {"hits": 2, "misses": 0, "stored": 0}
     assert verify_bundle(again.bundle_dir).intent_labels == manifest.intent_labels

@@ -30,6 +30,9 @@ TABLES = {
     "operator_sessions",
     "operators",
     "ratings",
+    "seed_examples",
+    "seed_imports",
+    "teacher_outputs",
 }
 
 

@@ -1,0 +1,152 @@
+"""The widget's streaming reply: `POST /v1/widget/conversations/{id}/messages/stream` (SSE).
+
+Same auth, body and validation as the non-streaming endpoint. The customer message is stored
+by the request's unit of work (committed before the stream starts), then the reply is generated
+in the batch, streamed token by token, and stored in its own unit of work (`session_scope`)
+once generation ends. Events, in order:
+
+    event: message   the stored customer message (MessageOut)
+    event: token     {"text": "<delta>"}                      zero or more
+    event: reply     {"reply": MessageOut | null, "handoff": bool}   after the reply is stored
+    event: error     {"code": "...", "detail": "..."}         instead of `reply` on failure:
+                     no_model_deployed, overloaded, reply_timeout, reply_failed, store_failed
+
+A handed-off conversation gets `reply` with reply null and handoff true. A client that
+disconnects aborts its request: the batch stops computing it, and nothing is stored for it.
+A full queue is refused before anything is stored (503 with Retry-After, like the plain route).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+
+from chat_api.batching.loop import Batcher, Completed, TokenDelta
+from chat_api.batching.scheduler import BatchingError
+from chat_api.dependencies import DbSession, WidgetWrite, per_ip_limit
+from chat_api.metrics import ApiMetrics
+from chat_api.routes.widget import (
+    _ERRORS,
+    NO_MODEL_DETAIL,
+    batching_error_code,
+    check_capacity,
+    check_text,
+    model_turns,
+    store_reply,
+)
+from chat_api.runtime.serving import NoModelLoaded
+from chat_api.schemas import MessageOut, PostMessage
+from chat_api.state import app_state
+from feedback.db import session_scope
+from feedback.models import MessageRole
+from feedback.repositories.conversations import ConversationRepository
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(
+    prefix="/v1/widget", tags=["widget"], dependencies=[Depends(per_ip_limit)], responses=_ERRORS
+)
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def sse(event: str, data: dict[str, Any]) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+@router.post(
+    "/conversations/{conversation_id}/messages/stream",
+    response_class=StreamingResponse,
+    summary="Post a customer message and stream the assistant's reply (server-sent events)",
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "Events: message, token*, then reply or error.",
+        },
+        503: {"description": "Overloaded: nothing was stored; retry after Retry-After."},
+    },
+)
+def post_message_stream(
+    request: Request, conversation_id: WidgetWrite, body: PostMessage, session: DbSession
+) -> StreamingResponse:
+    check_text(request, body)
+    state = app_state(request)
+    repo = ConversationRepository(session)
+    conversation = repo.get(conversation_id)
+    handed_off = conversation.handed_off
+    if not handed_off:
+        check_capacity(state["batcher"])
+    message = repo.add_message(conversation, role=MessageRole.CUSTOMER, text=body.text)
+    state["metrics"].customer_messages.inc()
+    stored = MessageOut.model_validate(message).model_dump(mode="json")
+    turns = None if handed_off else model_turns(repo, conversation_id)
+    # The dependency commits the message after this returns and before the stream starts.
+    events = _events(
+        state["batcher"], state["session_factory"], state["metrics"], conversation_id, stored,
+        turns,
+    )  # fmt: skip
+    return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+async def _events(
+    batcher: Batcher,
+    factory: sessionmaker[Session],
+    metrics: ApiMetrics,
+    conversation_id: uuid.UUID,
+    stored: dict[str, Any],
+    turns: list[tuple[str, str]] | None,
+) -> AsyncIterator[str]:
+    yield sse("message", stored)
+    if turns is None:  # handed off: a human has the conversation, the bot stays quiet
+        yield sse("reply", {"reply": None, "handoff": True})
+        return
+    try:
+        ticket = batcher.submit(turns, stream=True)
+    except NoModelLoaded:
+        yield sse("error", {"code": "no_model_deployed", "detail": NO_MODEL_DETAIL})
+        return
+    except BatchingError as exc:
+        yield sse("error", {"code": batching_error_code(exc), "detail": str(exc)})
+        return
+    events = ticket.events()
+    done: Completed | None = None
+    try:
+        async for event in events:
+            if isinstance(event, TokenDelta):
+                yield sse("token", {"text": event.text})
+            else:
+                done = event
+    except BatchingError as exc:
+        yield sse("error", {"code": batching_error_code(exc), "detail": str(exc)})
+        return
+    finally:
+        await events.aclose()  # a disconnected client aborts its request here
+    assert done is not None
+    try:
+        answer = await run_in_threadpool(_store, factory, metrics, conversation_id, done)
+    except Exception:
+        logger.exception("storing the streamed reply of conversation %s failed", conversation_id)
+        detail = "the reply could not be saved; send your message again"
+        yield sse("error", {"code": "store_failed", "detail": detail})
+        return
+    yield sse("reply", {"reply": answer, "handoff": done.reply.handoff})
+
+
+def _store(
+    factory: sessionmaker[Session], metrics: ApiMetrics, conversation_id: uuid.UUID, done: Completed
+) -> dict[str, Any]:
+    with session_scope(factory) as session:
+        repo = ConversationRepository(session)
+        conversation = repo.get(conversation_id)
+        answer = store_reply(repo, conversation, done.version, done.reply, metrics)
+        session.flush()
+        out: dict[str, Any] = MessageOut.model_validate(answer).model_dump(mode="json")
+    return out
