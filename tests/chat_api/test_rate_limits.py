@@ -3,8 +3,6 @@ real Redis shared by two app instances."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
@@ -13,6 +11,7 @@ from chat_api.app import create_app
 from chat_api.ratelimit import InProcessRateLimiter, RedisRateLimiter
 from feedback.settings import Settings
 from tests.conftest import REDIS_URL
+from tests.event_loop import run_async
 
 
 def limited(settings: Settings, **limits: int) -> Settings:
@@ -143,5 +142,5 @@ def test_limiters_count_windows_identically(redis_prefix: str) -> None:
             await shared.close()
         return a, b
 
-    in_memory, in_redis = asyncio.run(run())
+    in_memory, in_redis = run_async(run())
     assert in_memory == in_redis == [True, True, False, False]

@@ -4,7 +4,6 @@ the reply engine's swap."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import shutil
@@ -30,6 +29,7 @@ from feedback.models import Conversation, Message
 from feedback.repositories.model_versions import PRODUCTION, ModelVersionRepository
 from feedback.settings import Settings
 from tests.chat_api.operator_fixtures import assert_error, auth, make_api_key
+from tests.event_loop import run_async
 
 pytest.importorskip("torch", reason="building the tiny bundle needs the `train` extra (torch)")
 from tests.distill_worker.test_export import TinyBundle, tiny_bundle
@@ -247,7 +247,7 @@ def test_engine_swaps_models_and_in_flight_holders_keep_theirs(tiny_bundle: Tiny
     assert engine.current is second and held is first and held.version_id == "v-a"
     turns = [("customer", "where is my order")]
     assert held.student.reply(turns).text == "your order is on its way"
-    version, reply = asyncio.run(engine.reply_async(turns))
+    version, reply = run_async(engine.reply_async(turns))
     assert version == "v-b" and reply.text == "your order is on its way"
     with pytest.raises(Exception, match="does not match the checksum"):
         engine.load(tiny_bundle.path, "v-c", checksum="0" * 64)

@@ -19,6 +19,7 @@ from chat_api.batching.loop import Batcher, Completed, TokenDelta
 from chat_api.batching.scheduler import DeadlineExceeded, Overloaded, SchedulerConfig
 from chat_api.runtime.onnx_runner import OnnxStudent
 from chat_api.runtime.serving import ReplyEngine, ServingOptions
+from tests.event_loop import run_async
 
 pytest.importorskip("torch", reason="building the tiny bundle needs the `train` extra (torch)")
 from tests.distill_worker.test_export import TinyBundle, tiny_bundle
@@ -41,7 +42,7 @@ def run_with(
     batcher = Batcher(engine, SchedulerConfig(**cfg))  # type: ignore[arg-type]
     batcher.start()
     try:
-        return asyncio.run(body(batcher))
+        return run_async(body(batcher))
     finally:
         batcher.stop()
 
@@ -193,7 +194,7 @@ def test_a_swap_under_load_loses_no_request(tiny_bundle: TinyBundle) -> None:
         return results
 
     try:
-        results = asyncio.run(body())
+        results = run_async(body())
     finally:
         batcher.stop()
     (swap_time,) = swapped_at
