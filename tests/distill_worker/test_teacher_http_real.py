@@ -53,11 +53,19 @@ class _Handler(BaseHTTPRequestHandler):
             srv.active += 1
             srv.peak = max(srv.peak, srv.active)
             call = srv.calls
+        self._counted = True
         try:
             self._answer(srv.mode, call)
         finally:
-            with srv.lock:
-                srv.active -= 1
+            self._leave()
+
+    def _leave(self) -> None:
+        # A request stops counting as in flight just before its answer goes out: once the
+        # client has read it, it may send the next one before this thread runs again.
+        if getattr(self, "_counted", False):
+            self._counted = False
+            with self.server.lock:
+                self.server.active -= 1
 
     def _answer(self, mode: str, call: int) -> None:
         if mode == "good" or (mode == "429-then-good" and call > 1):
@@ -80,6 +88,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(
         self, status: int, body: bytes, kind: str, extra: dict[str, str] | None = None
     ) -> None:
+        self._leave()
         self.send_response(status)
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
