@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from httpx import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -48,6 +49,18 @@ def _corrections(db: Session, message_id: uuid.UUID) -> list[Correction]:
             .order_by(Correction.created_at)
         )
     )
+
+
+def _correct(client: TestClient, db: Session, message_id: uuid.UUID, body: Any) -> Response:
+    """POST a correction as a fresh operator; returns the response."""
+    _, headers = operator_headers(db)
+    return client.post(f"/v1/operator/messages/{message_id}/correction", headers=headers, json=body)
+
+
+def _label(client: TestClient, db: Session, message_id: uuid.UUID, body: Any) -> Response:
+    """POST an intent label as a fresh operator; returns the response."""
+    _, headers = operator_headers(db)
+    return client.post(f"/v1/operator/messages/{message_id}/intent", headers=headers, json=body)
 
 
 def test_correct_reply_text(
@@ -93,12 +106,7 @@ def test_correct_reply_intent_only(
     client: TestClient, db: Session, exchange: tuple[Message, Message]
 ) -> None:
     _, reply = exchange
-    _, headers = operator_headers(db)
-    response = client.post(
-        f"/v1/operator/messages/{reply.id}/correction",
-        headers=headers,
-        json={"corrected_intent": "shipping"},
-    )
+    response = _correct(client, db, reply.id, {"corrected_intent": "shipping"})
     assert response.status_code == 201, response.text
     assert response.json()["corrected_text"] is None
     assert response.json()["corrected_intent"] == "shipping"
@@ -115,11 +123,11 @@ def test_correct_reply_text_and_intent_excluded_from_training(
     client: TestClient, db: Session, exchange: tuple[Message, Message]
 ) -> None:
     _, reply = exchange
-    _, headers = operator_headers(db)
-    response = client.post(
-        f"/v1/operator/messages/{reply.id}/correction",
-        headers=headers,
-        json={
+    response = _correct(
+        client,
+        db,
+        reply.id,
+        {
             "corrected_text": "Better reply",
             "corrected_intent": "shipping",
             "exclude_from_training": True,
@@ -142,12 +150,7 @@ def test_correct_reply_only_exclude_from_training(
     client: TestClient, db: Session, exchange: tuple[Message, Message]
 ) -> None:
     customer, _ = exchange
-    _, headers = operator_headers(db)
-    response = client.post(
-        f"/v1/operator/messages/{customer.id}/correction",
-        headers=headers,
-        json={"exclude_from_training": True},
-    )
+    response = _correct(client, db, customer.id, {"exclude_from_training": True})
     assert response.status_code == 201, response.text
     assert len(audit_entries(db, action="message.correct")) == 1
 
@@ -172,11 +175,11 @@ def test_correct_text_of_customer_message_conflicts(
     client: TestClient, db: Session, exchange: tuple[Message, Message]
 ) -> None:
     customer, _ = exchange
-    _, headers = operator_headers(db)
-    response = client.post(
-        f"/v1/operator/messages/{customer.id}/correction",
-        headers=headers,
-        json={"corrected_text": "Where is my parcel?", "corrected_intent": "delivery"},
+    response = _correct(
+        client,
+        db,
+        customer.id,
+        {"corrected_text": "Where is my parcel?", "corrected_intent": "delivery"},
     )
     error = assert_error(response, 409, "conflict")
     assert "assistant" in error["message"]
@@ -188,12 +191,7 @@ def test_correct_intent_of_customer_message_is_allowed(
     client: TestClient, db: Session, exchange: tuple[Message, Message]
 ) -> None:
     customer, _ = exchange
-    _, headers = operator_headers(db)
-    response = client.post(
-        f"/v1/operator/messages/{customer.id}/correction",
-        headers=headers,
-        json={"corrected_intent": "complaint"},
-    )
+    response = _correct(client, db, customer.id, {"corrected_intent": "complaint"})
     assert response.status_code == 201, response.text
     assert [c.corrected_intent for c in _corrections(db, customer.id)] == ["complaint"]
     assert len(audit_entries(db, action="message.correct", target_id=str(customer.id))) == 1
@@ -211,10 +209,7 @@ def test_correction_without_a_change_is_422(
     client: TestClient, db: Session, exchange: tuple[Message, Message], body: dict[str, Any]
 ) -> None:
     _, reply = exchange
-    _, headers = operator_headers(db)
-    response = client.post(
-        f"/v1/operator/messages/{reply.id}/correction", headers=headers, json=body
-    )
+    response = _correct(client, db, reply.id, body)
     assert_error(response, 422)
     assert _corrections(db, reply.id) == []
     assert audit_entries(db, action="message.correct") == []
@@ -234,10 +229,7 @@ def test_correction_invalid_body(
     client: TestClient, db: Session, exchange: tuple[Message, Message], body: dict[str, Any]
 ) -> None:
     _, reply = exchange
-    _, headers = operator_headers(db)
-    response = client.post(
-        f"/v1/operator/messages/{reply.id}/correction", headers=headers, json=body
-    )
+    response = _correct(client, db, reply.id, body)
     assert_error(response, 422, "validation_error")
     assert audit_entries(db, action="message.correct") == []
 
@@ -287,10 +279,7 @@ def test_label_intent_confirming_the_prediction(
     client: TestClient, db: Session, exchange: tuple[Message, Message]
 ) -> None:
     _, reply = exchange
-    _, headers = operator_headers(db)
-    response = client.post(
-        f"/v1/operator/messages/{reply.id}/intent", headers=headers, json={"intent": "delivery"}
-    )
+    response = _label(client, db, reply.id, {"intent": "delivery"})
     assert response.status_code == 201
     (entry,) = audit_entries(db, action="message.label_intent")
     assert entry.details["intent"] == entry.details["previous_intent"] == "delivery"
@@ -303,20 +292,14 @@ def test_label_intent_invalid_body(
     client: TestClient, db: Session, exchange: tuple[Message, Message], body: dict[str, Any]
 ) -> None:
     customer, _ = exchange
-    _, headers = operator_headers(db)
-    response = client.post(
-        f"/v1/operator/messages/{customer.id}/intent", headers=headers, json=body
-    )
+    response = _label(client, db, customer.id, body)
     assert_error(response, 422, "validation_error")
     assert _corrections(db, customer.id) == []
     assert audit_entries(db, action="message.label_intent") == []
 
 
 def test_label_intent_unknown_message(client: TestClient, db: Session) -> None:
-    _, headers = operator_headers(db)
-    response = client.post(
-        f"/v1/operator/messages/{uuid.uuid4()}/intent", headers=headers, json={"intent": "x"}
-    )
+    response = _label(client, db, uuid.uuid4(), {"intent": "x"})
     assert_error(response, 404, "not_found")
     assert audit_entries(db, action="message.label_intent") == []
 
