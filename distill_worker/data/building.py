@@ -23,6 +23,8 @@ from tokenizers import Tokenizer
 
 from distill_worker.data.examples import IntentExample, ReplyExample
 from distill_worker.data.loaders import Utterance
+from distill_worker.data.snapshots.records import example_key
+from distill_worker.data.snapshots.split import sample_priority
 from distill_worker.teacher.base import Responder
 from distill_worker.teacher.encoder import EncoderTeacher
 from distill_worker.teacher.grounding import Knowledge, build_messages
@@ -113,17 +115,22 @@ def teacher_logits_in_order(
 
 
 def sample_prompts(rows: Sequence[Utterance], budget: int, seed: int) -> list[Utterance]:
-    """Up to `budget` rows, spread evenly over intents (round robin), distinct texts."""
+    """Up to `budget` rows, spread evenly over intents (round robin), distinct texts.
+
+    Within an intent, rows are taken in `sample_priority` order, the order snapshots draw their
+    replay sample in: the prompts an earlier run asked the teacher about are the first ones of
+    its replay, so an incremental run finds their replies in the teacher cache."""
     by_intent: dict[str | None, list[Utterance]] = defaultdict(list)
     seen: set[str] = set()
     for row in rows:
         if row.text.lower() not in seen:
             seen.add(row.text.lower())
             by_intent[row.intent].append(row)
-    rng = random.Random(seed)
     queues = [by_intent[k] for k in sorted(by_intent, key=lambda x: x or "")]
-    for queue in queues:
-        rng.shuffle(queue)
+    for queue in queues:  # highest priority last: pop() takes it first
+        queue.sort(
+            key=lambda r: sample_priority(example_key(r.text, r.context), seed), reverse=True
+        )
     chosen: list[Utterance] = []
     while len(chosen) < budget and any(queues):
         for queue in queues:
@@ -197,8 +204,9 @@ def reply_examples(
     seed: int,
 ) -> list[ReplyExample]:
     """Stage-2 examples: teacher replies (token KD + reward 1), references from the data
-    (sequence-level, reward 1), and for each teacher reply a reply written for another intent
-    as a reward-head negative (weight 0: it never trains the decoder)."""
+    (sequence-level, reward 1), rated replies (weight and reward label = the rating), replies
+    operators rejected (reward 0, weight 0), and for each teacher reply a reply written for
+    another intent as a reward-head negative (weight 0: it never trains the decoder)."""
     rng = random.Random(seed)
     contexts = source.ids([r.utterance.turns() for r in replies])
     examples: list[ReplyExample] = []
@@ -232,12 +240,28 @@ def reply_examples(
     ref_rows = [r for r in references if r.reply]
     for row, ids in zip(ref_rows, source.ids([r.turns() for r in ref_rows]), strict=True):
         assert row.reply is not None
+        rated = row.reward is not None
         examples.append(
             ReplyExample(
                 input_ids=ids,
                 reply_ids=decoder_tokenize(row.reply)[:max_reply_tokens],
-                reward_label=1.0,
-                source="reference",
+                # A rated reply counts as much as customers liked it (ratings-weighted);
+                # a reference (operator text, data set reply) counts fully.
+                weight=float(row.reward) if row.reward is not None else 1.0,
+                reward_label=float(row.reward) if row.reward is not None else 1.0,
+                source="rated" if rated else "reference",
+            )
+        )
+    bad_rows = [r for r in references if r.rejected]
+    for row, ids in zip(bad_rows, source.ids([r.turns() for r in bad_rows]), strict=True):
+        assert row.rejected is not None
+        examples.append(
+            ReplyExample(
+                input_ids=ids,
+                reply_ids=decoder_tokenize(row.rejected)[:max_reply_tokens],
+                weight=0.0,
+                reward_label=0.0,
+                source="negative",
             )
         )
     return examples

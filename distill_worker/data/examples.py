@@ -30,5 +30,5 @@ class ReplyExample:
     teacher_topk: list[tuple[list[int], list[float]]] | None = None
     weight: float = 1.0  # how much this reply counts (ratings-weighted objective)
     reward_label: float | None = None  # 1 good / 0 bad for the reward head; None: no label
-    source: str = "teacher"  # "teacher" | "correction" | "reference" | "negative"
+    source: str = "teacher"  # "teacher" | "correction" | "reference" | "rated" | "negative"
     meta: dict[str, str] = field(default_factory=dict)

@@ -39,6 +39,10 @@ class Utterance:
     intent: str | None = None
     reply: str | None = None
     context: tuple[tuple[str, str], ...] = field(default_factory=tuple)  # earlier (role, text)
+    # How customers rated `reply`: 1 good, 0 bad, None not rated (a reference reply).
+    reward: float | None = None
+    # A reply known to be bad for this turn (one an operator corrected): a reward-head negative.
+    rejected: str | None = None
 
     def turns(self) -> list[tuple[str, str]]:
         return [*self.context, ("customer", self.text)]

@@ -1,0 +1,262 @@
+"""The reward head on real ratings: Taskmaster-4's rated agent actions (good 1 / bad 0) and
+STAR's user satisfaction (one yes/no verdict for every reply of a dialogue), from ../shared/data.
+
+Rated (context, reply) pairs are split by conversation (a stable hash of its id: no dialogue is
+on both sides), the training part goes through the real stage 2 (`DecoderStage`: decoder CE +
+reward BCE, and KTO under "kto") on a small student whose encoder starts from MiniLM's first
+layers, and the held-back part is scored. Per objective:
+
+* `reward_auc`: AUC of the reward head's score, good vs bad replies (0.5 = chance);
+* `logprob_auc`: AUC of the decoder's mean token log-probability of the reply: does the student
+  find the replies customers liked more likely than the ones they did not?
+* `p_good_mean` / `p_bad_mean`: the mean predicted rating (sigmoid of the reward) of held-back
+  good and bad replies.
+
+Objectives (the ablation): "plain" (every rated reply imitated with weight 1, reward head on the
+labels), "ratings_weighted" (a reply counts as much as it was liked: bad ones are never
+imitated), "kto" (bad ones pushed down against the initial student). "untrained" is the student
+before stage 2 (the chance reference).
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/reward_head.py --data tm4 --train 1500 \
+        --heldback 600 --epochs 3 [--objectives plain ratings_weighted kto] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from distill_worker.config import DistillConfig  # noqa: E402
+from distill_worker.data.building import SourceTokenizer, reply_examples  # noqa: E402
+from distill_worker.data.examples import ReplyExample  # noqa: E402
+from distill_worker.data.importers.records import SeedRecord  # noqa: E402
+from distill_worker.data.importers.star import read_star  # noqa: E402
+from distill_worker.data.importers.taskmaster4 import read_taskmaster4  # noqa: E402
+from distill_worker.data.loaders import Utterance  # noqa: E402
+from distill_worker.data.snapshots.split import stable_unit  # noqa: E402
+from distill_worker.data.vocab import build_decoder_vocab  # noqa: E402
+from distill_worker.model.student import Student, StudentConfig  # noqa: E402
+from distill_worker.stages.decoder_stage import DecoderStage  # noqa: E402
+from distill_worker.stages.reward_eval import reply_logprobs, reward_scores, roc_auc  # noqa: E402
+from distill_worker.stages.structural import init_student_encoder_from_teacher  # noqa: E402
+from distill_worker.teacher.encoder import load_encoder, locate_minilm  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+OBJECTIVES = ("plain", "ratings_weighted", "kto")
+
+
+def rated_records(name: str, data: Path = DATA) -> list[tuple[str, SeedRecord]]:
+    """(conversation id, record) for every rated reply of the data set."""
+    if name == "tm4":
+        records = read_taskmaster4(data / "taskmaster4" / "raw" / "reward")
+        key = "conversation_id"
+    elif name == "star":
+        records = read_star(data / "star" / "dialogues.jsonl")
+        key = "dialogue_id"
+    else:
+        raise ValueError(f"unknown data set {name!r}: tm4 or star")
+    return [(f"{name}:{r.meta[key]}", r) for r in records if r.reward is not None and r.reply]
+
+
+def split_by_conversation(
+    rows: list[tuple[str, SeedRecord]],
+    heldback_fraction: float,
+    n_train: int,
+    n_heldback: int,
+    *,
+    with_steps: bool = True,
+) -> tuple[list[Utterance], list[Utterance]]:
+    """Held-back conversations by a stable hash of their id; then the first n of each side in
+    hash order (a fixed, seed-free sample)."""
+    train, held = [], []
+    for conv, record in sorted(rows, key=lambda r: stable_unit(r[0] + r[1].text, "order")):
+        side = held if stable_unit(conv, "heldback") < heldback_fraction else train
+        # The agent's API calls and results after the customer's turn are part of what it saw
+        # before the rated action; they are appended as assistant turns, written the way
+        # `format_source` writes turns.
+        steps = "".join(f" | assistant: {s}" for s in record.meta.get("steps_since_user", []))
+        side.append(
+            Utterance(
+                text=record.text + (steps if with_steps else ""),
+                context=record.context,
+                reply=record.reply,
+                reward=record.reward,
+            )
+        )
+    return train[:n_train], held[:n_heldback]
+
+
+def build(
+    train: list[Utterance], held: list[Utterance], max_source: int, max_reply: int
+) -> tuple[list[ReplyExample], list[ReplyExample], int, int]:
+    """Stage-2 examples on MiniLM's tokenizer for both sides (decoder vocabulary = the tokens
+    of the replies); returns (train, held-back, encoder vocab size, decoder vocab size)."""
+    tokenizer_json = locate_minilm() / "tokenizer.json"
+    source = SourceTokenizer(tokenizer_json, max_tokens=max_source, context_turns=4)
+    decoder = SourceTokenizer(tokenizer_json, max_tokens=max_reply, context_turns=1).tokenizer
+    pad, bos, eos = 0, 101, 102  # MiniLM's [PAD], [CLS], [SEP] as decoder specials
+
+    def tokenize(text: str) -> list[int]:
+        return list(decoder.encode(text, add_special_tokens=False).ids)
+
+    def examples(rows: list[Utterance]) -> list[ReplyExample]:
+        return reply_examples(
+            [], rows, source, tokenize, eos_id=eos, max_reply_tokens=max_reply, seed=0
+        )
+
+    raw_train, raw_held = examples(train), examples(held)
+    vocab = build_decoder_vocab([pad, bos, eos], [e.reply_ids for e in raw_train + raw_held])
+
+    def mapped(rows: list[ReplyExample]) -> list[ReplyExample]:
+        return [replace(e, reply_ids=vocab.to_student(e.reply_ids)) for e in rows]
+
+    return mapped(raw_train), mapped(raw_held), source.tokenizer.get_vocab_size(), vocab.size
+
+
+def new_student(enc_vocab: int, dec_vocab: int, enc_layers: int, seed: int) -> Student:
+    torch.manual_seed(seed)
+    student = Student(
+        StudentConfig(
+            n_intents=2,
+            enc_vocab_size=enc_vocab,
+            enc_layers=enc_layers,
+            dec_vocab_size=dec_vocab,
+            dec_hidden=64,
+            dec_layers=1,
+            dec_heads=2,
+            dec_ffn=128,
+            dec_bos_id=1,
+            dec_eos_id=2,
+            dec_pad_id=0,
+            reward_hidden=64,
+        )
+    )
+    teacher = load_encoder(locate_minilm(), threads=torch.get_num_threads())
+    init_student_encoder_from_teacher(student, teacher.teacher_state_dict(), enc_layers)
+    return student
+
+
+def evaluate(student: Student, held: list[ReplyExample], cfg: DistillConfig) -> dict[str, Any]:
+    labels = [e.reward_label or 0.0 for e in held]
+    kw = {"max_source": cfg.max_source_tokens, "max_reply": cfg.max_reply_tokens}
+    scores = reward_scores(student, held, **kw)
+    logps = reply_logprobs(student, held, **kw)
+    probs = torch.sigmoid(torch.tensor(scores))
+    good = torch.tensor([y >= 0.5 for y in labels])
+    return {
+        "reward_auc": round(roc_auc(scores, labels), 4),
+        "logprob_auc": round(roc_auc(logps, labels), 4),
+        "p_good_mean": round(float(probs[good].mean()), 4),
+        "p_bad_mean": round(float(probs[~good].mean()), 4),
+    }
+
+
+def train_objective(
+    objective: str,
+    train: list[ReplyExample],
+    held: list[ReplyExample],
+    sizes: tuple[int, int],
+    *,
+    epochs: int,
+    enc_layers: int = 2,
+    encoder_lr: float = 0.0,
+    lr: float = 1e-3,
+    seq_weight: float = 1.0,
+    seed: int = 0,
+    max_source: int = 96,
+    max_reply: int = 32,
+) -> dict[str, Any]:
+    """Train stage 2 under one objective and score the held-back pairs."""
+    cfg = DistillConfig(
+        seed=seed,
+        max_source_tokens=max_source,
+        max_reply_tokens=max_reply,
+        enc_layers=enc_layers,
+        stage2_epochs=max(epochs, 1),
+        stage2_batch_size=32,
+        stage2_lr=lr,
+        stage2_encoder_lr=encoder_lr,
+        token_kd_weight=0.0,
+        seq_kd_weight=seq_weight,
+        reward_weight=1.0,
+        reward_objective="kto" if objective == "kto" else "ratings_weighted",
+        checkpoint_every=10_000,
+    )
+    student = new_student(*sizes, enc_layers, seed)
+    if objective == "untrained":
+        return evaluate(student, held, cfg)
+    rows = [replace(e, weight=1.0) for e in train] if objective == "plain" else train
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as work:
+        stage = DecoderStage(student, cfg, rows, Path(work) / "log.jsonl", Path(work) / "ckpt")
+        stage.setup()
+        stage.train()
+        stage.cleanup()
+    result = evaluate(student, held, cfg)
+    result["train_seconds"] = round(time.monotonic() - started, 1)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", choices=["tm4", "star"], nargs="+", default=["tm4", "star"])
+    parser.add_argument("--train", type=int, default=1500)
+    parser.add_argument("--heldback", type=int, default=600)
+    parser.add_argument("--heldback-fraction", type=float, default=0.25)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--objectives", nargs="+", default=["untrained", *OBJECTIVES])
+    parser.add_argument("--encoder-lr", type=float, default=0.0, help="0: encoder frozen")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--enc-layers", type=int, default=2)
+    parser.add_argument("--no-steps", action="store_true", help="TM4 without API steps")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    results: dict[str, Any] = {}
+    for name in args.data:
+        train_u, held_u = split_by_conversation(
+            rated_records(name),
+            args.heldback_fraction,
+            args.train,
+            args.heldback,
+            with_steps=not args.no_steps,
+        )
+        train, held, enc_vocab, dec_vocab = build(train_u, held_u, 96, 32)
+        info = {
+            "train": len(train),
+            "heldback": len(held),
+            "train_good_share": round(sum(e.reward_label or 0 for e in train) / len(train), 3),
+            "heldback_good_share": round(sum(e.reward_label or 0 for e in held) / len(held), 3),
+        }
+        print(name, json.dumps(info), flush=True)
+        results[name] = {"data": info}
+        for objective in args.objectives:
+            metrics = train_objective(
+                objective,
+                train,
+                held,
+                (enc_vocab, dec_vocab),
+                epochs=args.epochs,
+                enc_layers=args.enc_layers,
+                encoder_lr=args.encoder_lr,
+                lr=args.lr,
+            )
+            results[name][objective] = metrics
+            print(f"  {objective:17s} {json.dumps(metrics)}", flush=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""The two teachers of one run, with their results kept so a restarted run does not pay twice.
+
+* `encoder_teacher`: all-MiniLM-L6-v2 fine-tuned on the run's labelled training rows, saved in
+  the work folder and reused when the labels are the same.
+* `cached_replies`: the responder's grounded replies (with top-k token logprobs) through the
+  teacher cache; only prompts the cache has not seen are asked.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from distill_worker.data.building import TeacherReply
+from distill_worker.data.labelling import label_replies
+from distill_worker.data.loaders import Utterance
+from distill_worker.teacher.base import Responder
+from distill_worker.teacher.cache import CacheStats, TeacherCache
+from distill_worker.teacher.encoder import EncoderTeacher, load_encoder, locate_minilm
+from distill_worker.teacher.grounding import Knowledge
+from feedback.bundle import format_source
+
+Log = Callable[[str], None]
+
+
+def encoder_teacher(
+    work_dir: Path,
+    train: list[Utterance],
+    *,
+    context_turns: int,
+    epochs: int,
+    lr: float,
+    seed: int,
+    max_minutes: float | None,
+    log: Log,
+) -> EncoderTeacher:
+    folder = work_dir / "encoder_teacher"
+    labels = sorted({r.intent for r in train if r.intent})
+    if (folder / "labels.json").is_file():
+        teacher = EncoderTeacher.load(folder)
+        if sorted(teacher.labels) == labels:
+            log(f"      encoder teacher: reusing the fine-tuned one in {folder}")
+            return teacher
+    log(f"      encoder teacher: fine-tuning all-MiniLM-L6-v2 on {len(train)} rows")
+    # A distillation job owns its machine: the teacher uses every torch thread (2 were 1.7-2x
+    # faster than 1 here when nothing else ran; the serving default stays 1).
+    teacher = load_encoder(locate_minilm(), threads=torch.get_num_threads())
+    labelled = [r for r in train if r.intent]
+    result = teacher.finetune(
+        [format_source(r.turns(), context_turns) for r in labelled],
+        [r.intent or "" for r in labelled],
+        epochs=epochs,
+        lr=lr,
+        seed=seed,
+        max_minutes=max_minutes,
+    )
+    log("      " + json.dumps(result, default=str))
+    if result.get("stopped_early"):
+        log(f"      the encoder teacher stopped at its time cap ({max_minutes} min)")
+    teacher.save(folder)
+    return teacher
+
+
+def open_cache(cache: TeacherCache | None, work_dir: Path) -> tuple[TeacherCache, bool]:
+    """The given cache, or an SQLite one in the work folder (second value: close it after)."""
+    if cache is not None:
+        return cache, False
+    return TeacherCache.in_sqlite_file(work_dir / "teacher_cache.db"), True
+
+
+def cached_replies(
+    responder: Responder,
+    prompts: list[Utterance],
+    knowledge: Knowledge | None,
+    cache: TeacherCache | None,
+    work_dir: Path,
+    *,
+    max_new_tokens: int,
+    top_k: int,
+    log: Log,
+) -> tuple[list[TeacherReply], CacheStats]:
+    """Teacher replies for the prompts through the teacher cache: only new prompts are asked."""
+    store, owned = open_cache(cache, work_dir)
+    started = time.monotonic()
+
+    def progress(done: int, total: int) -> None:
+        rate = done / max(time.monotonic() - started, 1e-6)
+        log(f"      {done}/{total} replies ({rate:.2f}/s)")
+
+    try:
+        replies, stats = label_replies(
+            responder,
+            prompts,
+            knowledge,
+            store,
+            max_new_tokens=max_new_tokens,
+            top_k=top_k,
+            progress=progress,
+        )
+    finally:
+        if owned:
+            store.close()
+    log(f"      teacher cache: {stats.hits} hits, {stats.misses} asked")
+    return replies, stats
+
+
+def plain(data: Any) -> Any:
+    """Metrics as plain JSON values."""
+    return json.loads(json.dumps(data, default=str))
