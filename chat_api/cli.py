@@ -24,6 +24,7 @@ from feedback.bundle import BundleError
 from feedback.db import make_engine, make_session_factory, session_scope
 from feedback.deploy import deploy_bundle
 from feedback.errors import FeedbackError
+from feedback.events import publish_model_change
 from feedback.models import ActorType, OperatorRole
 from feedback.repositories.audit import AuditRepository
 from feedback.repositories.model_versions import PRODUCTION
@@ -72,6 +73,9 @@ WORKER_COMMANDS = {
     "export": "export",
     "quickstart": "quickstart",
     "import": "import_corpus",
+    "simulate": "simulate_command",
+    "worker": "worker",
+    "beat": "beat",
 }
 
 
@@ -330,9 +334,13 @@ def deploy(bundle_dir: Path, alias: str, reason: str) -> None:
             )
     except BundleError as exc:
         _fail(f"{bundle_dir} cannot be deployed: {exc}")
+    publish_model_change(
+        settings, alias=alias, version_id=done.manifest.model_version, reason=reason
+    )
     click.echo(
         f"{done.manifest.model_version} is now {alias} (was {done.previous or 'nothing'}); "
-        f"bundle at {done.bundle_dir}. API processes load it when they start."
+        f"bundle at {done.bundle_dir}. Running API processes swap to it (Redis event, or "
+        f"within {settings.events.poll_interval_s:g} s by polling)."
     )
 
 

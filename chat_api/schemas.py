@@ -284,6 +284,24 @@ class RunOut(BaseModel):
     created_at: dt.datetime
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
+    steps: dict[str, Any] = Field(
+        default_factory=dict, description="Checkpointed steps (snapshot, train, evaluate, ...)."
+    )
+    attempts: int = Field(default=0, description="Times a worker claimed the run.")
+    heartbeat_at: dt.datetime | None = Field(
+        default=None, description="When the executing worker last marked the run alive."
+    )
+    cancel_requested: bool = False
+
+
+class TriggerRun(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=500, description="Why; kept in the audit log.")
+    kind: Literal["incremental", "compression"] = Field(
+        default="incremental",
+        description="incremental: distil from fresh feedback; compression: a smaller, faster "
+        "student (INT8), gated on accuracy.",
+    )
 
 
 # --- admin --------------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ import click
 
 from distill_worker.config import DistillConfig
 from distill_worker.data.importers.command import import_corpus  # noqa: F401 - `chatdistill import`
+from distill_worker.loop.commands import beat, worker  # noqa: F401 - `chatdistill worker|beat`
+from distill_worker.simulate.cli import simulate_command  # noqa: F401 - `chatdistill simulate`
 from feedback.settings import Settings
 
 _SIZE_OPTIONS = {

@@ -1,7 +1,8 @@
 """Quality and latency figures over a time window, per model version or overall.
 
-The operator metrics summary reads these today; the continual-loop monitor builds on the same
-queries (thresholds, hysteresis and decisions come with it).
+The operator metrics summary reads these; so does the continual loop's monitor, which adds
+thresholds and hysteresis (`feedback.monitor_rules`) and the recorded decisions of each tick
+(`feedback.monitor_loop`).
 """
 
 from __future__ import annotations

@@ -1,14 +1,21 @@
-"""Distillation runs for the dashboard: list them with stage and progress, cancel one."""
+"""Distillation runs for the dashboard: list them with stage, steps and metrics; trigger one;
+cancel one.
+
+Triggering only writes a queued run row (at most one active run: the database refuses a second
+with 409); the workers' next monitor tick sends it to a worker. The API never talks to Celery.
+"""
 
 from __future__ import annotations
 
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, status
 
 from chat_api.dependencies import CurrentAdmin, CurrentOperator, DbSession
-from chat_api.schemas import ErrorBody, RunOut
+from chat_api.errors import ConflictError
+from chat_api.schemas import ErrorBody, RunOut, TriggerRun
+from feedback.models import RunTrigger
 from feedback.repositories.audit import AuditRepository
 from feedback.repositories.runs import RunRepository
 
@@ -34,6 +41,33 @@ def list_runs(
     return [
         RunOut.model_validate(r) for r in RunRepository(session).list(limit=limit, status=status)
     ]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Start a distillation run now (admins); a worker picks it up on its next tick",
+    responses={409: {"model": ErrorBody, "description": "A run is already queued or running."}},
+)
+def trigger_run(body: TriggerRun, admin: CurrentAdmin, session: DbSession) -> RunOut:
+    detail = {"by": str(admin.id), "reason": body.reason, "kind": body.kind}
+    repo = RunRepository(session)
+    run = repo.open_run(RunTrigger.MANUAL.value, detail, {"kind": body.kind})
+    if run is None:
+        active = repo.active()
+        raise ConflictError(
+            f"run {active.id if active else '?'} is already "
+            f"{active.status if active else 'active'}; wait for it to finish or cancel it",
+            code="run_active",
+        )
+    AuditRepository(session).by_operator(
+        admin.id,
+        "run.trigger",
+        "distill_run",
+        str(run.id),
+        {"reason": body.reason, "kind": body.kind},
+    )
+    return RunOut.model_validate(run)
 
 
 @router.get("/{run_id}", summary="One run")

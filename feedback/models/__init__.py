@@ -5,10 +5,12 @@ from feedback.models.base import Base, utcnow
 from feedback.models.conversation import Conversation, ConversationStatus, Message, MessageRole
 from feedback.models.correction import Correction
 from feedback.models.model_version import ModelAlias, ModelAliasEvent, ModelVersion
+from feedback.models.monitor import MonitorDecision, MonitorEvaluation
 from feedback.models.operator import ApiKey, Operator, OperatorRole, OperatorSession
 from feedback.models.rating import Rating
 from feedback.models.run import ACTIVE_RUN_STATUSES, DistillRun, RunStatus, RunTrigger
 from feedback.models.seed import SeedExample, SeedImport
+from feedback.models.snapshot import Snapshot
 from feedback.models.teacher_output import TeacherOutput
 
 __all__ = [
@@ -26,6 +28,8 @@ __all__ = [
     "ModelAlias",
     "ModelAliasEvent",
     "ModelVersion",
+    "MonitorDecision",
+    "MonitorEvaluation",
     "Operator",
     "OperatorRole",
     "OperatorSession",
@@ -34,6 +38,7 @@ __all__ = [
     "RunTrigger",
     "SeedExample",
     "SeedImport",
+    "Snapshot",
     "TeacherOutput",
     "utcnow",
 ]

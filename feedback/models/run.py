@@ -2,6 +2,11 @@
 
 At most one run is active at a time. The database enforces it: an active run holds
 `active_slot = 1`, which is unique; finished runs hold NULL (NULLs never collide).
+
+A run executes as steps (snapshot, train, evaluate, register, promote); `steps` keeps each
+step's result once it is done, so a redelivered task skips what is done. The executing task
+holds a lease (`lease_owner`, renewed in `heartbeat_at`); a redelivery takes over only a
+lease that has gone stale, so two deliveries never train the same run at once.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import enum
 import uuid
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Float, SmallInteger, String, Text
+from sqlalchemy import JSON, Boolean, CheckConstraint, Float, Integer, SmallInteger, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from feedback.models.base import Base, UTCDateTime, utcnow
@@ -46,6 +51,7 @@ class DistillRun(Base):
             "trigger IN ('manual', 'accuracy', 'latency', 'schedule', 'cli')", name="trigger"
         ),
         CheckConstraint("progress >= 0 AND progress <= 1", name="progress_range"),
+        CheckConstraint("attempts >= 0", name="attempts_nonnegative"),
         CheckConstraint(
             "(active_slot IS NULL) = (status NOT IN ('queued', 'running'))", name="active_slot"
         ),
@@ -65,9 +71,20 @@ class DistillRun(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The continual loop (migration 0004): step checkpoints, delivery and lease.
+    steps: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    task_id: Mapped[str | None] = mapped_column(String(64))
+    dispatched_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("status", RunStatus.QUEUED.value)
+        kwargs.setdefault("steps", {})
+        kwargs.setdefault("attempts", 0)
+        kwargs.setdefault("cancel_requested", False)
         super().__init__(**kwargs)
 
     @validates("status")

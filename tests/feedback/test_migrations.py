@@ -27,11 +27,13 @@ TABLES = {
     "model_alias_events",
     "model_aliases",
     "model_versions",
+    "monitor_evaluations",
     "operator_sessions",
     "operators",
     "ratings",
     "seed_examples",
     "seed_imports",
+    "snapshots",
     "teacher_outputs",
 }
 
