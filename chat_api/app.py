@@ -3,8 +3,9 @@
 The lifespan opens the database engine and the rate limiter, loads the deployed model (the
 registry's `production` bundle, verified; none or a bad one: the API runs and answers 503 for
 replies) and starts the batcher (`chat_api.batching.loop.Batcher`, one worker thread that
-runs the model steps for every reply) and puts them, with the settings, into the request state
-(`chat_api.state.AppState`);
+runs the model steps for every reply) and the bundle watcher (`chat_api.runtime.watcher`: hot
+swaps when the registry's aliases move, told by Redis pub/sub or found by polling) and puts them,
+with the settings, into the request state (`chat_api.state.AppState`);
 it closes them on shutdown.
 """
 
@@ -39,6 +40,7 @@ from chat_api.routes import (
     widget_stream,
 )
 from chat_api.runtime.serving import ReplyEngine, ServingOptions, load_deployed
+from chat_api.runtime.watcher import BundleWatcher
 from chat_api.state import AppState
 from chat_api.widget_tokens import WidgetTokenSigner
 from feedback.db import make_engine, make_session_factory
@@ -79,6 +81,7 @@ def create_app(
             inter_op_threads=settings.serving.inter_op_threads,
             handoff_threshold=settings.serving.handoff_threshold,
             provider=settings.serving.provider,
+            canary_share=settings.canary.share,
         )
     )
     batching_config = batching if batching is not None else scheduler_config(settings)
@@ -103,6 +106,8 @@ def create_app(
         loaded = await run_in_threadpool(load_deployed, reply_engine, factory)
         batcher = Batcher(reply_engine, batching_config)
         batcher.start()
+        watcher = BundleWatcher(reply_engine, factory, settings)
+        await watcher.start()
         logger.info(
             "chat API starting (database %s, rate limits %s, model %s)",
             "postgresql" if settings.database_url.startswith("postgresql") else "sqlite",
@@ -120,6 +125,7 @@ def create_app(
                 "batcher": batcher,
             }
         finally:
+            await watcher.stop()
             await run_in_threadpool(batcher.stop)
             await limiter.close()
             if engine is not None:

@@ -132,10 +132,12 @@ class Batcher:
         stream: bool = False,
         priority: int = 1,
         deadline_s: float | None = None,
+        route_key: str | None = None,
     ) -> Ticket:
-        """Queue a reply on the current model; call on an event loop. Raises NoModelLoaded,
+        """Queue a reply on the current model (or the canary, for the conversation `route_key`
+        when it falls in the canary's share); call on an event loop. Raises NoModelLoaded,
         Overloaded."""
-        model = self.engine.current
+        model = self.engine.pick(route_key)
         if model is None:
             raise NoModelLoaded("no model is loaded")
         limit = model.student.limit(max_new_tokens)
@@ -153,10 +155,17 @@ class Batcher:
         return Ticket(self, request)
 
     async def reply(
-        self, turns: list[tuple[str, str]], max_new_tokens: int | None = None, priority: int = 1
+        self,
+        turns: list[tuple[str, str]],
+        max_new_tokens: int | None = None,
+        priority: int = 1,
+        route_key: str | None = None,
     ) -> tuple[str, StudentReply]:
         """-> (model version, reply): `ReplyEngine.reply` through the batch."""
-        done = await self.submit(turns, max_new_tokens=max_new_tokens, priority=priority).result()
+        ticket = self.submit(
+            turns, max_new_tokens=max_new_tokens, priority=priority, route_key=route_key
+        )
+        done = await ticket.result()
         return done.version, done.reply
 
     def abort(self, request_id: int) -> None:
@@ -275,5 +284,5 @@ class Batcher:
     def _drop_if_retired(self, key: int) -> None:
         """An empty batch of a model that is no longer current is freed (after a swap)."""
         model, batch = self._batches[key]
-        if not len(batch) and model is not self.engine.current:
+        if not len(batch) and not self.engine.is_serving(model):
             del self._batches[key]

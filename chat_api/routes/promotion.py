@@ -1,15 +1,18 @@
-"""Promote a registered model version to production, or roll back to the one before it.
+"""Promote a registered model version to production, or roll back to the one before it;
+start or stop a canary (the `canary` alias, served to `canary.share` of conversations).
 
 Admins only. The bundle is verified and loaded into this API process first (a bundle that
-cannot serve is refused and nothing moves), then the `production` alias moves and the audit log
-records who, when and why, in the same transaction.
+cannot serve is refused and nothing moves), then the alias moves and the audit log records who,
+when and why, in the same transaction. After the commit (a background task runs after the
+response, so after the session dependency committed) a model-change event tells the other API
+processes, which also find the move by polling if the event is lost.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, BackgroundTasks, Request
 from sqlalchemy.orm import Session
 
 from chat_api.dependencies import CurrentAdmin, CurrentOperator, DbSession
@@ -18,6 +21,7 @@ from chat_api.runtime.serving import bundle_path
 from chat_api.schemas import AliasEventOut, ErrorBody, PromoteModel, PromotionOut
 from chat_api.state import app_state
 from feedback.bundle import BundleError
+from feedback.events import publish_model_change
 from feedback.models import Operator
 from feedback.repositories.audit import AuditRepository
 from feedback.repositories.model_versions import PRODUCTION, ModelVersionRepository
@@ -33,22 +37,81 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 router = APIRouter(prefix="/v1/operator/models", tags=["operator"], responses=_ERRORS)
 
 
-@router.get("/history", summary="Which version production pointed at, and when (newest first)")
-def production_history(_operator: CurrentOperator, session: DbSession) -> list[AliasEventOut]:
-    events = ModelVersionRepository(session).alias_history(PRODUCTION)
+CANARY = "canary"
+
+
+@router.get("/history", summary="Which version an alias pointed at, and when (newest first)")
+def production_history(
+    _operator: CurrentOperator,
+    session: DbSession,
+    alias: Literal["production", "canary"] = "production",
+) -> list[AliasEventOut]:
+    events = ModelVersionRepository(session).alias_history(alias)
     return [AliasEventOut.model_validate(e) for e in events]
 
 
 @router.post("/{version_id}/promote", summary="Serve this version in production")
 def promote(
-    request: Request, version_id: str, body: PromoteModel, admin: CurrentAdmin, session: DbSession
+    request: Request,
+    version_id: str,
+    body: PromoteModel,
+    admin: CurrentAdmin,
+    session: DbSession,
+    tasks: BackgroundTasks,
 ) -> PromotionOut:
-    return _move_production(request, session, admin, version_id, body.reason, "model.promote")
+    out = _move(request, session, admin, PRODUCTION, version_id, body.reason, "model.promote")
+    _announce(request, tasks, out)
+    return out
+
+
+@router.post(
+    "/{version_id}/canary", summary="Serve this version to the canary share of conversations"
+)
+def start_canary(
+    request: Request,
+    version_id: str,
+    body: PromoteModel,
+    admin: CurrentAdmin,
+    session: DbSession,
+    tasks: BackgroundTasks,
+) -> PromotionOut:
+    if app_state(request)["settings"].canary.share <= 0.0:
+        raise ConflictError(
+            "canaries are off (canary.share is 0); set CHATDISTILL_CANARY__SHARE, e.g. 0.1, "
+            "on every API process first",
+            code="canary_off",
+        )
+    if ModelVersionRepository(session).resolve_alias(PRODUCTION) is None:
+        raise ConflictError(
+            "a canary is compared with production, and nothing is in production; promote first",
+            code="no_champion",
+        )
+    out = _move(request, session, admin, CANARY, version_id, body.reason, "model.canary_start")
+    _announce(request, tasks, out)
+    return out
+
+
+@router.post("/canary/stop", summary="End the canary: all conversations go to production")
+def stop_canary(
+    request: Request, body: PromoteModel, admin: CurrentAdmin, session: DbSession,
+    tasks: BackgroundTasks,
+) -> PromotionOut:  # fmt: skip
+    repo = ModelVersionRepository(session)
+    champion, canary = repo.resolve_alias(PRODUCTION), repo.resolve_alias(CANARY)
+    if champion is None or canary is None or canary.id == champion.id:
+        raise ConflictError("no canary is running", code="no_canary")
+    out = _move(request, session, admin, CANARY, champion.id, body.reason, "model.canary_stop")
+    _announce(request, tasks, out)
+    return out
 
 
 @router.post("/rollback", summary="Serve the version production pointed at before")
 def rollback(
-    request: Request, body: PromoteModel, admin: CurrentAdmin, session: DbSession
+    request: Request,
+    body: PromoteModel,
+    admin: CurrentAdmin,
+    session: DbSession,
+    tasks: BackgroundTasks,
 ) -> PromotionOut:
     history = ModelVersionRepository(session).alias_history(PRODUCTION)
     if not history or history[0].previous_version_id is None:
@@ -57,33 +120,63 @@ def rollback(
             code="nothing_to_roll_back",
         )
     target = history[0].previous_version_id
-    return _move_production(request, session, admin, target, body.reason, "model.rollback")
+    out = _move(request, session, admin, PRODUCTION, target, body.reason, "model.rollback")
+    _announce(request, tasks, out)
+    return out
 
 
-def _move_production(
-    request: Request, session: Session, admin: Operator, version_id: str, reason: str, action: str
+def _move(
+    request: Request,
+    session: Session,
+    admin: Operator,
+    alias: str,
+    version_id: str,
+    reason: str,
+    action: str,
 ) -> PromotionOut:
     repo = ModelVersionRepository(session)
     version = repo.get(version_id)
     engine = app_state(request)["engine"]
+    champion = repo.resolve_alias(PRODUCTION)
+    to_canary = alias == CANARY and (champion is None or champion.id != version.id)
     try:
-        engine.load(bundle_path(version.bundle_uri), version.id, checksum=version.checksum)
+        engine.load(
+            bundle_path(version.bundle_uri), version.id, checksum=version.checksum,
+            canary=to_canary,
+        )  # fmt: skip
     except BundleError as exc:
         raise ConflictError(
             f"version {version_id} cannot serve: {exc}", code="bundle_unusable"
         ) from None
-    previous = repo.set_alias(PRODUCTION, version.id, reason=reason)
+    serving_canary = engine.canary
+    if alias == CANARY and not to_canary:
+        engine.clear_canary()
+    elif alias == PRODUCTION and serving_canary and serving_canary.version_id == version.id:
+        engine.clear_canary()  # the canary became the champion
+    previous = repo.set_alias(alias, version.id, reason=reason)
     AuditRepository(session).by_operator(
         admin.id,
         action,
         "model_version",
         version.id,
-        {"alias": PRODUCTION, "previous": previous, "reason": reason},
+        {"alias": alias, "previous": previous, "reason": reason},
     )
-    current = engine.current
+    current = engine.canary if to_canary else engine.current
     return PromotionOut(
-        alias=PRODUCTION,
+        alias=alias,
         model_version_id=version.id,
         previous_version_id=previous,
         serving=current.version_id if current else None,
+    )
+
+
+def _announce(request: Request, tasks: BackgroundTasks, out: PromotionOut) -> None:
+    """Publish after the response, i.e. after the session dependency committed the move."""
+    settings = app_state(request)["settings"]
+    tasks.add_task(
+        publish_model_change,
+        settings,
+        alias=out.alias,
+        version_id=out.model_version_id,
+        reason=f"{out.alias} moved by an admin",
     )

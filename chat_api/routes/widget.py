@@ -8,6 +8,7 @@ hands the conversation to a human. `widget_stream` streams the same reply over S
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from typing import Any
 
 import anyio.from_thread
@@ -121,7 +122,10 @@ def post_message(
         # A human has the conversation now: the bot does not talk over them.
         return PostMessageOut(message=MessageOut.model_validate(message), reply=None, handoff=True)
     try:
-        version, reply = anyio.from_thread.run(batcher.reply, model_turns(repo, conversation_id))
+        version, reply = anyio.from_thread.run(
+            partial(batcher.reply, route_key=str(conversation_id)),
+            model_turns(repo, conversation_id),
+        )
     except NoModelLoaded:
         return _no_model(message)
     except BatchingError as exc:

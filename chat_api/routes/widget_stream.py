@@ -109,7 +109,7 @@ async def _events(
         yield sse("reply", {"reply": None, "handoff": True})
         return
     try:
-        ticket = batcher.submit(turns, stream=True)
+        ticket = batcher.submit(turns, stream=True, route_key=str(conversation_id))
     except NoModelLoaded:
         yield sse("error", {"code": "no_model_deployed", "detail": NO_MODEL_DETAIL})
         return

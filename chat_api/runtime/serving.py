@@ -6,6 +6,10 @@ The API's replies go through the batcher (`chat_api.batching.loop.Batcher`), whi
 request to `current` when it is submitted, so in-flight requests finish on their model.
 `reply` / `reply_async` answer one conversation directly (CLI, evaluation, tests).
 
+Canary: a second model (`load(..., canary=True)`) answers `options.canary_share` of the
+conversations, chosen by a hash of the conversation id so a conversation keeps its model;
+`pick(route_key)` says which model a request gets.
+
 Errors:
     NoModelLoaded       no bundle is loaded (the API answers 503 no_model_deployed)
     feedback.bundle.BundleError     `load` refused a bundle (checksum, parity, missing graphs)
@@ -13,6 +17,7 @@ Errors:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from dataclasses import dataclass
@@ -44,6 +49,7 @@ class ServingOptions:
     inter_op_threads: int = 1
     handoff_threshold: float | None = None  # None: the bundle manifest's threshold
     provider: Provider = "cpu"
+    canary_share: float = 0.0  # share of conversations the canary answers (when one is loaded)
 
     def __post_init__(self) -> None:
         if self.precision not in ("auto", "fp32", "int8"):
@@ -54,6 +60,8 @@ class ServingOptions:
             raise ValueError("serving thread counts must be at least 1")
         if self.handoff_threshold is not None and not 0.0 <= self.handoff_threshold <= 1.0:
             raise ValueError("the handoff threshold is a probability, between 0 and 1")
+        if not 0.0 <= self.canary_share <= 1.0:
+            raise ValueError("the canary share is a fraction, between 0 and 1")
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,7 @@ class ReplyEngine:
     def __init__(self, options: ServingOptions) -> None:
         self.options = options
         self._current: LoadedModel | None = None
+        self._canary: LoadedModel | None = None
         self._load_lock = threading.Lock()
 
     @property
@@ -83,12 +92,41 @@ class ReplyEngine:
         """The loaded model; read it once per request and use that object throughout."""
         return self._current
 
+    @property
+    def canary(self) -> LoadedModel | None:
+        """The canary model, if one is loaded (it answers only with `canary_share` > 0)."""
+        return self._canary
+
+    def pick(self, route_key: str | None = None) -> LoadedModel | None:
+        """The model that answers the conversation `route_key`: the canary for a stable
+        `canary_share` of keys, the current model otherwise (and without a key)."""
+        champion, canary = self._current, self._canary
+        share = self.options.canary_share
+        if canary is None or route_key is None or share <= 0.0 or champion is None:
+            return champion
+        return canary if route_bucket(route_key) < share else champion
+
+    def is_serving(self, model: LoadedModel) -> bool:
+        """Whether new requests can still be routed to `model` (else its batch may retire)."""
+        return model is self._current or model is self._canary
+
+    def clear_canary(self) -> None:
+        previous, self._canary = self._canary, None
+        if previous is not None:
+            logger.info("canary %s retired; all traffic on the champion", previous.version_id)
+
     def load(
-        self, bundle_dir: Path, version_id: str, *, checksum: str | None = None
+        self,
+        bundle_dir: Path,
+        version_id: str,
+        *,
+        checksum: str | None = None,
+        canary: bool = False,
     ) -> LoadedModel:
-        """Verify and load a bundle beside the current one, then swap. With `checksum` (the
-        registry's), a bundle whose manifest changed since registration is refused. Blocking:
-        call it from a worker thread. Raises BundleError; the current model then stays."""
+        """Verify and load a bundle beside the current one, then swap (the canary slot with
+        `canary`). With `checksum` (the registry's), a bundle whose manifest changed since
+        registration is refused. Blocking: call it from a worker thread. Raises BundleError;
+        the model in that slot then stays."""
         with self._load_lock:
             try:
                 actual = bundle_checksum(bundle_dir) if checksum is not None else None
@@ -115,9 +153,13 @@ class ReplyEngine:
                     version_id,
                 )
             loaded = LoadedModel(version_id=version_id, student=student)
-            previous, self._current = self._current, loaded
+            if canary:
+                previous, self._canary = self._canary, loaded
+            else:
+                previous, self._current = self._current, loaded
         logger.info(
-            "serving model %s from %s (%s, was %s)",
+            "serving %s %s from %s (%s, was %s)",
+            "canary" if canary else "model",
             version_id,
             bundle_dir,
             student.precision,
@@ -138,6 +180,12 @@ class ReplyEngine:
         self, turns: list[tuple[str, str]], max_new_tokens: int | None = None
     ) -> tuple[str, StudentReply]:
         return await run_in_threadpool(self.reply, turns, max_new_tokens)
+
+
+def route_bucket(route_key: str) -> float:
+    """A stable number in [0, 1) for a routing key (the same in every process and restart)."""
+    digest = hashlib.sha256(route_key.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def load_deployed(engine: ReplyEngine, factory: sessionmaker[Session]) -> LoadedModel | None:
