@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from distill_worker import distributed
 from distill_worker.config import DistillConfig
 from distill_worker.data.examples import IntentExample
 from distill_worker.model.student import Student
@@ -202,7 +203,7 @@ class EncoderStage:
         grad_norm = optimizer_step(total, self.optimizer, self.scheduler, cfg.grad_clip)
         values = {name: float(loss.detach()) for name, loss in losses.items()}
         used = {f"w_{name}": w for name, w in weights.items()}
-        self.weights.update(values)
+        self.weights.update(distributed.mean_metrics(values))  # same weights on every rank
         lr, head_lr = (float(x) for x in self.scheduler.get_last_lr())
         out = {"loss": float(total.detach()), **values, **used, "grad_norm": grad_norm}
         return {**out, "lr": lr, "head_lr": head_lr}

@@ -6,6 +6,10 @@ Checkpoint: folder `step_XXXXXXXX/` with `model.safetensors` (student state dict
 folder, then renamed into place: a crash never leaves half a checkpoint. Epoch e visits examples
 in `randperm(n)` drawn with seed (seed, e); the torch RNG (dropout) is saved and restored, so a
 resumed run takes exactly the steps an uninterrupted one would.
+
+Under torchrun the same loop runs data-parallel through the hooks of `distill_worker.distributed`
+(each a no-op in one process): batches are sharded across ranks, backward averages gradients,
+rank 0 writes checkpoints and the log.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -28,6 +32,8 @@ from torch import Tensor
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from tqdm import tqdm
+
+from distill_worker import distributed
 
 CHECKPOINT_FORMAT = 1
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
@@ -57,6 +63,8 @@ def capture_rng() -> dict[str, Tensor]:
 
 
 def restore_rng(states: dict[str, Tensor]) -> None:
+    if distributed.restore_rank_rng():  # under torchrun: this rank's own states
+        return
     torch.set_rng_state(states["cpu"])
     cuda = sorted((int(k[5:]), v) for k, v in states.items() if k.startswith("cuda."))
     if cuda and torch.cuda.is_available():
@@ -88,14 +96,20 @@ class Checkpoint:
     config_json: str = "{}"
 
     def save(self, directory: Path, keep: int = 2) -> Path:
-        """Write atomically to directory/step_XXXXXXXX and prune older checkpoints."""
-        directory.mkdir(parents=True, exist_ok=True)
+        """Write atomically to directory/step_XXXXXXXX and prune older checkpoints. Under
+        torchrun every rank calls this; rank 0 writes (with every rank's comm-hook state)."""
         final = directory / f"step_{self.position.step:08d}"
+        ddp_state = distributed.gather_state()
+        if not distributed.is_main():
+            distributed.barrier()  # rank 0 is writing it
+            return final
+        directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / f".tmp-{final.name}-{os.getpid()}"
         tmp.mkdir(exist_ok=True)  # a leftover of a crashed save is simply overwritten
         save_file({k: _cpu(v) for k, v in self.model.items()}, tmp / "model.safetensors")
         tensors = {f"rng.{k}": v for k, v in self.rng.items()}
         tensors.update({f"extra.{k}": _cpu(v) for k, v in self.extra.items()})
+        tensors.update({f"extra.{k}": v for k, v in ddp_state.items()})
         tensors["order"] = torch.tensor(self.position.order, dtype=torch.long)
         for index, entry in self.optimizer["state"].items():
             tensors.update({f"optim.{index}.{k}": _cpu(v) for k, v in entry.items()})
@@ -119,6 +133,7 @@ class Checkpoint:
             tmp.rename(final)
         for stale in sorted(_step_dirs(directory))[:-keep]:
             shutil.rmtree(stale[1])
+        distributed.barrier()
         return final
 
     @classmethod
@@ -133,6 +148,8 @@ class Checkpoint:
                 _, index, name = key.split(".", 2)
                 optim.setdefault(int(index), {})[name] = value
         order = [int(i) for i in state["order"]]
+        extra = {k[6:]: v for k, v in state.items() if k.startswith("extra.")}
+        distributed.take_state(extra)  # the `ddp.*` comm-hook state, for this rank's sync
         return cls(
             stage=meta["stage"],
             position=LoopPosition(meta["step"], meta["epoch"], meta["batch_in_epoch"], order),
@@ -141,7 +158,7 @@ class Checkpoint:
             scheduler=meta["scheduler"],
             loss_weights=meta["loss_weights"],
             rng={k[4:]: v for k, v in state.items() if k.startswith("rng.")},
-            extra={k[6:]: v for k, v in state.items() if k.startswith("extra.")},
+            extra=extra,
             config_json=json.dumps(meta["config"], sort_keys=True),
         )
 
@@ -199,7 +216,7 @@ def to_device(batch: BatchT, device: torch.device) -> BatchT:
 def optimizer_step(loss: Tensor, opt: Optimizer, sched: LRScheduler, clip: float) -> float:
     """backward, clip the global grad norm at `clip` (0: no clipping), step, zero the grads.
     Returns the grad norm before clipping."""
-    loss.backward()  # type: ignore[no-untyped-call]
+    distributed.backward(loss, opt)  # under torchrun: gradients averaged across ranks
     params = [p for group in opt.param_groups for p in group["params"]]
     norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else math.inf)
     opt.step()
@@ -209,23 +226,29 @@ def optimizer_step(loss: Tensor, opt: Optimizer, sched: LRScheduler, clip: float
 
 
 class MetricsLogger:
-    """Appends one JSON object per line to `path` (flushed each line)."""
+    """Appends one JSON object per line to `path` (flushed each line); rank 0 only."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("a", encoding="utf-8")
+        self._file: TextIO | None = None
+        if distributed.is_main():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = path.open("a", encoding="utf-8")
 
     def log(self, record: dict[str, Any]) -> None:
+        if self._file is None:
+            return
         self._file.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
         self._file.flush()
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
 
 def progress_bar(total: int, initial: int, desc: str) -> tqdm[Any]:
     """A tqdm bar on stderr, shown only when stderr is a terminal."""
-    return tqdm(total=total, initial=initial, desc=desc, disable=not sys.stderr.isatty())
+    shown = sys.stderr.isatty() and distributed.is_main()
+    return tqdm(total=total, initial=initial, desc=desc, disable=not shown)
 
 
 @dataclass(frozen=True)
@@ -267,11 +290,15 @@ def run_epochs(
             while pos.batch_in_epoch < len(batches):
                 if max_steps is not None and steps >= max_steps:
                     stop = "max_steps"
-                elif spec.max_seconds is not None and time.monotonic() - start >= spec.max_seconds:
+                elif spec.max_seconds is not None and distributed.agree_stop(
+                    time.monotonic() - start >= spec.max_seconds
+                ):
                     stop = "time_limit"
                 if stop is not None:
                     break
-                last = step_fn(batches[pos.batch_in_epoch])
+                # under torchrun: this rank's shard, metrics of the whole batch
+                shard = distributed.shard(batches[pos.batch_in_epoch])
+                last = distributed.mean_metrics(step_fn(shard))
                 steps += 1
                 pos.step += 1
                 pos.batch_in_epoch += 1
