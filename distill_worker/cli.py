@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy.orm import Session
 
 from distill_worker.config import DistillConfig
 from distill_worker.data.importers.command import import_corpus  # noqa: F401 - `chatdistill import`
@@ -274,9 +276,14 @@ def quickstart(host: str | None, port: int | None, serve: bool, reply_budget: in
                 reason="quickstart",
                 actor_type=ActorType.CLI,
             )
+            seeded = _seed_demo_corpus(session, QUICKSTART_CONFIG.seed)
     finally:
         engine.dispose()
     click.echo(f"quickstart: {done.manifest.model_version} deployed as production")
+    click.echo(
+        f"quickstart: {seeded} demo examples stored as seed data for the continual loop "
+        "(`chatdistill worker --beat` retrains from them plus the feedback)"
+    )
     if not serve:
         return
     args = [sys.executable, "-m", "chat_api.cli", "serve"]
@@ -286,6 +293,40 @@ def quickstart(host: str | None, port: int | None, serve: bool, reply_budget: in
         args += ["--port", str(port)]
     click.echo("quickstart: starting the API; chat at /v1/widget (see README) - Ctrl-C stops it")
     os.execv(sys.executable, args)  # noqa: S606 - replaces this process with the server
+
+
+def _seed_demo_corpus(session: Session, seed: int) -> int:
+    """The demo corpus the quickstart student learnt from, as seed examples: later runs of the
+    loop train on them together with the feedback, so no intent is forgotten. -> rows added."""
+    from distill_worker.data.demo_corpus import demo_utterances
+    from distill_worker.data.importers.records import SeedRecord
+    from feedback.repositories.seeds import NewSeedExample, SeedRepository
+
+    records = [
+        SeedRecord(text=r.text, context=tuple(r.context), intent=r.intent, reply=r.reply)
+        for r in demo_utterances(seed=seed)
+    ]
+    hashes = [r.content_hash() for r in records]
+    made = SeedRepository(session).add_import(
+        format="demo",
+        source="chatdistill quickstart (built-in demo corpus)",
+        file_sha256=hashlib.sha256("".join(hashes).encode()).hexdigest(),
+        examples=[
+            NewSeedExample(
+                corpus="demo",
+                split="train",
+                text=r.text,
+                context=list(r.context),
+                intent=r.intent,
+                reply=r.reply,
+                reward=None,
+                meta={},
+                content_hash=h,
+            )
+            for r, h in zip(records, hashes, strict=True)
+        ],
+    )
+    return made.rows_added
 
 
 @click.command("export")
