@@ -24,26 +24,16 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from distill_worker.data.demo_corpus import demo_utterances
+from distill_worker.simulate.presets import TINY_STUDENT
 from feedback import migrate
 from feedback.db import make_session_factory
 from feedback.repositories.seeds import NewSeedExample, SeedRepository
 from tests.conftest import create_database, drop_database
 from tests.live.server import free_port
 
-# The TINY student of test_pipeline_real.py, with time caps that keep a run around a minute.
-TINY = {
-    "enc_layers": 1,
-    "dec_layers": 1,
-    "dec_hidden": 64,
-    "dec_heads": 2,
-    "dec_ffn": 128,
-    "stage1_epochs": 2,
-    "stage2_epochs": 2,
-    "stage1_batch_size": 16,
-    "stage2_batch_size": 8,
-    "max_reply_tokens": 16,
-    "checkpoint_every": 5,
-}
+# The simulation's tiny student (test_pipeline_real.py's, with time caps): a run is about a
+# minute.
+TINY = TINY_STUDENT
 
 
 @dataclass

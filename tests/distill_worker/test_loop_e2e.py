@@ -47,6 +47,28 @@ def _run(stack: Stack) -> DistillRun:
         return run
 
 
+def _thumbs_down(stack: Stack, version: str, n: int) -> None:
+    """`n` replies of `version` in the last minute, each rated thumbs down: a quality crossing."""
+    now = utcnow()
+    with stack.sessions() as session, session.begin():
+        for i in range(n):
+            conv = Conversation(created_at=now - dt.timedelta(seconds=i + 1))
+            session.add(conv)
+            session.flush()
+            reply = Message(
+                conversation_id=conv.id,
+                seq=1,
+                role=MessageRole.ASSISTANT.value,
+                text="sorry",
+                model_version=version,
+                latency_ms=20.0,
+                created_at=conv.created_at,
+            )
+            session.add(reply)
+            session.flush()
+            session.add(Rating(conversation_id=conv.id, message_id=reply.id, thumbs=-1))
+
+
 def test_a_run_survives_a_killed_worker_and_promotes_once(
     responder_dir: Path, tmp_path: Path
 ) -> None:
@@ -94,24 +116,7 @@ def test_a_run_survives_a_killed_worker_and_promotes_once(
         # A crossing on the promoted version opens exactly one run (the workers are stopped;
         # two ticks at once still open one).
         stack.stop_workers()
-        now = utcnow()
-        with stack.sessions() as session, session.begin():
-            for i in range(40):
-                conv = Conversation(created_at=now - dt.timedelta(seconds=i + 1))
-                session.add(conv)
-                session.flush()
-                reply = Message(
-                    conversation_id=conv.id,
-                    seq=1,
-                    role=MessageRole.ASSISTANT.value,
-                    text="sorry",
-                    model_version=champion,
-                    latency_ms=20.0,
-                    created_at=conv.created_at,
-                )
-                session.add(reply)
-                session.flush()
-                session.add(Rating(conversation_id=conv.id, message_id=reply.id, thumbs=-1))
+        _thumbs_down(stack, champion, 40)
         settings = Settings(
             data_dir=stack.data_dir, database={"url": stack.db_url}, redis={"url": None}
         )
@@ -185,24 +190,7 @@ def test_a_crossing_promotes_a_new_student_and_the_api_swaps_without_a_failed_re
             client_thread.start()
             stack.wait_for("the champion to answer", lambda: len(results) >= 3, 60)
 
-            now = utcnow()
-            with stack.sessions() as session, session.begin():
-                for i in range(40):
-                    conv = Conversation(created_at=now - dt.timedelta(seconds=i + 1))
-                    session.add(conv)
-                    session.flush()
-                    reply = Message(
-                        conversation_id=conv.id,
-                        seq=1,
-                        role=MessageRole.ASSISTANT.value,
-                        text="sorry",
-                        model_version=champion_id,
-                        latency_ms=20.0,
-                        created_at=conv.created_at,
-                    )
-                    session.add(reply)
-                    session.flush()
-                    session.add(Rating(conversation_id=conv.id, message_id=reply.id, thumbs=-1))
+            _thumbs_down(stack, champion_id, 40)
 
             def promoted() -> bool:
                 with stack.sessions() as session:
