@@ -41,6 +41,10 @@ class DistillConfig:
     task_ce_weight: float = 0.1
     dynamic_weights: bool = True
     stage1_max_minutes: float | None = None
+    # curriculum (distill_worker/data/curriculum.py): tiers by the teacher's doubt; the first
+    # `curriculum_epochs` epochs go easy to hard. curriculum_tiers 1 turns it off.
+    curriculum_tiers: int = 1
+    curriculum_epochs: int = 1
     # stage 2: decoder + reward head
     stage2_epochs: int = 6
     stage2_batch_size: int = 16
@@ -104,6 +108,7 @@ def _problems(c: DistillConfig) -> list[str]:
         "dec_ffn",
         "stage1_epochs",
         "stage1_batch_size",
+        "curriculum_tiers",
         "stage2_epochs",
         "stage2_batch_size",
         "log_every",
@@ -118,6 +123,8 @@ def _problems(c: DistillConfig) -> list[str]:
     sizes_ok = isinstance(c.dec_hidden, int) and isinstance(c.dec_heads, int) and c.dec_heads > 0
     if sizes_ok and c.dec_hidden % c.dec_heads:
         out.append(f"dec_hidden ({c.dec_hidden}) must be divisible by dec_heads ({c.dec_heads})")
+    if not isinstance(c.curriculum_epochs, int) or c.curriculum_epochs < 0:
+        out.append(f"curriculum_epochs must be an integer >= 0, got {c.curriculum_epochs!r}")
     if not 0.0 <= c.dropout < 1.0:
         out.append(f"dropout must be in [0, 1), got {c.dropout}")
     if c.init not in ("teacher_layers", "random"):

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from distill_worker import distributed
 from distill_worker.config import DistillConfig
+from distill_worker.data.curriculum import assign_tiers
 from distill_worker.data.examples import IntentExample
 from distill_worker.model.student import Student
 from distill_worker.stages.losses import DynamicLossWeights, feature_mse, logit_kd, task_ce
@@ -148,6 +149,10 @@ class EncoderStage:
             log_every=cfg.log_every,
             checkpoint_every=cfg.checkpoint_every,
             max_seconds=None if cfg.stage1_max_minutes is None else cfg.stage1_max_minutes * 60,
+            tiers=assign_tiers(self.examples, cfg.curriculum_tiers)
+            if cfg.curriculum_tiers > 1
+            else (),
+            curriculum_epochs=cfg.curriculum_epochs,
         )
         factor = warmup_linear_decay(self.spec.total_steps, cfg.warmup_fraction)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)

@@ -21,7 +21,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
@@ -34,6 +34,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from tqdm import tqdm
 
 from distill_worker import distributed
+from distill_worker.data.curriculum import tiered_order
 
 CHECKPOINT_FORMAT = 1
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
@@ -52,8 +53,14 @@ class LoopPosition:
     order: list[int] = field(default_factory=list)  # empty: draw it at the epoch's start
 
 
-def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+def epoch_order(
+    n: int, seed: int, epoch: int, tiers: Sequence[int] = (), curriculum_epochs: int = 0
+) -> list[int]:
+    """The example order of one epoch: tier by tier (easy first) during the curriculum epochs
+    when tiers are given (distill_worker.data.curriculum), otherwise a random permutation."""
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    if tiers and epoch < curriculum_epochs:
+        return tiered_order(tiers, generator)
     return [int(i) for i in torch.randperm(n, generator=generator)]
 
 
@@ -261,6 +268,8 @@ class LoopSpec:
     log_every: int
     checkpoint_every: int
     max_seconds: float | None
+    tiers: Sequence[int] = ()  # curriculum tier per example (empty: no curriculum)
+    curriculum_epochs: int = 0
 
     @property
     def total_steps(self) -> int:
@@ -284,7 +293,9 @@ def run_epochs(
     with progress_bar(spec.total_steps, pos.step, spec.stage) as bar:
         while pos.epoch < spec.epochs and stop is None:
             if not pos.order:
-                pos.order = epoch_order(spec.n_examples, spec.seed, pos.epoch)
+                pos.order = epoch_order(
+                    spec.n_examples, spec.seed, pos.epoch, spec.tiers, spec.curriculum_epochs
+                )
             size = spec.batch_size
             batches = [pos.order[i : i + size] for i in range(0, len(pos.order), size)]
             while pos.batch_in_epoch < len(batches):

@@ -1,0 +1,56 @@
+"""Curriculum tiers for stage 1: easy examples first, while the student is still far from the
+teacher, then everything in random order.
+
+Difficulty of an example is the encoder teacher's doubt about it: one minus the margin between
+its two most likely intents (softmax at temperature 1), so a row the teacher finds ambiguous is
+hard, and, between equal margins, the longer input is harder. Rows are ranked by difficulty and
+cut into `n_tiers` tiers of equal size (0 easiest). During the first `curriculum_epochs` epochs
+the batches are drawn tier by tier (shuffled within a tier); later epochs are fully shuffled.
+Every epoch still sees every row once, so step counts, learning-rate schedules and resumable
+checkpoints are the same with and without a curriculum.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from distill_worker.data.examples import IntentExample
+
+
+def difficulty(example: IntentExample) -> float:
+    """1 - (p1 - p2) under the teacher; 0.5 (middling) without teacher logits."""
+    logits = example.teacher_logits
+    if not logits or len(logits) < 2:
+        return 0.5
+    probs = torch.softmax(torch.tensor(logits, dtype=torch.float64), dim=0)
+    top = torch.topk(probs, 2).values
+    return float(1.0 - (top[0] - top[1]))
+
+
+def assign_tiers(examples: Sequence[IntentExample], n_tiers: int) -> list[int]:
+    """The tier of each example (0 easiest), equal-sized by difficulty rank; all 0 when
+    `n_tiers` < 2."""
+    if n_tiers < 2 or not examples:
+        return [0] * len(examples)
+    ranked = sorted(
+        range(len(examples)),
+        key=lambda i: (difficulty(examples[i]), len(examples[i].input_ids), i),
+    )
+    per_tier = math.ceil(len(examples) / n_tiers)
+    tiers = [0] * len(examples)
+    for rank, index in enumerate(ranked):
+        tiers[index] = min(rank // per_tier, n_tiers - 1)
+    return tiers
+
+
+def tiered_order(tiers: Sequence[int], generator: torch.Generator) -> list[int]:
+    """All indices, tier 0 first, each tier shuffled with `generator`."""
+    order: list[int] = []
+    for tier in sorted(set(tiers)):
+        members = [i for i, t in enumerate(tiers) if t == tier]
+        perm = torch.randperm(len(members), generator=generator)
+        order.extend(members[int(j)] for j in perm)
+    return order
