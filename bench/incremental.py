@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import shutil
 import sys
@@ -41,13 +40,14 @@ from sqlalchemy import create_engine  # noqa: E402
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
 from distill_worker.config import DistillConfig  # noqa: E402
+from distill_worker.data.importers.records import SeedRecord  # noqa: E402
+from distill_worker.data.importers.store import store_records  # noqa: E402
 from distill_worker.data.snapshots import SnapshotInfo, create_snapshot  # noqa: E402
 from distill_worker.data.snapshots.records import read_records  # noqa: E402
 from distill_worker.pipeline import DistillRequest, DistillResult, run_distillation  # noqa: E402
 from distill_worker.teacher.cache import TeacherCache  # noqa: E402
 from distill_worker.teacher.prepare import prepare_responder  # noqa: E402
 from feedback import migrate  # noqa: E402
-from feedback.repositories.seeds import NewSeedExample, SeedRepository  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 TINY = DistillConfig(
@@ -83,25 +83,8 @@ def banking_rows(n_intents: int, n_new: int, per_intent: int) -> tuple[list[Any]
 
 
 def import_rows(session: Session, rows: list[tuple[str, str]], tag: str) -> None:
-    SeedRepository(session).add_import(
-        format="banking77",
-        source=f"bench-{tag}",
-        file_sha256=hashlib.sha256(tag.encode()).hexdigest(),
-        examples=[
-            NewSeedExample(
-                corpus="banking77",
-                split="train",
-                text=text,
-                context=[],
-                intent=intent,
-                reply=None,
-                reward=None,
-                meta={},
-                content_hash=hashlib.sha256(f"{text}|{intent}".encode()).hexdigest(),
-            )
-            for text, intent in rows
-        ],
-    )
+    records = [SeedRecord(text=text, intent=intent) for text, intent in rows]
+    store_records(session, "banking77", f"bench-{tag}", records)
 
 
 def history(

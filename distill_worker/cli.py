@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -300,32 +299,13 @@ def _seed_demo_corpus(session: Session, seed: int) -> int:
     loop train on them together with the feedback, so no intent is forgotten. -> rows added."""
     from distill_worker.data.demo_corpus import demo_utterances
     from distill_worker.data.importers.records import SeedRecord
-    from feedback.repositories.seeds import NewSeedExample, SeedRepository
+    from distill_worker.data.importers.store import store_records
 
     records = [
         SeedRecord(text=r.text, context=tuple(r.context), intent=r.intent, reply=r.reply)
         for r in demo_utterances(seed=seed)
     ]
-    hashes = [r.content_hash() for r in records]
-    made = SeedRepository(session).add_import(
-        format="demo",
-        source="chatdistill quickstart (built-in demo corpus)",
-        file_sha256=hashlib.sha256("".join(hashes).encode()).hexdigest(),
-        examples=[
-            NewSeedExample(
-                corpus="demo",
-                split="train",
-                text=r.text,
-                context=list(r.context),
-                intent=r.intent,
-                reply=r.reply,
-                reward=None,
-                meta={},
-                content_hash=h,
-            )
-            for r, h in zip(records, hashes, strict=True)
-        ],
-    )
+    made = store_records(session, "demo", "chatdistill quickstart (built-in demo corpus)", records)
     return made.rows_added
 
 

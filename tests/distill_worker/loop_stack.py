@@ -4,7 +4,6 @@ one else, and no other test consumes our queues), and `chatdistill worker` proce
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -24,10 +23,11 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from distill_worker.data.demo_corpus import demo_utterances
+from distill_worker.data.importers.records import SeedRecord
+from distill_worker.data.importers.store import store_records
 from distill_worker.simulate.presets import TINY_STUDENT
 from feedback import migrate
 from feedback.db import make_session_factory
-from feedback.repositories.seeds import NewSeedExample, SeedRepository
 from tests.conftest import create_database, drop_database
 from tests.live.server import free_port
 
@@ -195,25 +195,10 @@ def _group_alive(pgid: int) -> bool:
 
 def seed_demo_corpus(sessions: sessionmaker[Session], per_intent: int = 8) -> int:
     rows = demo_utterances(seed=0, per_intent=per_intent)
-    examples = [
-        NewSeedExample(
-            corpus="demo",
-            split="train",
-            text=r.text,
-            context=[],
-            intent=r.intent,
-            reply=r.reply,
-            reward=None,
-            meta={},
-            content_hash=hashlib.sha256(f"{r.text}\x00{r.intent}".encode()).hexdigest(),
-        )
-        for r in rows
-    ]
+    records = [SeedRecord(text=r.text, intent=r.intent, reply=r.reply) for r in rows]
     with sessions() as session, session.begin():
-        SeedRepository(session).add_import(
-            format="demo", source="demo_corpus", file_sha256="0" * 64, examples=examples
-        )
-    return len(examples)
+        store_records(session, "demo", "demo_corpus", records)
+    return len(records)
 
 
 @contextmanager

@@ -47,8 +47,17 @@ def _run(stack: Stack) -> DistillRun:
         return run
 
 
-def _thumbs_down(stack: Stack, version: str, n: int) -> None:
-    """`n` replies of `version` in the last minute, each rated thumbs down: a quality crossing."""
+def _rated_replies(
+    stack: Stack,
+    version: str,
+    n: int,
+    *,
+    thumbs: int = -1,
+    latency_ms: float = 20.0,
+    text: str = "sorry",
+) -> None:
+    """`n` replies of `version` in the last minute, each rated `thumbs`; the defaults make a
+    quality crossing."""
     now = utcnow()
     with stack.sessions() as session, session.begin():
         for i in range(n):
@@ -59,14 +68,14 @@ def _thumbs_down(stack: Stack, version: str, n: int) -> None:
                 conversation_id=conv.id,
                 seq=1,
                 role=MessageRole.ASSISTANT.value,
-                text="sorry",
+                text=text,
                 model_version=version,
-                latency_ms=20.0,
+                latency_ms=latency_ms,
                 created_at=conv.created_at,
             )
             session.add(reply)
             session.flush()
-            session.add(Rating(conversation_id=conv.id, message_id=reply.id, thumbs=-1))
+            session.add(Rating(conversation_id=conv.id, message_id=reply.id, thumbs=thumbs))
 
 
 def test_a_run_survives_a_killed_worker_and_promotes_once(
@@ -116,7 +125,7 @@ def test_a_run_survives_a_killed_worker_and_promotes_once(
         # A crossing on the promoted version opens exactly one run (the workers are stopped;
         # two ticks at once still open one).
         stack.stop_workers()
-        _thumbs_down(stack, champion, 40)
+        _rated_replies(stack, champion, 40)
         settings = Settings(
             data_dir=stack.data_dir, database={"url": stack.db_url}, redis={"url": None}
         )
@@ -190,7 +199,7 @@ def test_a_crossing_promotes_a_new_student_and_the_api_swaps_without_a_failed_re
             client_thread.start()
             stack.wait_for("the champion to answer", lambda: len(results) >= 3, 60)
 
-            _thumbs_down(stack, champion_id, 40)
+            _rated_replies(stack, champion_id, 40)
 
             def promoted() -> bool:
                 with stack.sessions() as session:
@@ -247,24 +256,8 @@ def test_a_latency_crossing_trains_a_smaller_int8_student_gated_on_accuracy(
 
         stack.wait_for("the champion", lambda: production() is not None, 300)
         champion_id = production()
-        now = utcnow()
-        with stack.sessions() as session, session.begin():
-            for i in range(40):
-                conv = Conversation(created_at=now - dt.timedelta(seconds=i + 1))
-                session.add(conv)
-                session.flush()
-                reply = Message(
-                    conversation_id=conv.id,
-                    seq=1,
-                    role=MessageRole.ASSISTANT.value,
-                    text="here you go",
-                    model_version=champion_id,
-                    latency_ms=1500.0,
-                    created_at=conv.created_at,
-                )
-                session.add(reply)
-                session.flush()
-                session.add(Rating(conversation_id=conv.id, message_id=reply.id, thumbs=1))
+        # Liked but slow replies: a latency crossing only.
+        _rated_replies(stack, champion_id, 40, thumbs=1, latency_ms=1500.0, text="here you go")
 
         def latency_run() -> DistillRun | None:
             with stack.sessions() as session:

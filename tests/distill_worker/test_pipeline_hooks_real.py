@@ -4,7 +4,6 @@ with every step reported in order and the held-out split of A kept in B."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
@@ -12,13 +11,14 @@ from sqlalchemy.orm import Session
 
 from distill_worker.config import DistillConfig
 from distill_worker.data.demo_corpus import demo_knowledge_path, demo_utterances
+from distill_worker.data.importers.records import SeedRecord
+from distill_worker.data.importers.store import store_records
 from distill_worker.data.snapshots import create_snapshot, load_snapshot
 from distill_worker.pipeline import STEP_START, DistillRequest, run_distillation
 from feedback.bundle import verify_bundle
 from feedback.models import MessageRole
 from feedback.repositories.conversations import ConversationRepository
 from feedback.repositories.ratings import RatingRepository
-from feedback.repositories.seeds import NewSeedExample, SeedRepository
 
 pytestmark = pytest.mark.slow
 
@@ -37,25 +37,7 @@ TINY = DistillConfig(
 
 
 def _import(db: Session, rows: list[tuple[str, str]]) -> None:
-    SeedRepository(db).add_import(
-        format="jsonl",
-        source="demo.jsonl",
-        file_sha256="1" * 64,
-        examples=[
-            NewSeedExample(
-                corpus="jsonl",
-                split="train",
-                text=text,
-                context=[],
-                intent=intent,
-                reply=None,
-                reward=None,
-                meta={},
-                content_hash=hashlib.sha256(f"{text}|{intent}".encode()).hexdigest(),
-            )
-            for text, intent in rows
-        ],
-    )
+    store_records(db, "jsonl", "demo.jsonl", [SeedRecord(text=t, intent=i) for t, i in rows])
 
 
 def test_incremental_run_from_snapshot_with_warm_start(

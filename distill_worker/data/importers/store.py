@@ -19,6 +19,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from distill_worker.data.importers.records import SeedRecord
+from feedback.models import SeedImport
 from feedback.redaction import redact_text
 from feedback.repositories.seeds import NewSeedExample, SeedRepository
 
@@ -54,14 +55,18 @@ def source_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def import_into_store(
-    session_factory: sessionmaker[Session],
+def store_records(
+    session: Session,
     format_name: str,
-    path: Path,
+    source: str,
     records: list[SeedRecord],
-    *,
-    dry_run: bool = False,
-) -> ImportReport:
+    file_sha256: str | None = None,
+) -> SeedImport:
+    """Add records as one seed import in the caller's transaction (no commit). Without a file
+    digest (records built in code, not read from a file) the import is named by its content."""
+    hashes = [r.content_hash() for r in records]
+    if file_sha256 is None:
+        file_sha256 = hashlib.sha256("".join(hashes).encode()).hexdigest()
     examples = [
         NewSeedExample(
             corpus=format_name,
@@ -72,18 +77,26 @@ def import_into_store(
             reply=r.reply,
             reward=r.reward,
             meta=r.meta,
-            content_hash=r.content_hash(),
+            content_hash=h,
         )
-        for r in records
+        for r, h in zip(records, hashes, strict=True)
     ]
+    return SeedRepository(session).add_import(
+        format=format_name, source=source, file_sha256=file_sha256, examples=examples
+    )
+
+
+def import_into_store(
+    session_factory: sessionmaker[Session],
+    format_name: str,
+    path: Path,
+    records: list[SeedRecord],
+    *,
+    dry_run: bool = False,
+) -> ImportReport:
     session = session_factory()
     try:
-        made = SeedRepository(session).add_import(
-            format=format_name,
-            source=str(path),
-            file_sha256=source_sha256(path),
-            examples=examples,
-        )
+        made = store_records(session, format_name, str(path), records, source_sha256(path))
         report = ImportReport(
             format=format_name,
             source=str(path),
