@@ -4,7 +4,8 @@ STAR's user satisfaction (one yes/no verdict for every reply of a dialogue), fro
 Rated (context, reply) pairs are split by conversation (a stable hash of its id: no dialogue is
 on both sides), the training part goes through the real stage 2 (`DecoderStage`: decoder CE +
 reward BCE, and KTO under "kto") on a small student whose encoder starts from MiniLM's first
-layers, and the held-back part is scored. Per objective:
+layers, and the held-back part is scored (the data preparation is
+`distill_worker.stages.reward_data`, shared with the unit test). Per objective:
 
 * `reward_auc`: AUC of the reward head's score, good vs bad replies (0.5 = chance);
 * `logprob_auc`: AUC of the decoder's mean token log-probability of the reply: does the student
@@ -38,90 +39,20 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from distill_worker.config import DistillConfig  # noqa: E402
-from distill_worker.data.building import SourceTokenizer, reply_examples  # noqa: E402
 from distill_worker.data.examples import ReplyExample  # noqa: E402
-from distill_worker.data.importers.records import SeedRecord  # noqa: E402
-from distill_worker.data.importers.star import read_star  # noqa: E402
-from distill_worker.data.importers.taskmaster4 import read_taskmaster4  # noqa: E402
-from distill_worker.data.loaders import Utterance  # noqa: E402
-from distill_worker.data.snapshots.split import stable_unit  # noqa: E402
-from distill_worker.data.vocab import build_decoder_vocab  # noqa: E402
 from distill_worker.model.student import Student, StudentConfig  # noqa: E402
 from distill_worker.stages.decoder_stage import DecoderStage  # noqa: E402
+from distill_worker.stages.reward_data import (  # noqa: E402
+    build_reply_examples,
+    rated_records,
+    split_by_conversation,
+)
 from distill_worker.stages.reward_eval import reply_logprobs, reward_scores, roc_auc  # noqa: E402
 from distill_worker.stages.structural import init_student_encoder_from_teacher  # noqa: E402
 from distill_worker.teacher.encoder import load_encoder, locate_minilm  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 OBJECTIVES = ("plain", "ratings_weighted", "kto")
-
-
-def rated_records(name: str, data: Path = DATA) -> list[tuple[str, SeedRecord]]:
-    """(conversation id, record) for every rated reply of the data set."""
-    if name == "tm4":
-        records = read_taskmaster4(data / "taskmaster4" / "raw" / "reward")
-        key = "conversation_id"
-    elif name == "star":
-        records = read_star(data / "star" / "dialogues.jsonl")
-        key = "dialogue_id"
-    else:
-        raise ValueError(f"unknown data set {name!r}: tm4 or star")
-    return [(f"{name}:{r.meta[key]}", r) for r in records if r.reward is not None and r.reply]
-
-
-def split_by_conversation(
-    rows: list[tuple[str, SeedRecord]],
-    heldback_fraction: float,
-    n_train: int,
-    n_heldback: int,
-    *,
-    with_steps: bool = True,
-) -> tuple[list[Utterance], list[Utterance]]:
-    """Held-back conversations by a stable hash of their id; then the first n of each side in
-    hash order (a fixed, seed-free sample)."""
-    train, held = [], []
-    for conv, record in sorted(rows, key=lambda r: stable_unit(r[0] + r[1].text, "order")):
-        side = held if stable_unit(conv, "heldback") < heldback_fraction else train
-        # The agent's API calls and results after the customer's turn are part of what it saw
-        # before the rated action; they are appended as assistant turns, written the way
-        # `format_source` writes turns.
-        steps = "".join(f" | assistant: {s}" for s in record.meta.get("steps_since_user", []))
-        side.append(
-            Utterance(
-                text=record.text + (steps if with_steps else ""),
-                context=record.context,
-                reply=record.reply,
-                reward=record.reward,
-            )
-        )
-    return train[:n_train], held[:n_heldback]
-
-
-def build(
-    train: list[Utterance], held: list[Utterance], max_source: int, max_reply: int
-) -> tuple[list[ReplyExample], list[ReplyExample], int, int]:
-    """Stage-2 examples on MiniLM's tokenizer for both sides (decoder vocabulary = the tokens
-    of the replies); returns (train, held-back, encoder vocab size, decoder vocab size)."""
-    tokenizer_json = locate_minilm() / "tokenizer.json"
-    source = SourceTokenizer(tokenizer_json, max_tokens=max_source, context_turns=4)
-    decoder = SourceTokenizer(tokenizer_json, max_tokens=max_reply, context_turns=1).tokenizer
-    pad, bos, eos = 0, 101, 102  # MiniLM's [PAD], [CLS], [SEP] as decoder specials
-
-    def tokenize(text: str) -> list[int]:
-        return list(decoder.encode(text, add_special_tokens=False).ids)
-
-    def examples(rows: list[Utterance]) -> list[ReplyExample]:
-        return reply_examples(
-            [], rows, source, tokenize, eos_id=eos, max_reply_tokens=max_reply, seed=0
-        )
-
-    raw_train, raw_held = examples(train), examples(held)
-    vocab = build_decoder_vocab([pad, bos, eos], [e.reply_ids for e in raw_train + raw_held])
-
-    def mapped(rows: list[ReplyExample]) -> list[ReplyExample]:
-        return [replace(e, reply_ids=vocab.to_student(e.reply_ids)) for e in rows]
-
-    return mapped(raw_train), mapped(raw_held), source.tokenizer.get_vocab_size(), vocab.size
 
 
 def new_student(enc_vocab: int, dec_vocab: int, enc_layers: int, seed: int) -> Student:
@@ -220,18 +151,19 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--enc-layers", type=int, default=2)
     parser.add_argument("--no-steps", action="store_true", help="TM4 without API steps")
+    parser.add_argument("--data-dir", type=Path, default=DATA, help="the shared data folder")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     results: dict[str, Any] = {}
     for name in args.data:
         train_u, held_u = split_by_conversation(
-            rated_records(name),
+            rated_records(name, args.data_dir),
             args.heldback_fraction,
             args.train,
             args.heldback,
             with_steps=not args.no_steps,
         )
-        train, held, enc_vocab, dec_vocab = build(train_u, held_u, 96, 32)
+        train, held, enc_vocab, dec_vocab = build_reply_examples(train_u, held_u, 96, 32)
         info = {
             "train": len(train),
             "heldback": len(held),

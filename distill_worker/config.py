@@ -45,6 +45,11 @@ class DistillConfig:
     # `curriculum_epochs` epochs go easy to hard. curriculum_tiers 1 turns it off.
     curriculum_tiers: int = 1
     curriculum_epochs: int = 1
+    # best-of-n teacher replies (distill_worker/data/best_of_n.py): the greedy reply and
+    # best_of_n - 1 sampled at variant_temperature; the champion's reward head picks one.
+    # 1 keeps the greedy reply (and costs one teacher call per prompt).
+    best_of_n: int = 1
+    variant_temperature: float = 0.8
     # stage 2: decoder + reward head
     stage2_epochs: int = 6
     stage2_batch_size: int = 16
@@ -109,6 +114,7 @@ def _problems(c: DistillConfig) -> list[str]:
         "stage1_epochs",
         "stage1_batch_size",
         "curriculum_tiers",
+        "best_of_n",
         "stage2_epochs",
         "stage2_batch_size",
         "log_every",
@@ -133,7 +139,8 @@ def _problems(c: DistillConfig) -> list[str]:
         out.append(
             f"reward_objective must be 'ratings_weighted' or 'kto', got {c.reward_objective!r}"
         )
-    for name in ("stage1_lr", "stage1_head_lr", "stage2_lr", "temperature", "kto_beta"):
+    names = ("stage1_lr", "stage1_head_lr", "stage2_lr", "temperature", "kto_beta")
+    for name in (*names, "variant_temperature"):
         if not _finite(getattr(c, name)) or getattr(c, name) <= 0:
             out.append(f"{name} must be a finite number > 0, got {getattr(c, name)!r}")
     non_negative = (

@@ -35,7 +35,8 @@ import torch
 from tokenizers import Tokenizer
 
 from distill_worker.config import DistillConfig
-from distill_worker.data.augment import adversarial_variants
+from distill_worker.data.augment import adversarial_variants_by_kind
+from distill_worker.data.best_of_n import selector_for
 from distill_worker.data.building import (
     SourceTokenizer,
     intent_examples,
@@ -159,11 +160,13 @@ def run_distillation(req: DistillRequest, log: Log = print) -> DistillResult:
     if champion is not None:
         labels = intent_order(champion, labels)
     oos_label = OOS if OOS in labels else None
-    noisy = adversarial_variants(train, req.adversarial_fraction, cfg.seed)
+    by_kind = adversarial_variants_by_kind(train, req.adversarial_fraction, cfg.seed)
+    noisy = [row for rows in by_kind.values() for row in rows]
     stage1_rows = [*train, *noisy]  # variants train the encoders, never the decoder
+    kinds = ", ".join(f"{kind} {len(rows)}" for kind, rows in by_kind.items() if rows)
     log(
         f"[1/7] data: {len(labels)} intents, {len(train)} train / {len(dev)} held-out rows, "
-        f"+{len(noisy)} adversarial variants"
+        f"+{len(noisy)} adversarial variants" + (f" ({kinds})" if kinds else "")
     )
 
     step("teacher")
@@ -194,11 +197,24 @@ def run_distillation(req: DistillRequest, log: Log = print) -> DistillResult:
         knowledge_path = demo_knowledge_path()  # the demo shop's own policies
     knowledge = load_knowledge(knowledge_path) if knowledge_path else None
     responder = req.responder or LocalResponder(req.responder_dir)
+
+    def decoder_tokenize(text: str) -> list[int]:
+        return list(decoder_tokenizer.encode(text, add_special_tokens=False).ids)
+
     prompts = sample_prompts(train, req.reply_budget, cfg.seed)
     bounded = len(prompts) < len({r.text.lower() for r in train})
     log(
         f"[3/7] teacher replies: {len(prompts)} prompts"
         + (f" (bounded by --reply-budget {req.reply_budget})" if bounded else "")
+    )
+    selector, best_report = selector_for(
+        cfg.best_of_n,
+        cfg.variant_temperature,
+        champion,
+        source,
+        decoder_tokenize,
+        max_source=cfg.max_source_tokens,
+        max_reply=cfg.max_reply_tokens,
     )
     replies, cache_stats = cached_replies(
         responder,
@@ -209,12 +225,13 @@ def run_distillation(req: DistillRequest, log: Log = print) -> DistillResult:
         max_new_tokens=cfg.max_reply_tokens,
         top_k=req.top_k,
         log=log,
+        best=(selector, best_report) if selector is not None else None,
     )
     raw_examples = reply_examples(
         replies,
         [r for r in train if r.reply or r.rejected],
         source,
-        lambda text: list(decoder_tokenizer.encode(text, add_special_tokens=False).ids),
+        decoder_tokenize,
         eos_id=eos,
         max_reply_tokens=cfg.max_reply_tokens,
         seed=cfg.seed,
@@ -310,8 +327,9 @@ def run_distillation(req: DistillRequest, log: Log = print) -> DistillResult:
     metrics["stage2"] = _plain(stage2_metrics)
     metrics["reply_budget"] = {"prompts": len(prompts), "bounded": bounded}
     metrics["teacher_cache"] = cache_stats.as_dict()
+    metrics["best_of_n"] = best_report.as_dict()
     metrics["train_rows"], metrics["dev_rows"] = len(train), len(dev)
-    metrics["adversarial_rows"] = len(noisy)
+    metrics["adversarial_rows"] = {kind: len(rows) for kind, rows in by_kind.items()}
     if req.snapshot_dir is not None:
         metrics["snapshot"] = {"path": str(req.snapshot_dir), "content_hash": req.snapshot_dir.name}
     log("      " + json.dumps({k: metrics[k] for k in ("intent", "replies")}, default=str))

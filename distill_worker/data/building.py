@@ -5,9 +5,11 @@
   text, the encoder teacher's WordPiece tokenizer, truncated from the left so the newest turn
   survives ([CLS] + last tokens + [SEP]), exactly as the serving runtime does.
 * `intent_examples` attaches the encoder teacher's features and logits (stage 1).
-* `reply_examples` asks the responder for grounded replies to a bounded, intent-stratified
-  sample of prompts, scores them teacher-forced for top-k token KD, and adds contrastive
-  negatives (a reply written for another intent) as reward-head labels (stage 2).
+* `sample_prompts` picks a bounded, intent-stratified sample of prompts for the responder (its
+  replies come through the teacher cache: `labelling.py`, `best_of_n.py`).
+* `reply_examples` turns the teacher replies (with their top-k token logprobs), references,
+  ratings and corrections into stage-2 examples, with contrastive negatives (a reply written for
+  another intent) as reward-head labels.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from distill_worker.data.examples import IntentExample, ReplyExample
 from distill_worker.data.loaders import Utterance
 from distill_worker.data.snapshots.records import example_key
 from distill_worker.data.snapshots.split import sample_priority
-from distill_worker.teacher.base import Responder
 from distill_worker.teacher.encoder import EncoderTeacher
 from distill_worker.teacher.grounding import Knowledge, build_messages
 from feedback.bundle import format_source
@@ -158,39 +159,6 @@ def teacher_messages(
         {"role": "system", "content": GENERIC_SYSTEM},
         *({"role": roles[speaker], "content": text} for speaker, text in turns),
     ]
-
-
-def ask_responder(
-    responder: Responder,
-    prompts: Sequence[Utterance],
-    knowledge: Knowledge | None,
-    *,
-    max_new_tokens: int,
-    top_k: int,
-    progress: Callable[[int, int], None] | None = None,
-    batch: int = 8,
-) -> list[TeacherReply]:
-    """Greedy grounded replies for each prompt, scored teacher-forced with top-k logprobs."""
-    out: list[TeacherReply] = []
-    for start in range(0, len(prompts), batch):
-        chunk = prompts[start : start + batch]
-        chats = [teacher_messages(knowledge, p.turns()) for p in chunk]
-        texts = [
-            r[0].strip()
-            for r in responder.generate(
-                chats, n=1, max_new_tokens=max_new_tokens, temperature=0.0, seed=0
-            )
-        ]
-        for prompt, chat, text in zip(chunk, chats, texts, strict=True):
-            if not text:
-                continue
-            scored = responder.score(chat, text, top_k=top_k)
-            out.append(
-                TeacherReply(prompt, text, scored.token_ids, scored.top_ids, scored.top_logprobs)
-            )
-        if progress is not None:
-            progress(min(start + batch, len(prompts)), len(prompts))
-    return out
 
 
 def reply_examples(

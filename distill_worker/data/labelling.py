@@ -42,28 +42,8 @@ def label_replies(
             )
         ]
         pairs = [(chat, text) for chat, text in zip(batch, texts, strict=True) if text]
-        # A server-backed responder scores the batch concurrently (OpenAIResponder.score_many);
-        # an in-process one scores one reply after another.
-        score_many = getattr(responder, "score_many", None)
-        if score_many is not None:
-            scores = iter(score_many(pairs, top_k=top_k))
-        else:
-            scores = iter([responder.score(chat, text, top_k=top_k) for chat, text in pairs])
-        outputs: list[Output] = []
-        for text in texts:
-            if not text:
-                outputs.append({"reply": ""})
-                continue
-            scored = next(scores)
-            outputs.append(
-                {
-                    "reply": text,
-                    "token_ids": scored.token_ids,
-                    "top_ids": scored.top_ids,
-                    "top_logprobs": scored.top_logprobs,
-                }
-            )
-        return outputs
+        scored = iter(score_pairs(responder, pairs, top_k))
+        return [next(scored) if text else {"reply": ""} for text in texts]
 
     outputs, stats = cache.get_or_compute(
         responder.teacher_id,
@@ -81,6 +61,28 @@ def label_replies(
         if out["reply"]
     ]
     return replies, stats
+
+
+def score_pairs(
+    responder: Responder, pairs: list[tuple[list[Message], str]], top_k: int
+) -> list[Output]:
+    """Teacher-forced top-k scoring of (chat, reply) pairs, as cache outputs."""
+    # A server-backed responder scores the batch concurrently (OpenAIResponder.score_many);
+    # an in-process one scores one reply after another.
+    score_many = getattr(responder, "score_many", None)
+    if score_many is not None:
+        scored = list(score_many(pairs, top_k=top_k))
+    else:
+        scored = [responder.score(chat, text, top_k=top_k) for chat, text in pairs]
+    return [
+        {
+            "reply": text,
+            "token_ids": s.token_ids,
+            "top_ids": s.top_ids,
+            "top_logprobs": s.top_logprobs,
+        }
+        for (_, text), s in zip(pairs, scored, strict=True)
+    ]
 
 
 def greedy_replies(

@@ -3,7 +3,8 @@
 * `encoder_teacher`: all-MiniLM-L6-v2 fine-tuned on the run's labelled training rows, saved in
   the work folder and reused when the labels are the same.
 * `cached_replies`: the responder's grounded replies (with top-k token logprobs) through the
-  teacher cache; only prompts the cache has not seen are asked.
+  teacher cache; only prompts the cache has not seen are asked. With a best-of-n selector the
+  reply of each prompt is the champion reward head's pick of n variants (`best_of_n.py`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import torch
 
+from distill_worker.data.best_of_n import BestOfN, BestOfNReport, label_best_of_n
 from distill_worker.data.building import TeacherReply
 from distill_worker.data.labelling import label_replies
 from distill_worker.data.loaders import Utterance
@@ -83,8 +85,10 @@ def cached_replies(
     max_new_tokens: int,
     top_k: int,
     log: Log,
+    best: tuple[BestOfN, BestOfNReport] | None = None,
 ) -> tuple[list[TeacherReply], CacheStats]:
-    """Teacher replies for the prompts through the teacher cache: only new prompts are asked."""
+    """Teacher replies for the prompts through the teacher cache: only new prompts are asked.
+    `best`: pick each reply from n variants with the champion's reward head (fills the report)."""
     store, owned = open_cache(cache, work_dir)
     started = time.monotonic()
 
@@ -93,15 +97,33 @@ def cached_replies(
         log(f"      {done}/{total} replies ({rate:.2f}/s)")
 
     try:
-        replies, stats = label_replies(
-            responder,
-            prompts,
-            knowledge,
-            store,
-            max_new_tokens=max_new_tokens,
-            top_k=top_k,
-            progress=progress,
-        )
+        if best is not None:
+            replies, stats = label_best_of_n(
+                responder,
+                prompts,
+                knowledge,
+                store,
+                *best,
+                max_new_tokens=max_new_tokens,
+                top_k=top_k,
+                progress=progress,
+            )
+            report = best[1]
+            log(
+                f"      best of {report.n}: the reward head of {report.scored_by} kept the greedy "
+                f"reply for {report.chose_greedy} of {report.prompts} prompts (mean reward gain "
+                f"{report.mean_reward_gain:+.3f})"
+            )
+        else:
+            replies, stats = label_replies(
+                responder,
+                prompts,
+                knowledge,
+                store,
+                max_new_tokens=max_new_tokens,
+                top_k=top_k,
+                progress=progress,
+            )
     finally:
         if owned:
             store.close()

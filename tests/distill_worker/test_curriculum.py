@@ -15,8 +15,8 @@ from distill_worker.stages.training import epoch_order
 from tests.distill_worker.test_stages import CONFIG, run_encoder, same_state, tiny_student
 
 
-def example(margin: float, length: int = 5) -> IntentExample:
-    return IntentExample(input_ids=[1] * length, label=0, teacher_logits=[margin, 0.0, 0.0])
+def example(margin: float, length: int = 5, label: int = 0) -> IntentExample:
+    return IntentExample(input_ids=[1] * length, label=label, teacher_logits=[margin, 0.0, 0.0])
 
 
 def test_difficulty_is_the_teachers_doubt() -> None:
@@ -31,6 +31,25 @@ def test_tiers_are_equal_sized_and_rank_by_difficulty_then_length() -> None:
     same_margin = [example(2.0, length=n) for n in (9, 3, 6)]
     assert assign_tiers(same_margin, 3) == [2, 0, 1]  # longer is harder
     assert assign_tiers(rows, 1) == [0] * len(rows)  # 1 tier: no curriculum
+
+
+def test_every_tier_holds_every_intent_in_its_share() -> None:
+    # Intent 1's rows are all surer than intent 0's: ranked together, each intent would fill
+    # tiers of its own; ranked within the intent, each tier gets a third of each.
+    rows = [example(8.0 - k * 0.1, label=1) for k in range(6)]
+    rows += [example(1.0 - k * 0.1, label=0) for k in range(6)]
+    rows += [IntentExample(input_ids=[1, 2], label=-1)] * 3  # unlabelled: a group of their own
+    tiers = assign_tiers(rows, 3)
+    for label in (0, 1):
+        assert [t for t, r in zip(tiers, rows, strict=True) if r.label == label] == [
+            0,
+            0,
+            1,
+            1,
+            2,
+            2,
+        ]
+    assert tiers[12:] == [0, 1, 2]
 
 
 def test_curriculum_epochs_go_easy_to_hard_then_shuffle() -> None:

@@ -33,6 +33,7 @@ TINY = DistillConfig(
     stage1_batch_size=16,
     stage2_batch_size=8,
     max_reply_tokens=16,
+    best_of_n=2,  # the first run has no champion to judge; the second one does
 )
 
 
@@ -64,6 +65,7 @@ def test_incremental_run_from_snapshot_with_warm_start(
         )
 
     first = run_distillation(request("a", snap_a.path), log=lambda _: None)
+    assert "first run" in first.metrics["best_of_n"]["skipped"]
     labels_a = verify_bundle(first.bundle_dir).intent_labels
     assert old_intents[-1] not in labels_a
 
@@ -109,3 +111,7 @@ def test_incremental_run_from_snapshot_with_warm_start(
     assert warm["decoder_tokens_kept"] == len(verify_bundle(first.bundle_dir).decoder_vocab or [])
     assert second.metrics["snapshot"]["content_hash"] == snap_b.content_hash
     assert second.metrics["dev_rows"] == len(held_b)
+    best = second.metrics["best_of_n"]
+    assert best["scored_by"] == first.bundle_dir.name and best["skipped"] is None
+    assert best["prompts"] == second.metrics["reply_budget"]["prompts"] == 4
+    assert 1.0 <= best["mean_candidates"] <= 2.0 and best["variant_cache"]["misses"] == 4

@@ -1,7 +1,6 @@
 """Ratings -> reward: the AUC measure, rated and rejected replies in stage-2 data, and the
-held-back scoring the reward bench uses (reward logits, reply log-probabilities). Learning from
-real ratings is measured by bench/reward_head.py: on 2 shared cores no slice learned clearly
-above chance in well under a minute."""
+held-back scoring the reward bench uses (reward logits, reply log-probabilities). That the
+reward head learns from real ratings is test_reward_learns.py (STAR, held-back AUC)."""
 
 from __future__ import annotations
 
