@@ -8,10 +8,14 @@ within their intent and each intent is cut into `n_tiers` tiers of equal size (0
 every tier holds every intent in its share. (Ranked over all rows at once, whole intents landed
 in one tier: on BANKING77 the easy tier lacked some intents and the hard one was mostly a single
 intent, and the epoch that ended on it pulled the intent head toward it: -12 points after the
-first epoch, bench/curriculum.py.) During the first `curriculum_epochs` epochs
-the batches are drawn tier by tier (shuffled within a tier); later epochs are fully shuffled.
-Every epoch still sees every row once, so step counts, learning-rate schedules and resumable
-checkpoints are the same with and without a curriculum.
+first epoch, bench/curriculum.py.) During the first `curriculum_epochs` epochs the batches
+are drawn tier by tier (shuffled within a tier); later epochs are fully shuffled. Every epoch
+still sees every row once, so step counts, learning-rate schedules and resumable checkpoints
+are the same with and without a curriculum.
+
+Measured with tiers cut within each intent (BANKING77, 24 intents, 2 seeds, 3 tiers, the first
+epoch easy to hard): +7.6 points of held-out accuracy after a 1-epoch budget, +0.6 after 4
+epochs, both seeds the same way; hence the default (`DistillConfig.curriculum_tiers` 3).
 """
 
 from __future__ import annotations

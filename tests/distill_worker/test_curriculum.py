@@ -69,11 +69,12 @@ def test_stage1_with_a_curriculum_trains_and_resumes_to_the_same_weights(tmp_pat
     run_encoder(tmp_path / "b", config, tiny_student(), max_steps=2)  # stops mid-epoch 0
     resumed, _ = run_encoder(tmp_path / "b", config, tiny_student(seed=9))
     assert same_state(full.student.state_dict(), resumed.student.state_dict())
-    plain, _ = run_encoder(tmp_path / "c", CONFIG, tiny_student())
+    plain, _ = run_encoder(tmp_path / "c", replace(CONFIG, curriculum_tiers=1), tiny_student())
     assert not same_state(full.student.state_dict(), plain.student.state_dict())
 
 
 def test_bad_curriculum_settings_are_refused() -> None:
+    assert (DistillConfig().curriculum_tiers, DistillConfig().curriculum_epochs) == (3, 1)
     with pytest.raises(ValueError, match="curriculum_tiers"):
         DistillConfig.from_dict({"curriculum_tiers": 0})
     with pytest.raises(ValueError, match="curriculum_epochs"):

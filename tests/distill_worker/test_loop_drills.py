@@ -79,7 +79,10 @@ def test_redis_restarts_lose_no_task_and_a_worse_candidate_is_refused(
         CHATDISTILL_WORKER__REDISPATCH_AFTER_S="10",
     ) as stack:
         seed_demo_corpus(stack.sessions, per_intent=12)
-        champion_run = _open(stack, {})
+        # A champion trained long enough to be clearly better than chance on the 12 held-out
+        # rows: with the 2-epoch tiny student it answered 2 or 3 of them, too close to the worse
+        # candidate's 1 for a one-row gate margin to tell them apart every time.
+        champion_run = _open(stack, {"distill": {**TINY, "stage1_epochs": 6}})
         stack.start_worker("one")
         stack.wait_for(
             "the champion", lambda: _get(stack, champion_run).finished_at is not None, 300
