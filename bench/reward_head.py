@@ -40,42 +40,18 @@ sys.path.insert(0, str(ROOT))
 
 from distill_worker.config import DistillConfig  # noqa: E402
 from distill_worker.data.examples import ReplyExample  # noqa: E402
-from distill_worker.model.student import Student, StudentConfig  # noqa: E402
+from distill_worker.model.student import Student  # noqa: E402
 from distill_worker.stages.decoder_stage import DecoderStage  # noqa: E402
 from distill_worker.stages.reward_data import (  # noqa: E402
     build_reply_examples,
     rated_records,
+    small_reward_student,
     split_by_conversation,
 )
 from distill_worker.stages.reward_eval import reply_logprobs, reward_scores, roc_auc  # noqa: E402
-from distill_worker.stages.structural import init_student_encoder_from_teacher  # noqa: E402
-from distill_worker.teacher.encoder import load_encoder, locate_minilm  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 OBJECTIVES = ("plain", "ratings_weighted", "kto")
-
-
-def new_student(enc_vocab: int, dec_vocab: int, enc_layers: int, seed: int) -> Student:
-    torch.manual_seed(seed)
-    student = Student(
-        StudentConfig(
-            n_intents=2,
-            enc_vocab_size=enc_vocab,
-            enc_layers=enc_layers,
-            dec_vocab_size=dec_vocab,
-            dec_hidden=64,
-            dec_layers=1,
-            dec_heads=2,
-            dec_ffn=128,
-            dec_bos_id=1,
-            dec_eos_id=2,
-            dec_pad_id=0,
-            reward_hidden=64,
-        )
-    )
-    teacher = load_encoder(locate_minilm(), threads=torch.get_num_threads())
-    init_student_encoder_from_teacher(student, teacher.teacher_state_dict(), enc_layers)
-    return student
 
 
 def evaluate(student: Student, held: list[ReplyExample], cfg: DistillConfig) -> dict[str, Any]:
@@ -124,7 +100,7 @@ def train_objective(
         reward_objective="kto" if objective == "kto" else "ratings_weighted",
         checkpoint_every=10_000,
     )
-    student = new_student(*sizes, enc_layers, seed)
+    student = small_reward_student(*sizes, enc_layers, seed)
     if objective == "untrained":
         return evaluate(student, held, cfg)
     rows = [replace(e, weight=1.0) for e in train] if objective == "plain" else train

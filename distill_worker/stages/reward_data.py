@@ -8,7 +8,9 @@ verdict for every reply of a dialogue) become held-back-scorable `ReplyExample`s
 * `split_by_conversation`: train and held-back `Utterance`s, held-back conversations chosen by a
   stable hash of their id, so no dialogue is on both sides;
 * `build_reply_examples`: both sides tokenised on MiniLM's tokenizer, with a decoder vocabulary
-  made of the reply tokens (so a tiny decoder fits).
+  made of the reply tokens (so a tiny decoder fits);
+* `small_reward_student`: a student for these examples (1-layer 64-wide decoder) whose encoder
+  starts from MiniLM's first layers.
 
 Shared by bench/reward_head.py and the unit test that the reward head learns from real ratings.
 """
@@ -19,6 +21,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
+import torch
+
 from distill_worker.data.building import SourceTokenizer, reply_examples
 from distill_worker.data.examples import ReplyExample
 from distill_worker.data.importers.records import SeedRecord
@@ -27,7 +31,9 @@ from distill_worker.data.importers.taskmaster4 import read_taskmaster4
 from distill_worker.data.loaders import Utterance
 from distill_worker.data.snapshots.split import stable_unit
 from distill_worker.data.vocab import build_decoder_vocab
-from distill_worker.teacher.encoder import locate_minilm
+from distill_worker.model.student import Student, StudentConfig
+from distill_worker.stages.structural import init_student_encoder_from_teacher
+from distill_worker.teacher.encoder import load_encoder, locate_minilm
 
 RatedData = Literal["tm4", "star"]
 
@@ -111,3 +117,28 @@ def build_reply_examples(
         return [replace(e, reply_ids=vocab.to_student(e.reply_ids)) for e in rows]
 
     return mapped(raw_train), mapped(raw_held), source.tokenizer.get_vocab_size(), vocab.size
+
+
+def small_reward_student(enc_vocab: int, dec_vocab: int, enc_layers: int, seed: int) -> Student:
+    """A student sized for `build_reply_examples` (pad/BOS/EOS at 0/1/2): `enc_layers` encoder
+    layers copied from MiniLM's first ones, a 1-layer 64-wide decoder, a 64-wide reward head."""
+    torch.manual_seed(seed)
+    student = Student(
+        StudentConfig(
+            n_intents=2,
+            enc_vocab_size=enc_vocab,
+            enc_layers=enc_layers,
+            dec_vocab_size=dec_vocab,
+            dec_hidden=64,
+            dec_layers=1,
+            dec_heads=2,
+            dec_ffn=128,
+            dec_bos_id=1,
+            dec_eos_id=2,
+            dec_pad_id=0,
+            reward_hidden=64,
+        )
+    )
+    teacher = load_encoder(locate_minilm(), threads=torch.get_num_threads())
+    init_student_encoder_from_teacher(student, teacher.teacher_state_dict(), enc_layers)
+    return student

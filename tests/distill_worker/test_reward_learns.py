@@ -14,21 +14,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from distill_worker.config import DistillConfig
 from distill_worker.data.importers.records import SeedRecord
-from distill_worker.model.student import Student, StudentConfig
 from distill_worker.stages.decoder_stage import DecoderStage
 from distill_worker.stages.reward_data import (
     build_reply_examples,
     rated_paths,
     rated_records,
+    small_reward_student,
     split_by_conversation,
 )
 from distill_worker.stages.reward_eval import reward_scores, roc_auc
-from distill_worker.stages.structural import init_student_encoder_from_teacher
-from distill_worker.teacher.encoder import load_encoder, locate_minilm
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 STAR = DATA / "star" / "dialogues.jsonl"
@@ -72,29 +69,6 @@ def test_star_records_are_rated_replies_by_dialogue() -> None:
     assert all(len(v) == 1 for v in by_dialogue.values())  # one verdict per dialogue
 
 
-def _student(enc_vocab: int, dec_vocab: int, seed: int) -> Student:
-    torch.manual_seed(seed)
-    student = Student(
-        StudentConfig(
-            n_intents=2,
-            enc_vocab_size=enc_vocab,
-            enc_layers=1,
-            dec_vocab_size=dec_vocab,
-            dec_hidden=64,
-            dec_layers=1,
-            dec_heads=2,
-            dec_ffn=128,
-            dec_bos_id=1,
-            dec_eos_id=2,
-            dec_pad_id=0,
-            reward_hidden=64,
-        )
-    )
-    teacher = load_encoder(locate_minilm(), threads=torch.get_num_threads())
-    init_student_encoder_from_teacher(student, teacher.teacher_state_dict(), 1)
-    return student
-
-
 @pytest.mark.parametrize(("name", "n_held", "floor"), [("star", 1500, 0.65), ("tm4", 700, 0.62)])
 def test_reward_head_learns_real_ratings_in_stage_2(
     name: str, n_held: int, floor: float, tmp_path: Path
@@ -116,7 +90,7 @@ def test_reward_head_learns_real_ratings_in_stage_2(
     labels = [e.reward_label or 0.0 for e in held]
     assert len(train) == 2000 and len(held) == n_held
     assert 50 < labels.count(0.0) < n_held - 50  # enough of both verdicts held back for an AUC
-    student = _student(enc_vocab, dec_vocab, seed=0)
+    student = small_reward_student(enc_vocab, dec_vocab, enc_layers=1, seed=0)
     untrained = roc_auc(
         reward_scores(student, held, max_source=max_source, max_reply=max_reply), labels
     )
