@@ -152,7 +152,7 @@ async def model_changes(
             failing = True
         finally:
             try:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()
                 await client.aclose()
             except (redis.RedisError, OSError):
                 pass
