@@ -30,9 +30,10 @@ from tokenizers import Tokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from chat_api.runtime.onnx_runner import OnnxStudent
+from bundle_runtime.manifest import verify_bundle
+from bundle_runtime.onnx_student import OnnxStudent
+from bundle_runtime.source import format_source
 from distill_worker.model.student import Student, StudentConfig
-from feedback.bundle import format_source, verify_bundle
 
 DEFAULT_TEXTS = [
     "Where is my order?",

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from chat_api.runtime.onnx_runner import OnnxStudent, Precision
-from chat_api.runtime.running_batch import RunningBatch
+from bundle_runtime.onnx_student import OnnxStudent, Precision
+from bundle_runtime.running_batch import RunningBatch
 
 PROMPTS = [
     "where is my order", "i want a refund for my last purchase", "how do i reset my password",
@@ -143,9 +143,9 @@ def make_synthetic_bundle(out: Path, max_new_tokens: int = 32) -> Path:
     from tokenizers.models import WordLevel
     from tokenizers.pre_tokenizers import Whitespace
 
+    from bundle_runtime.source import format_source
     from distill_worker.model.student import Student, StudentConfig
     from distill_worker.stages.export_onnx import export_bundle
-    from feedback.bundle import format_source
 
     work = out.parent / f".{out.name}.tok"
     work.mkdir(parents=True, exist_ok=True)

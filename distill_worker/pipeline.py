@@ -34,6 +34,8 @@ from typing import Any
 import torch
 from tokenizers import Tokenizer
 
+from bundle_runtime.manifest import Manifest
+from bundle_runtime.vocab import DecoderVocab, build_decoder_vocab
 from distill_worker.config import DistillConfig
 from distill_worker.data.augment import adversarial_variants_by_kind
 from distill_worker.data.best_of_n import selector_for
@@ -48,7 +50,6 @@ from distill_worker.data.demo_corpus import OOS, demo_knowledge_path, demo_utter
 from distill_worker.data.loaders import Utterance, load_utterances
 from distill_worker.data.run_teachers import cached_replies, encoder_teacher
 from distill_worker.data.snapshots import load_snapshot
-from distill_worker.data.vocab import DecoderVocab, build_decoder_vocab
 from distill_worker.model.student import Student, StudentConfig
 from distill_worker.stages.decoder_stage import DecoderStage
 from distill_worker.stages.encoder_stage import EncoderStage
@@ -70,7 +71,6 @@ from distill_worker.teacher.encoder import locate_minilm
 from distill_worker.teacher.grounding import load_knowledge
 from distill_worker.teacher.local import LocalResponder
 from distill_worker.teacher.prepare import META_FILE
-from feedback.bundle import Manifest
 
 Log = Callable[[str], None]
 

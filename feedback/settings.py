@@ -106,6 +106,21 @@ class RateLimitSettings(BaseModel):
     )
 
 
+class DecodingOverrides(BaseModel):
+    """Serving overrides of a bundle's decoding controls (`bundle_runtime.decoding`); unset
+    fields keep the bundle manifest's value."""
+
+    no_repeat_ngram: int | None = Field(
+        default=None, ge=0, le=16, description="Ban repeating any n-gram of this size (0: off)."
+    )
+    repetition_penalty: float | None = Field(
+        default=None, ge=1.0, le=10.0, description="Penalty on tokens already said (1.0: off)."
+    )
+    min_new_tokens: int | None = Field(
+        default=None, ge=0, le=64, description="No end of reply before this many tokens."
+    )
+
+
 class ServingSettings(BaseModel):
     bundle_dir: Path | None = Field(
         default=None,
@@ -122,6 +137,10 @@ class ServingSettings(BaseModel):
     )
     handoff_threshold: float | None = Field(
         default=None, ge=0.0, le=1.0, description="Override the bundle's handoff confidence."
+    )
+    decoding: DecodingOverrides = Field(
+        default_factory=DecodingOverrides,
+        description="Override the bundle's decoding controls (repetition, minimum length).",
     )
     provider: Literal["cpu", "cuda", "tensorrt"] = Field(
         default="cpu",

@@ -23,9 +23,9 @@ import time
 from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass
 
+from bundle_runtime.onnx_student import StudentReply
+from bundle_runtime.running_batch import RunningBatch
 from chat_api.batching.scheduler import BatchingError, DeadlineExceeded, Scheduler, SchedulerConfig
-from chat_api.runtime.onnx_runner import StudentReply
-from chat_api.runtime.running_batch import RunningBatch
 from chat_api.runtime.serving import LoadedModel, NoModelLoaded, ReplyEngine
 
 logger = logging.getLogger(__name__)

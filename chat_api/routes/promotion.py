@@ -15,12 +15,12 @@ from typing import Any, Literal
 from fastapi import APIRouter, BackgroundTasks, Request
 from sqlalchemy.orm import Session
 
+from bundle_runtime.manifest import BundleError
 from chat_api.dependencies import CurrentAdmin, CurrentOperator, DbSession
 from chat_api.errors import ConflictError
 from chat_api.runtime.serving import bundle_path
 from chat_api.schemas import AliasEventOut, ErrorBody, PromoteModel, PromotionOut
 from chat_api.state import app_state
-from feedback.bundle import BundleError
 from feedback.events import publish_model_change
 from feedback.models import Operator
 from feedback.repositories.audit import AuditRepository

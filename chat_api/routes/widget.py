@@ -15,6 +15,7 @@ import anyio.from_thread
 from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import JSONResponse
 
+from bundle_runtime.onnx_student import StudentReply
 from chat_api.batching.loop import Batcher
 from chat_api.batching.scheduler import BatchingError, DeadlineExceeded, Overloaded
 from chat_api.dependencies import (
@@ -32,7 +33,6 @@ from chat_api.errors import (
     error_body,
 )
 from chat_api.metrics import ApiMetrics
-from chat_api.runtime.onnx_runner import StudentReply
 from chat_api.runtime.serving import NoModelLoaded
 from chat_api.schemas import (
     AskForHuman,

@@ -12,7 +12,8 @@ conversations, chosen by a hash of the conversation id so a conversation keeps i
 
 Errors:
     NoModelLoaded       no bundle is loaded (the API answers 503 no_model_deployed)
-    feedback.bundle.BundleError     `load` refused a bundle (checksum, parity, missing graphs)
+    BundleError         `load` refused a bundle (checksum, parity, missing graphs);
+                        from `bundle_runtime.manifest`
 """
 
 from __future__ import annotations
@@ -20,15 +21,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from chat_api.runtime.onnx_runner import OnnxStudent, Precision, Provider, StudentReply
-from feedback.bundle import BundleError, bundle_checksum, load_manifest
+from bundle_runtime.manifest import BundleError, bundle_checksum, load_manifest
+from bundle_runtime.onnx_student import OnnxStudent, Precision, Provider, StudentReply
 from feedback.db import session_scope
 from feedback.repositories.model_versions import PRODUCTION, ModelVersionRepository
 
@@ -48,6 +51,7 @@ class ServingOptions:
     intra_op_threads: int = 1
     inter_op_threads: int = 1
     handoff_threshold: float | None = None  # None: the bundle manifest's threshold
+    decoding: Mapping[str, Any] = field(default_factory=dict)  # overrides of the manifest's
     provider: Provider = "cpu"
     canary_share: float = 0.0  # share of conversations the canary answers (when one is loaded)
 
@@ -144,6 +148,7 @@ class ReplyEngine:
                 inter_op_threads=self.options.inter_op_threads,
                 handoff_threshold=self.options.handoff_threshold,
                 provider=self.options.provider,
+                decoding_overrides=self.options.decoding,
             )
             if student.model_version != version_id:
                 logger.warning(

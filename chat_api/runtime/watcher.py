@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from bundle_runtime.manifest import BundleError
 from chat_api.runtime.serving import LoadedModel, ReplyEngine, bundle_path
-from feedback.bundle import BundleError
 from feedback.db import session_scope
 from feedback.events import model_changes
 from feedback.repositories.model_versions import PRODUCTION, ModelVersionRepository

@@ -23,15 +23,20 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 RUN python3.11 -m venv /opt/venv
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY feedback ./feedback
+COPY bundle_runtime ./bundle_runtime
 COPY chat_api ./chat_api
 COPY migrations ./migrations
 # The `gpu` extra brings onnxruntime-gpu; it replaces the CPU onnxruntime of the base install.
-RUN /opt/venv/bin/pip install --no-compile ".[gpu]" \
+# The project's packages come at the lock file's versions; the TensorRT bindings and cuda-python
+# are pinned here to match the base image's CUDA 12 libraries (the lock file's CUDA packages are
+# torch's CUDA 13 ones, for the worker), so they are installed in a second step.
+RUN /opt/venv/bin/pip install --no-compile -c requirements.lock ".[gpu]" \
+    && /opt/venv/bin/pip install --no-compile \
         "tensorrt-cu12==${TENSORRT_VERSION}" "cuda-python==${CUDA_PYTHON_VERSION}" \
     && /opt/venv/bin/pip uninstall -y onnxruntime onnxruntime-gpu \
-    && /opt/venv/bin/pip install --no-compile --no-deps "onnxruntime-gpu>=1.18,<2" \
+    && /opt/venv/bin/pip install --no-compile --no-deps -c requirements.lock onnxruntime-gpu \
     && /opt/venv/bin/python -c "import importlib.util as u; assert u.find_spec('torch') is None, 'torch leaked into the serving image'" \
     && rm -rf /src
 

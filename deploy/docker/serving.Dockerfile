@@ -8,14 +8,16 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 RUN python -m venv /opt/venv
-# Only what the serving package needs: the base layer, the API and the migrations.
+# Only what the serving package needs: the base layer, the bundle runtime, the API, the migrations.
 # distill_worker is left out on purpose: `chatdistill distill|worker` then say which extra to install.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY feedback ./feedback
+COPY bundle_runtime ./bundle_runtime
 COPY chat_api ./chat_api
 COPY migrations ./migrations
-# The plain package (no `train` extra): fastapi, uvicorn, psycopg, redis, onnxruntime, tokenizers.
-RUN /opt/venv/bin/pip install --no-compile . \
+# The plain package (no `train` extra): fastapi, uvicorn, psycopg, redis, onnxruntime, tokenizers,
+# at the versions of the lock file.
+RUN /opt/venv/bin/pip install --no-compile -c requirements.lock . \
     && /opt/venv/bin/python -c "import importlib.util as u; assert u.find_spec('torch') is None, 'torch leaked into the serving image'"
 
 FROM ${PYTHON_IMAGE}

@@ -15,12 +15,15 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}"
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY feedback ./feedback
+COPY bundle_runtime ./bundle_runtime
 COPY chat_api ./chat_api
 COPY distill_worker ./distill_worker
 COPY migrations ./migrations
-RUN /opt/venv/bin/pip install --no-compile ".[train]" \
+# Everything else at the versions of the lock file (torch is locked as 2.13.0, which the CPU and
+# CUDA builds both satisfy).
+RUN /opt/venv/bin/pip install --no-compile -c requirements.lock ".[train]" \
     && /opt/venv/bin/python -c "import torch, distill_worker.stages.training; print('torch', torch.__version__)"
 
 FROM ${PYTHON_IMAGE}

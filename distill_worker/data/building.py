@@ -1,7 +1,7 @@
 """From labelled utterances and teachers to the examples of the two stages.
 
 * `stratified_split` holds out a fixed share of every intent (the dev set the gate compares on).
-* `SourceTokenizer` turns conversation turns into encoder ids: `feedback.bundle.format_source`
+* `SourceTokenizer` turns conversation turns into encoder ids: `bundle_runtime.source.format_source`
   text, the encoder teacher's WordPiece tokenizer, truncated from the left so the newest turn
   survives ([CLS] + last tokens + [SEP]), exactly as the serving runtime does.
 * `intent_examples` attaches the encoder teacher's features and logits (stage 1).
@@ -29,7 +29,7 @@ from distill_worker.data.snapshots.records import example_key
 from distill_worker.data.snapshots.split import sample_priority
 from distill_worker.teacher.encoder import EncoderTeacher
 from distill_worker.teacher.grounding import Knowledge, build_messages
-from feedback.bundle import format_source
+from bundle_runtime.source import format_source
 
 GENERIC_SYSTEM = (
     "You are a helpful customer-service agent. Answer in at most 2-3 short sentences. If you "

@@ -25,7 +25,7 @@ from distill_worker.teacher.base import Responder
 from distill_worker.teacher.cache import CacheStats, TeacherCache
 from distill_worker.teacher.encoder import EncoderTeacher, load_encoder, locate_minilm
 from distill_worker.teacher.grounding import Knowledge
-from feedback.bundle import format_source
+from bundle_runtime.source import format_source
 
 Log = Callable[[str], None]
 

@@ -1,12 +1,10 @@
-"""Evaluate an exported bundle on held-out rows through ONNX Runtime: what would serve, measured
-the same way for the candidate and the champion.
+"""Evaluate an exported bundle on held-out rows through the serving runtime: what would serve,
+measured the same way for the candidate and the champion.
 
 Intent accuracy, macro-F1 and out-of-scope recall from the encoder graph; reply quality as chrF
-of greedy replies (encoder -> decoder -> decoder_with_past, batch 1) against the rows'
-reference replies (never against rated student replies: those are the champion's own words);
-the latency of one reply (median and p95 over the decoded rows). Written against the bundle
-format (`feedback.bundle`), not against chat_api, which training must not import. Shapes: S
-source length, H encoder hidden, V decoder vocabulary.
+of greedy replies against the rows' reference replies (never against rated student replies:
+those are the champion's own words); the latency of one reply, batch 1 (median and p95 over the
+decoded rows). The bundle runs on `bundle_runtime.OnnxStudent`, the decode loop that serves.
 """
 
 from __future__ import annotations
@@ -15,84 +13,31 @@ import statistics
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import numpy as np
-import onnxruntime as ort
-from tokenizers import Tokenizer
-
+from bundle_runtime.manifest import Manifest
+from bundle_runtime.onnx_student import OnnxStudent
 from distill_worker.data.loaders import Utterance
 from distill_worker.stages.evaluate import corpus_chrf
-from feedback.bundle import format_source, verify_bundle
 from feedback.monitor import percentile
 
 
 class BundleEvaluator:
-    def __init__(self, bundle_dir: Path, *, precision: str = "auto") -> None:
-        self.manifest = verify_bundle(bundle_dir)
-        graphs = self.manifest.graphs
-        self.precision = (
-            ("int8" if graphs.get("int8") else "fp32") if precision == "auto" else precision
-        )
-        files = graphs[self.precision]
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        self._s = {
-            role: ort.InferenceSession(str(bundle_dir / files[role]), sess_options=options)
-            for role in ("encoder", "decoder", "decoder_with_past")
-        }
-        self._enc = Tokenizer.from_file(str(bundle_dir / "encoder_tokenizer.json"))
-        self._dec = Tokenizer.from_file(str(bundle_dir / "decoder_tokenizer.json"))
-        self._enc.no_truncation()
-        self._enc.no_padding()
-        cfg, special = self.manifest.student_config, self.manifest.special_tokens
-        self._layers = int(cfg["dec_layers"])
-        self._max_source = min(self.manifest.max_source_tokens, int(cfg["enc_max_positions"]))
-        self._limit = max(0, min(self.manifest.max_new_tokens, int(cfg["dec_max_positions"]) - 1))
-        self._special = special
-        self._kv = [f"{i}.{part}" for i in range(self._layers) for part in ("key", "value")]
+    """One conversation at a time, as a customer meets the bundle (one ONNX Runtime thread)."""
 
-    def _ids(self, turns: list[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:
-        text = format_source(turns, self.manifest.context_turns)
-        keep = self._max_source - 2
-        body = self._enc.encode(text, add_special_tokens=False).ids[-keep:] if keep > 0 else []
-        ids = np.asarray([[self._special["enc_cls"], *body, self._special["enc_sep"]]], np.int64)
-        return ids, np.ones_like(ids)
+    def __init__(self, bundle_dir: Path, *, precision: Literal["auto", "fp32", "int8"] = "auto"):
+        self._student = OnnxStudent(bundle_dir, precision=precision)
+        self.manifest: Manifest = self._student.manifest
+        self.precision: str = self._student.precision
 
     def intent(self, turns: list[tuple[str, str]]) -> str:
-        ids, mask = self._ids(turns)
-        _, _, logits = self._s["encoder"].run(None, {"input_ids": ids, "attention_mask": mask})
-        return self.manifest.intent_labels[int(np.argmax(logits[0]))]
+        ids, mask = self._student.encode_texts([self._student.source_of(turns)])
+        labels, _ = self._student.classify(ids, mask)
+        return labels[0]
 
     def reply(self, turns: list[tuple[str, str]]) -> str:
         """Greedy reply of one conversation (batch 1, with the KV cache)."""
-        ids, mask = self._ids(turns)
-        hidden, _, _ = self._s["encoder"].run(None, {"input_ids": ids, "attention_mask": mask})
-        bos = np.asarray([[self._special["dec_bos"]]], np.int64)
-        out = self._s["decoder"].run(
-            None, {"input_ids": bos, "encoder_hidden": hidden, "encoder_mask": mask}
-        )
-        n = 2 * self._layers
-        logits, past, cross = out[0][:, -1], out[2 : 2 + n], out[2 + n : 2 + 2 * n]
-        tokens: list[int] = []
-        for _ in range(self._limit):
-            nxt = int(np.argmax(logits[0]))
-            if nxt == self._special["dec_eos"]:
-                break
-            tokens.append(nxt)
-            feed: dict[str, np.ndarray] = {
-                "input_ids": np.asarray([[nxt]], np.int64),
-                "encoder_mask": mask,
-            }
-            feed.update({f"past.{k}": v for k, v in zip(self._kv, past, strict=True)})
-            feed.update({f"cross.{k}": v for k, v in zip(self._kv, cross, strict=True)})
-            step = self._s["decoder_with_past"].run(None, feed)
-            logits, past = step[0][:, -1], step[2:]
-        vocab = self.manifest.decoder_vocab
-        ids_out = [vocab[t] for t in tokens] if vocab is not None else tokens
-        return str(self._dec.decode(ids_out, skip_special_tokens=True)).strip()
+        return self._student.reply(turns).text
 
 
 def evaluate_bundle(

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bundle_runtime.deploy import deploy_bundle, store_bundle
+from bundle_runtime.manifest import BundleError, bundle_checksum, verify_bundle
 from distill_worker.config import DistillConfig
 from distill_worker.data.snapshots import SnapshotError, create_snapshot, load_snapshot
 from distill_worker.loop.bundle_eval import evaluate_bundle
@@ -28,9 +30,7 @@ from distill_worker.teacher.base import TeacherError
 from distill_worker.teacher.cache import TeacherCache
 from distill_worker.teacher.openai_compat import OpenAIResponder
 from distill_worker.teacher.prepare import META_FILE, prepared_responder_dir
-from feedback.bundle import BundleError, bundle_checksum, verify_bundle
 from feedback.db import session_scope
-from feedback.deploy import deploy_bundle, store_bundle
 from feedback.models import ActorType
 from feedback.repositories.audit import AuditRepository
 from feedback.repositories.model_versions import PRODUCTION, ModelVersionRepository

@@ -1,8 +1,9 @@
-"""Export a trained `Student` as a serving bundle (`feedback.bundle`): ONNX graphs (opset 17,
-dynamic batch and lengths), optional INT8 graphs, tokenizers, safetensors weights, a manifest.
+"""Export a trained `Student` as a serving bundle (`bundle_runtime.manifest`): ONNX graphs
+(opset 17, dynamic batch and lengths), optional INT8 graphs, tokenizers, safetensors weights,
+a manifest.
 
 The bundle is written into a temporary sibling folder and renamed into place only once the FP32
-parity check has passed. Parity runs the serving runtime itself (`chat_api.runtime.onnx_runner`,
+parity check has passed. Parity runs the serving runtime itself (`bundle_runtime.onnx_student`,
 torch-free) against the torch student: the same greedy tokens as `Student.generate`, and the
 logits of the first decode steps, the intent logits and the reward within the tolerance.
 
@@ -26,8 +27,10 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from bundle_runtime.decoding import Decoding
+from bundle_runtime.manifest import MANIFEST, Manifest, sha256_file
+from bundle_runtime.onnx_student import OnnxStudent
 from distill_worker.model.student import Student, padding_bias
-from feedback.bundle import MANIFEST, Manifest, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -211,16 +214,14 @@ def check_parity(
     student: Student, folder: Path, samples: list[list[int]], tolerance: float
 ) -> dict[str, Any]:
     """The serving runtime on the bundle in `folder` vs the torch student on the same inputs.
-    Checking the runtime itself (torch-free, it imports only `feedback`), rather than a second
-    copy of its loop, is the point."""
-    from chat_api.runtime.onnx_runner import OnnxStudent
-
+    Checking the runtime itself (`bundle_runtime`, torch-free), rather than a second copy of its
+    loop, is the point."""
     fp32 = OnnxStudent(folder, precision="fp32")
     max_new_tokens = fp32.manifest.max_new_tokens
     ids, mask = _pad(samples, fp32.manifest.special_tokens["enc_pad"])
     t_ids, t_mask = torch.from_numpy(ids), torch.from_numpy(mask)
     ref_tokens = student.generate(t_ids, t_mask, max_new_tokens)
-    gen = fp32.run(ids, mask, max_new_tokens)
+    gen = fp32.run(ids, mask, max_new_tokens, Decoding.greedy())  # torch's generate is greedy
     # Teacher-forced torch pass over what the runtime fed the decoder: BOS + the tokens (all of
     # them after EOS, all but the last when the length limit cut the reply).
     pairs = zip(gen.tokens, gen.finished, strict=True)
@@ -242,7 +243,8 @@ def check_parity(
     }  # fmt: skip
     report["passed"] = greedy == 1.0 and max(report[k] for k in diffs) <= tolerance
     if "int8" in fp32.manifest.graphs:
-        quant = OnnxStudent(folder, precision="int8").run(ids, mask, max_new_tokens)
+        int8 = OnnxStudent(folder, precision="int8")
+        quant = int8.run(ids, mask, max_new_tokens, Decoding.greedy())
         same = [a == b for a, b in zip(quant.tokens, ref_tokens, strict=True)]
         report["int8_greedy_match_rate"] = float(np.mean(same))
         agree = quant.intent_logits.argmax(-1) == gen.intent_logits.argmax(-1)
@@ -270,8 +272,10 @@ def export_bundle(
     parity_samples: list[list[int]],
     parity_tolerance: float = 1e-3,
     decoder_vocab: list[int] | None = None,
+    decoding: Decoding | None = None,
 ) -> Manifest:
-    """Write the bundle at `out_dir` (must not exist) -> its manifest. ExportError otherwise."""
+    """Write the bundle at `out_dir` (must not exist) -> its manifest. ExportError otherwise.
+    `decoding`: the serving decode settings stored in the manifest (None: the defaults)."""
     cfg = student.cfg
     lacking = sorted(set(SPECIAL_TOKENS) - set(special_tokens))
     dec_special = (special_tokens.get("dec_bos"), special_tokens.get("dec_eos"))
@@ -323,6 +327,7 @@ def export_bundle(
             max_source_tokens=max_source_tokens,
             max_new_tokens=max_new_tokens,
             context_turns=context_turns,
+            decoding=(decoding or Decoding()).to_dict(),
             metrics=dict(metrics),
             run_id=run_id,
             created_at=dt.datetime.now(dt.UTC).isoformat(),

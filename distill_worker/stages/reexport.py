@@ -10,9 +10,9 @@ from pathlib import Path
 from safetensors.torch import load_file
 from tokenizers import Tokenizer
 
+from bundle_runtime.manifest import Manifest, verify_bundle
 from distill_worker.model.student import Student, StudentConfig
 from distill_worker.stages.export_onnx import export_bundle
-from feedback.bundle import Manifest, verify_bundle
 
 
 def reexport_bundle(source: Path, out: Path, *, version: str | None, int8: bool) -> Manifest:

@@ -23,6 +23,7 @@ from typing import Literal
 
 import torch
 
+from bundle_runtime.vocab import build_decoder_vocab
 from distill_worker.data.building import SourceTokenizer, reply_examples
 from distill_worker.data.examples import ReplyExample
 from distill_worker.data.importers.records import SeedRecord
@@ -30,7 +31,6 @@ from distill_worker.data.importers.star import read_star
 from distill_worker.data.importers.taskmaster4 import read_taskmaster4
 from distill_worker.data.loaders import Utterance
 from distill_worker.data.snapshots.split import stable_unit
-from distill_worker.data.vocab import build_decoder_vocab
 from distill_worker.model.student import Student, StudentConfig
 from distill_worker.stages.structural import init_student_encoder_from_teacher
 from distill_worker.teacher.encoder import load_encoder, locate_minilm

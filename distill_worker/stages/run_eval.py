@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from tokenizers import Tokenizer
 
+from bundle_runtime.vocab import DecoderVocab
 from distill_worker.data.building import (
     SourceTokenizer,
     sample_prompts,
@@ -18,7 +19,6 @@ from distill_worker.data.building import (
 from distill_worker.data.labelling import greedy_replies
 from distill_worker.data.loaders import Utterance
 from distill_worker.data.run_teachers import open_cache
-from distill_worker.data.vocab import DecoderVocab
 from distill_worker.model.student import Student
 from distill_worker.stages.calibrate import fit_temperature, fold_temperature
 from distill_worker.stages.evaluate import (

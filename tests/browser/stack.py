@@ -18,10 +18,10 @@ from pathlib import Path
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from bundle_runtime.deploy import deploy_bundle, store_bundle
+from bundle_runtime.manifest import bundle_checksum
 from feedback import migrate
-from feedback.bundle import bundle_checksum
 from feedback.db import session_scope
-from feedback.deploy import deploy_bundle, store_bundle
 from feedback.models import ActorType, DistillRun, OperatorRole, RunStatus, RunTrigger, utcnow
 from feedback.repositories.model_versions import PRODUCTION, ModelVersionRepository
 from feedback.repositories.operators import OperatorRepository

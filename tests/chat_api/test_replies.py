@@ -20,11 +20,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bundle_runtime.manifest import bundle_checksum
+from bundle_runtime.onnx_student import OnnxStudent
 from chat_api.app import create_app
 from chat_api.routes.widget import HANDOFF_NOTICE
-from chat_api.runtime.onnx_runner import OnnxStudent
 from chat_api.runtime.serving import ReplyEngine, ServingOptions
-from feedback.bundle import bundle_checksum
 from feedback.models import Conversation, Message
 from feedback.repositories.model_versions import PRODUCTION, ModelVersionRepository
 from feedback.settings import Settings
@@ -257,7 +257,7 @@ def test_engine_swaps_models_and_in_flight_holders_keep_theirs(tiny_bundle: Tiny
 def test_serving_never_imports_torch(tiny_bundle: TinyBundle) -> None:
     script = (
         "import sys; from pathlib import Path; import chat_api.app;"
-        "from chat_api.runtime.onnx_runner import OnnxStudent;"
+        "from bundle_runtime.onnx_student import OnnxStudent;"
         f"OnnxStudent(Path({str(tiny_bundle.path)!r})).reply([('customer', 'hi')]);"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'distill_worker'));"
         "print(bad); sys.exit(1 if bad else 0)"

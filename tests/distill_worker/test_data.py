@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from bundle_runtime.vocab import build_decoder_vocab
 from distill_worker.data.building import sample_prompts, stratified_split
 from distill_worker.data.demo_corpus import OOS, demo_intents, demo_knowledge_path, demo_utterances
 from distill_worker.data.loaders import DataError, Utterance, load_utterances
-from distill_worker.data.vocab import build_decoder_vocab
 from distill_worker.teacher.grounding import load_knowledge
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"

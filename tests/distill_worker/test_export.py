@@ -19,17 +19,17 @@ from tokenizers.models import WordLevel  # noqa: E402
 from tokenizers.normalizers import Lowercase  # noqa: E402
 from tokenizers.pre_tokenizers import Whitespace  # noqa: E402
 
-from chat_api.runtime.onnx_runner import OnnxStudent  # noqa: E402
-from distill_worker.model.student import Student, StudentConfig  # noqa: E402
-from distill_worker.stages.export_onnx import ExportError, export_bundle  # noqa: E402
-from feedback.bundle import (  # noqa: E402
+from bundle_runtime.manifest import (  # noqa: E402
     MANIFEST,
     BundleError,
-    format_source,
     load_manifest,
     sha256_file,
     verify_bundle,
 )
+from bundle_runtime.onnx_student import OnnxStudent  # noqa: E402
+from bundle_runtime.source import format_source  # noqa: E402
+from distill_worker.model.student import Student, StudentConfig  # noqa: E402
+from distill_worker.stages.export_onnx import ExportError, export_bundle  # noqa: E402
 
 INTENTS = ["track_order", "refund", "out_of_scope"]
 TOY: dict[str, tuple[list[str], str]] = {

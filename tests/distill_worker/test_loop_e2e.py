@@ -18,9 +18,9 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from bundle_runtime.manifest import verify_bundle
 from distill_worker.loop.context import LoopContext
 from distill_worker.loop.dispatch import monitor_tick
-from feedback.bundle import verify_bundle
 from feedback.models import (
     AuditEntry,
     Conversation,

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from bundle_runtime.manifest import sha256_file
 from distill_worker.teacher.base import TeacherSetupError
 from distill_worker.teacher.encoder import EncoderTeacher, _bucketed_batches, load_encoder
 from distill_worker.teacher.mpnet_package import META_FILE, MODEL_SHA256, prepare_mpnet
-from feedback.bundle import sha256_file
 
 
 def test_bucketed_batches_cover_every_index_once_with_little_padding() -> None:

@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from bundle_runtime.manifest import FORMAT_VERSION, Manifest, sha256_file
 from distill_worker.config import DistillConfig
 from distill_worker.data.snapshots.records import SnapshotRecord, example_key
 from distill_worker.data.snapshots.split import balance_report
@@ -26,7 +27,6 @@ from distill_worker.stages.warm_start import (
     load_champion,
     warm_start,
 )
-from feedback.bundle import FORMAT_VERSION, Manifest, sha256_file
 
 SMALL = {
     "enc_vocab_size": 40,

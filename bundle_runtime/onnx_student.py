@@ -1,14 +1,16 @@
 """`OnnxStudent`: a verified bundle on ONNX Runtime (CPU, or CUDA on request), torch-free.
 
 The decode loop is written by hand over three sessions (encoder, decoder first step, decoder
-with past): batched greedy decoding where a row that emitted EOS leaves the batch, so later steps
-only pay for the rows still writing. The reward is the reward graph on the pooled encoder state
+with past): batched greedy decoding with repetition control (`bundle_runtime.decoding`, the
+manifest's settings unless the caller overrides them) where a row that emitted EOS leaves the
+batch, so later steps only pay for the rows still writing. A reply cut by the token limit ends
+at its last sentence boundary. The reward is the reward graph on the pooled encoder state
 and the mean decoder state over the inputs fed (BOS and the generated tokens, i.e. the teacher-
 forced decoder input of the reply), the same quantity `Student.reward` pools in training.
 
 The optional `decoder_step` graph (newer bundles) is the decoder-with-past step over caches of
 different lengths, left-padded, with explicit positions and a self-attention mask; the batcher
-(`chat_api.runtime.running_batch`) uses it to merge requests that started at different steps.
+(`bundle_runtime.running_batch`) uses it to merge requests that started at different steps.
 
 Shapes: B batch, S source length, H encoder hidden, D decoder hidden, V decoder vocabulary,
 C intents, h heads, L past length, d head size.
@@ -17,6 +19,7 @@ C intents, h heads, L past length, d head size.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,7 +29,9 @@ import numpy.typing as npt
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from feedback.bundle import BundleError, format_source, verify_bundle
+from bundle_runtime.decoding import Decoding, next_tokens, trim_to_sentence
+from bundle_runtime.manifest import BundleError, verify_bundle
+from bundle_runtime.source import format_source
 
 Precision = Literal["auto", "fp32", "int8"]
 Provider = Literal["cpu", "cuda", "tensorrt"]
@@ -75,9 +80,19 @@ class OnnxStudent:
         inter_op_threads: int = 1,
         handoff_threshold: float | None = None,
         provider: Provider = "cpu",
+        decoding: Decoding | None = None,
+        decoding_overrides: Mapping[str, Any] | None = None,
     ) -> None:
+        """`decoding` replaces the manifest's decoding settings; `decoding_overrides` (serving
+        settings) changes some of them."""
         self.bundle_dir = bundle_dir
         self.manifest = verify_bundle(bundle_dir)
+        try:
+            self.decoding = (decoding or Decoding.from_dict(self.manifest.decoding)).with_overrides(
+                decoding_overrides or {}
+            )
+        except (TypeError, ValueError) as exc:
+            raise BundleError(f"bundle {bundle_dir}: {exc}") from exc
         graphs = self.manifest.graphs
         if precision == "auto":
             precision = "int8" if graphs.get("int8") else "fp32"
@@ -99,7 +114,7 @@ class OnnxStudent:
         self.provider = provider
         self._sessions: dict[str, Any]
         if provider == "tensorrt":  # imported only on request: no TensorRT on CPU images
-            from chat_api.runtime.tensorrt import load_sessions
+            from bundle_runtime.tensorrt import load_sessions
 
             self._sessions = dict(load_sessions(bundle_dir, graphs[precision]))
         else:
@@ -258,20 +273,26 @@ class OnnxStudent:
         return max(0, min(wanted, self._dec_max_positions - 1))
 
     def run(
-        self, input_ids: IntArray, mask: IntArray, max_new_tokens: int | None = None
+        self,
+        input_ids: IntArray,
+        mask: IntArray,
+        max_new_tokens: int | None = None,
+        decoding: Decoding | None = None,
     ) -> Generation:
-        """Encoder, greedy decoding with the KV cache, reward."""
+        """Encoder, decoding with the KV cache (`decoding`: this call's settings instead of the
+        student's, e.g. `Decoding.greedy()` for parity with torch), reward."""
         hidden, pooled, intent_logits = self._sessions["encoder"].run(
             None, {"input_ids": input_ids, "attention_mask": mask}
         )
-        tokens, finished, means = self._decode(hidden, mask, self._limit(max_new_tokens))
+        limit = self._limit(max_new_tokens)
+        tokens, finished, means = self._decode(hidden, mask, limit, decoding or self.decoding)
         (reward_logits,) = self._sessions["reward"].run(
             None, {"pooled": pooled, "reply_hidden_mean": means}
         )
         return Generation(tokens, finished, intent_logits, reward_logits)
 
     def _decode(
-        self, hidden: FloatArray, mask: IntArray, limit: int
+        self, hidden: FloatArray, mask: IntArray, limit: int, decoding: Decoding
     ) -> tuple[list[list[int]], list[bool], FloatArray]:
         """-> (tokens, finished, mean decoder hidden [B,D] over the inputs fed). Rows that
         emitted EOS leave the batch; the others go on with their slices of the caches."""
@@ -287,7 +308,7 @@ class OnnxStudent:
         for step in range(limit):
             sums[active] += step_hidden
             counts[active] += 1.0
-            nxt = logits.argmax(axis=-1).astype(np.int64)
+            nxt = next_tokens(logits, [tokens[row] for row in active], self._eos, decoding)
             keep: list[int] = []
             for j, row in enumerate(active):
                 if int(nxt[j]) == self._eos:
@@ -309,8 +330,9 @@ class OnnxStudent:
     def generate(
         self, input_ids: IntArray, mask: IntArray, max_new_tokens: int | None = None
     ) -> list[list[int]]:
-        """Greedy decoder ids per row (without BOS/EOS); the same tokens as `Student.generate`."""
-        return self.run(input_ids, mask, max_new_tokens).tokens
+        """Plain greedy decoder ids per row (without BOS/EOS): the same tokens as the torch
+        `Student.generate`, for parity checks."""
+        return self.run(input_ids, mask, max_new_tokens, Decoding.greedy()).tokens
 
     def step_logits(self, input_ids: IntArray, mask: IntArray, steps: int) -> FloatArray:
         """-> [B, steps, V]: the logits of the first greedy steps, every row kept (for parity
@@ -370,6 +392,9 @@ class OnnxStudent:
         rewards = 1.0 / (1.0 + np.exp(-gen.reward_logits.astype(np.float64)))
         replies = []
         for i, (intent, confidence) in enumerate(zip(intents, confidences, strict=True)):
+            text = texts[i].strip()
+            if not gen.finished[i] and text:
+                text = trim_to_sentence(text)
             reason = None
             if self.manifest.oos_label is not None and intent == self.manifest.oos_label:
                 reason = "out_of_scope"
@@ -377,7 +402,7 @@ class OnnxStudent:
                 reason = "low_confidence"
             replies.append(
                 StudentReply(
-                    text=texts[i].strip(),
+                    text=text,
                     intent=intent,
                     confidence=confidence,
                     reward=float(rewards[i]),

@@ -27,7 +27,8 @@ from typing import TypeVar, cast
 
 import numpy as np
 
-from chat_api.runtime.onnx_runner import FloatArray, Generation, IntArray, OnnxStudent, StudentReply
+from bundle_runtime.decoding import next_tokens
+from bundle_runtime.onnx_student import FloatArray, Generation, IntArray, OnnxStudent, StudentReply
 
 A = TypeVar("A", FloatArray, IntArray)
 
@@ -227,7 +228,8 @@ class RunningBatch:
     def _record(
         self, rows: list[RowState], logits: FloatArray, hidden: FloatArray, offset: int
     ) -> dict[int, int]:
-        nxt = logits.argmax(axis=-1).astype(np.int64)
+        histories = [row.tokens for row in rows]
+        nxt = next_tokens(logits, histories, self.student.eos, self.student.decoding)
         self._pending[offset : offset + len(rows)] = nxt
         out = {}
         for j, row in enumerate(rows):

@@ -1,7 +1,8 @@
 """Deploying a bundle: verify it, copy it into the artifact store, register it, move an alias.
 
-Used by `chatdistill deploy`, the quickstart and (later) the promotion step of a run. The
-caller's unit of work commits; the copy into the store is atomic (staging folder + rename) and
+Used by `chatdistill deploy`, the quickstart and the loop's promotion step. The one module of
+the package that touches the store (through `feedback`'s repositories). The caller's unit of
+work commits; the copy into the store is atomic (staging folder + rename) and
 bundles there are immutable.
 """
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from feedback.bundle import BundleError, Manifest, bundle_checksum, verify_bundle
+from bundle_runtime.manifest import BundleError, Manifest, bundle_checksum, verify_bundle
 from feedback.models import ActorType
 from feedback.repositories.audit import AuditRepository
 from feedback.repositories.model_versions import ModelVersionRepository

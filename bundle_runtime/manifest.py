@@ -1,4 +1,4 @@
-"""The model bundle format: the contract between training (distill_worker) and serving (chat_api).
+"""The bundle format and its checks: the contract between training and serving.
 
 A bundle is an immutable folder:
 
@@ -20,7 +20,8 @@ A bundle is an immutable folder:
     student.safetensors         torch weights, the warm start of the next incremental run
 
 Every file is listed in the manifest with its SHA-256; a bundle whose files do not match, or
-whose parity check failed at export, never serves. No torch here: serving reads this module.
+whose parity check failed at export, never serves. Standard library only: everything that
+reads a bundle (serving, the gate, export parity, the artifact store) reads it through here.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class Manifest:
     max_source_tokens: int = 128
     max_new_tokens: int = 64
     context_turns: int = 4
+    # Decoding controls (`bundle_runtime.decoding.Decoding`); empty: the runtime's defaults.
+    decoding: dict[str, Any] = field(default_factory=dict)
     parity: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     run_id: str | None = None
@@ -126,10 +129,3 @@ def verify_bundle(bundle_dir: Path) -> Manifest:
     if manifest.parity and not manifest.parity.get("passed", False):
         raise BundleError("this bundle failed its parity check at export and must not serve")
     return manifest
-
-
-def format_source(turns: list[tuple[str, str]], max_turns: int) -> str:
-    """The encoder's input text for a conversation: the last `max_turns` turns, oldest first,
-    each as `role: text`, joined by ` | `. Training and serving both build inputs with this."""
-    recent = turns[-max_turns:] if max_turns > 0 else turns[-1:]
-    return " | ".join(f"{role}: {text.strip()}" for role, text in recent)

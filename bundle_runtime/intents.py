@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from chat_api.runtime.onnx_runner import OnnxStudent
-from feedback.bundle import format_source
+from bundle_runtime.onnx_student import OnnxStudent
+from bundle_runtime.source import format_source
 
 OOS = "oos"
 
