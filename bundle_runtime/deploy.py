@@ -1,9 +1,10 @@
 """Deploying a bundle: verify it, copy it into the artifact store, register it, move an alias.
 
-Used by `chatdistill deploy`, the quickstart and the loop's promotion step. The one module of
-the package that touches the store (through `feedback`'s repositories). The caller's unit of
-work commits; the copy into the store is atomic (staging folder + rename) and
-bundles there are immutable.
+Used by `chatdistill deploy`, the quickstart and the loop's promotion step. Deploying also seeds
+the bundle's approved answers (`Manifest.approved_seeds`) for intents that have none. The one
+module of the package that touches the store (through `feedback`'s repositories). The caller's
+unit of work commits; the copy into the store is atomic (staging folder + rename) and bundles
+there are immutable.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from bundle_runtime.manifest import BundleError, Manifest, bundle_checksum, verify_bundle
 from feedback.models import ActorType
+from feedback.repositories.approved_answers import ApprovedAnswerRepository
 from feedback.repositories.audit import AuditRepository
 from feedback.repositories.model_versions import ModelVersionRepository
 
@@ -68,12 +70,21 @@ def deploy_bundle(
         metrics=manifest.metrics,
     )
     previous = repo.set_alias(alias, manifest.model_version, reason=reason)
+    seeded = ApprovedAnswerRepository(session).seed(
+        manifest.approved_seeds, model_version=manifest.model_version
+    )
     AuditRepository(session).record(
         actor_type=actor_type,
         actor_id=actor_id,
         action="model.promote",
         target_type="model_version",
         target_id=manifest.model_version,
-        details={"alias": alias, "previous": previous, "reason": reason, "bundle": str(target)},
+        details={
+            "alias": alias,
+            "previous": previous,
+            "reason": reason,
+            "bundle": str(target),
+            "seeded_approved_answers": seeded,
+        },
     )
     return Deployed(manifest=manifest, bundle_dir=target, previous=previous)

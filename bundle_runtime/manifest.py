@@ -58,6 +58,10 @@ class Manifest:
     context_turns: int = 4
     # Decoding controls (`bundle_runtime.decoding.Decoding`); empty: the runtime's defaults.
     decoding: dict[str, Any] = field(default_factory=dict)
+    # The serving guard (`bundle_runtime.guard`): {"min_reward": float}; empty: degeneration only.
+    guard: dict[str, Any] = field(default_factory=dict)
+    # Intent -> a reference reply that deploying seeds as its approved answer when it has none.
+    approved_seeds: dict[str, str] = field(default_factory=dict)
     parity: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     run_id: str | None = None

@@ -4,7 +4,8 @@ The decode loop is written by hand over three sessions (encoder, decoder first s
 with past): batched greedy decoding with repetition control (`bundle_runtime.decoding`, the
 manifest's settings unless the caller overrides them) where a row that emitted EOS leaves the
 batch, so later steps only pay for the rows still writing. A reply cut by the token limit ends
-at its last sentence boundary. The reward is the reward graph on the pooled encoder state
+at its last sentence boundary; template slots learned from references are rephrased
+(`bundle_runtime.slots`). The reward is the reward graph on the pooled encoder state
 and the mean decoder state over the inputs fed (BOS and the generated tokens, i.e. the teacher-
 forced decoder input of the reply), the same quantity `Student.reward` pools in training.
 
@@ -30,7 +31,9 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from bundle_runtime.decoding import Decoding, next_tokens, trim_to_sentence
+from bundle_runtime.guard import min_reward_of
 from bundle_runtime.manifest import BundleError, verify_bundle
+from bundle_runtime.slots import rephrase_slots
 from bundle_runtime.source import format_source
 
 Precision = Literal["auto", "fp32", "int8"]
@@ -52,6 +55,7 @@ class StudentReply:
     source_tokens: int  # encoder tokens read, [CLS] and [SEP] included
     finish_reason: Literal["stop", "length"]
     latency_ms: float  # wall time of the call that produced it (the whole batch)
+    guard_min_reward: float = 0.0  # the serving guard's reward threshold for this bundle
 
 
 @dataclass(frozen=True)
@@ -82,9 +86,11 @@ class OnnxStudent:
         provider: Provider = "cpu",
         decoding: Decoding | None = None,
         decoding_overrides: Mapping[str, Any] | None = None,
+        guard_min_reward: float | None = None,
     ) -> None:
         """`decoding` replaces the manifest's decoding settings; `decoding_overrides` (serving
-        settings) changes some of them."""
+        settings) changes some of them; `guard_min_reward` overrides the bundle's guard
+        threshold."""
         self.bundle_dir = bundle_dir
         self.manifest = verify_bundle(bundle_dir)
         try:
@@ -141,6 +147,7 @@ class OnnxStudent:
             self.manifest.handoff_threshold if handoff_threshold is None else handoff_threshold
         )
         self._kv = [f"{i}.{part}" for i in range(self._layers) for part in ("key", "value")]
+        self.guard_min_reward = min_reward_of(self.manifest.guard, guard_min_reward)
 
     @property
     def model_version(self) -> str:
@@ -392,7 +399,7 @@ class OnnxStudent:
         rewards = 1.0 / (1.0 + np.exp(-gen.reward_logits.astype(np.float64)))
         replies = []
         for i, (intent, confidence) in enumerate(zip(intents, confidences, strict=True)):
-            text = texts[i].strip()
+            text = rephrase_slots(texts[i].strip())
             if not gen.finished[i] and text:
                 text = trim_to_sentence(text)
             reason = None
@@ -412,6 +419,7 @@ class OnnxStudent:
                     source_tokens=source_tokens[i],
                     finish_reason="stop" if gen.finished[i] else "length",
                     latency_ms=latency_ms[i],
+                    guard_min_reward=self.guard_min_reward,
                 )
             )
         return replies

@@ -29,6 +29,7 @@ from chat_api.metrics import ApiMetrics, MetricsMiddleware
 from chat_api.ratelimit import InProcessRateLimiter, RateLimiter, RedisRateLimiter
 from chat_api.routes import (
     admin,
+    approved_answers,
     health,
     metrics_series,
     openai_compat,
@@ -81,6 +82,7 @@ def create_app(
             inter_op_threads=settings.serving.inter_op_threads,
             handoff_threshold=settings.serving.handoff_threshold,
             decoding=settings.serving.decoding.model_dump(exclude_none=True),
+            guard_min_reward=settings.serving.guard_min_reward,
             provider=settings.serving.provider,
             canary_share=settings.canary.share,
         )
@@ -142,6 +144,7 @@ def create_app(
     app.include_router(widget.router)
     app.include_router(widget_stream.router)
     app.include_router(operator.router)
+    app.include_router(approved_answers.router)
     app.include_router(admin.router)
     app.include_router(openai_compat.router)
     app.include_router(health.router)

@@ -386,6 +386,78 @@ def eval_intents(
     click.echo(json.dumps(result, indent=2))
 
 
+@evaluate.command("replies")
+@click.option(
+    "--bundle",
+    "bundle_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+)
+@click.option(
+    "--data",
+    "data_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Prompts, with reference replies where there are: CSV with a reply column, JSONL "
+    "with reply and context, or CLINC150 JSON (no replies: degeneration figures only).",
+)
+@click.option(
+    "--train",
+    "train_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The retrieval baseline's index (training prompts with replies). Default: the "
+    "evaluated rows themselves, each row left out of its own search.",
+)
+@click.option("--split", default="val", show_default=True, help="Split of a CLINC150 JSON.")
+@click.option(
+    "--precision", type=click.Choice(["auto", "fp32", "int8"]), default="auto", show_default=True
+)
+@click.option("--limit", type=int, default=300, show_default=True, help="Rows, spread evenly.")
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the report to this file.",
+)
+def eval_replies(
+    bundle_dir: Path,
+    data_path: Path,
+    train_path: Path | None,
+    split: str,
+    precision: str,
+    limit: int,
+    json_out: Path | None,
+) -> None:
+    """Serve each prompt through the bundle as the API does and print reply figures as JSON:
+    chrF and ROUGE-L against the references, degenerate share, length, handoffs, latency,
+    beside a TF-IDF retrieval baseline."""
+    from distill_worker.data.loaders import DataError, load_utterances
+    from distill_worker.stages.reply_eval import evaluate_replies
+
+    try:
+        rows = load_utterances(data_path, split=split)
+        train = load_utterances(train_path, split="train") if train_path else None
+    except DataError as exc:
+        _fail(str(exc))
+    overrides = Settings().serving.decoding.model_dump(exclude_none=True)
+    try:
+        report = evaluate_replies(
+            bundle_dir,
+            rows,
+            train=train,
+            precision="fp32" if precision == "fp32" else "int8" if precision == "int8" else "auto",
+            decoding_overrides=overrides,
+            limit=limit,
+        )
+    except (BundleError, ValueError) as exc:
+        _fail(str(exc))
+    text = json.dumps(report, indent=2, ensure_ascii=False)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(text + "\n", encoding="utf-8")
+    click.echo(text)
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks; they live in the repository's bench/ folder (run from a checkout)."""

@@ -49,6 +49,12 @@ class ApiMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.reply_sources = Counter(
+            "chatdistill_replies_total",
+            "Assistant replies stored, by what the guard sent (generated, approved, handoff).",
+            ["source"],
+            registry=self.registry,
+        )
         self.rate_limited = Counter(
             "chatdistill_rate_limited_total",
             "Requests refused by a rate limit, by limit name.",

@@ -53,6 +53,32 @@ class MessageOut(BaseModel):
     model_version: str | None = None
     latency_ms: float | None = None
     handoff: bool = False
+    # Assistant replies: generated (the model's text), approved (the intent's approved answer
+    # stood in for an unfit reply) or handoff.
+    reply_source: str | None = None
+
+
+class SetApprovedAnswer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str | None = Field(
+        default=None, min_length=1, max_length=2000, description="The answer's text."
+    )
+    message_id: uuid.UUID | None = Field(
+        default=None,
+        description="Take the text of this assistant reply (its newest correction if it has "
+        "one) when `text` is not given.",
+    )
+
+
+class ApprovedAnswerOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    intent: str
+    text: str
+    source: Literal["operator", "seed"]
+    message_id: uuid.UUID | None
+    operator_id: uuid.UUID | None
+    model_version: str | None
+    updated_at: dt.datetime
 
 
 class RatingOut(BaseModel):

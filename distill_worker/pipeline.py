@@ -37,6 +37,7 @@ from tokenizers import Tokenizer
 from bundle_runtime.manifest import Manifest
 from bundle_runtime.vocab import DecoderVocab, build_decoder_vocab
 from distill_worker.config import DistillConfig
+from distill_worker.data.approved_seeds import central_replies
 from distill_worker.data.augment import adversarial_variants_by_kind
 from distill_worker.data.best_of_n import selector_for
 from distill_worker.data.building import (
@@ -364,6 +365,7 @@ def run_distillation(req: DistillRequest, log: Log = print) -> DistillResult:
         int8=req.int8,
         parity_samples=parity,
         decoder_vocab=list(vocab.ids),
+        approved_seeds=central_replies(train, oos_label=oos_label),
     )
     log(f"      done in {metrics['wall_seconds']} s: {req.out_dir}")
     return DistillResult(manifest=manifest, bundle_dir=req.out_dir, metrics=metrics)

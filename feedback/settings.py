@@ -138,6 +138,13 @@ class ServingSettings(BaseModel):
     handoff_threshold: float | None = Field(
         default=None, ge=0.0, le=1.0, description="Override the bundle's handoff confidence."
     )
+    guard_min_reward: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Override the bundle's guard threshold: a generated reply whose reward is "
+        "below it is replaced by the intent's approved answer (or handed off). 0: off.",
+    )
     decoding: DecodingOverrides = Field(
         default_factory=DecodingOverrides,
         description="Override the bundle's decoding controls (repetition, minimum length).",
@@ -247,6 +254,13 @@ class GateSettings(BaseModel):
 
     intent_accuracy_margin: float = Field(default=0.01, ge=0.0, le=1.0)
     oos_recall_margin: float = Field(default=0.02, ge=0.0, le=1.0)
+    degenerate_margin: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="How much larger a candidate's share of degenerate replies (looping, empty, "
+        "cut off) may be than the champion's; at least one decoded row.",
+    )
     reply_chrf_margin: float = Field(
         default=2.0, ge=0.0, le=100.0, description="chrF points vs the reference replies."
     )

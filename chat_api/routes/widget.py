@@ -15,6 +15,7 @@ import anyio.from_thread
 from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import JSONResponse
 
+from bundle_runtime.guard import guard_reply, unfit_reason
 from bundle_runtime.onnx_student import StudentReply
 from chat_api.batching.loop import Batcher
 from chat_api.batching.scheduler import BatchingError, DeadlineExceeded, Overloaded
@@ -52,6 +53,7 @@ from chat_api.schemas import (
 from chat_api.state import app_state, settings_of
 from chat_api.views import conversation_out, rating_out
 from feedback.models import Conversation, Message, MessageRole
+from feedback.repositories.approved_answers import ApprovedAnswerRepository
 from feedback.repositories.conversations import ConversationRepository
 from feedback.repositories.ratings import RatingRepository
 
@@ -135,7 +137,7 @@ def post_message(
     return PostMessageOut(
         message=MessageOut.model_validate(message),
         reply=MessageOut.model_validate(answer),
-        handoff=reply.handoff,
+        handoff=answer.handoff,
     )
 
 
@@ -188,23 +190,33 @@ def store_reply(
     reply: StudentReply,
     metrics: ApiMetrics,
 ) -> Message:
-    """Store the assistant's reply; hand the conversation off when the reply asks for it."""
+    """Store the assistant's reply as the serving guard lets it out (`bundle_runtime.guard`):
+    the generated text, the intent's approved answer, or a handoff; hand the conversation off
+    when the reply asks for it."""
+    unfit = None
+    if reply.handoff_reason is None:
+        unfit = unfit_reason(reply.text, reply.finish_reason, reply.reward, reply.guard_min_reward)
+    approved = ApprovedAnswerRepository(repo.session).text_for(reply.intent) if unfit else None
+    sent = guard_reply(
+        text=reply.text, handoff_reason=reply.handoff_reason, unfit=unfit, approved=approved
+    )
     answer = repo.add_message(
         conversation,
         role=MessageRole.ASSISTANT,
-        text=reply.text,
+        text=sent.text,
         intent=reply.intent,
         intent_confidence=reply.confidence,
         reward_score=reply.reward,
         model_version=version,
         latency_ms=reply.latency_ms,
-        handoff=reply.handoff,
+        handoff=sent.handoff_reason is not None,
+        reply_source=sent.source,
+        guard_reason=sent.reason,
     )
-    if reply.handoff_reason is not None and repo.hand_off(
-        conversation, reason=reply.handoff_reason
-    ):
+    metrics.reply_sources.labels(sent.source).inc()
+    if sent.handoff_reason is not None and repo.hand_off(conversation, reason=sent.handoff_reason):
         repo.add_message(conversation, role=MessageRole.SYSTEM, text=HANDOFF_NOTICE, handoff=True)
-        metrics.handoffs.labels(reply.handoff_reason).inc()
+        metrics.handoffs.labels(sent.handoff_reason).inc()
     return answer
 
 

@@ -137,7 +137,7 @@ async def _events(
         detail = "the reply could not be saved; send your message again"
         yield sse("error", {"code": "store_failed", "detail": detail})
         return
-    yield sse("reply", {"reply": answer, "handoff": done.reply.handoff})
+    yield sse("reply", {"reply": answer, "handoff": answer["handoff"]})
 
 
 def _store(

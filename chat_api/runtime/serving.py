@@ -52,6 +52,7 @@ class ServingOptions:
     inter_op_threads: int = 1
     handoff_threshold: float | None = None  # None: the bundle manifest's threshold
     decoding: Mapping[str, Any] = field(default_factory=dict)  # overrides of the manifest's
+    guard_min_reward: float | None = None  # None: the bundle manifest's guard threshold
     provider: Provider = "cpu"
     canary_share: float = 0.0  # share of conversations the canary answers (when one is loaded)
 
@@ -149,6 +150,7 @@ class ReplyEngine:
                 handoff_threshold=self.options.handoff_threshold,
                 provider=self.options.provider,
                 decoding_overrides=self.options.decoding,
+                guard_min_reward=self.options.guard_min_reward,
             )
             if student.model_version != version_id:
                 logger.warning(

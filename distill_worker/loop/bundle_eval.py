@@ -2,8 +2,9 @@
 measured the same way for the candidate and the champion.
 
 Intent accuracy, macro-F1 and out-of-scope recall from the encoder graph; reply quality as chrF
-of greedy replies against the rows' reference replies (never against rated student replies:
-those are the champion's own words); the latency of one reply, batch 1 (median and p95 over the
+of the served replies against the rows' reference replies (never against rated student replies:
+those are the champion's own words) and the share of degenerate replies (`bundle_runtime.quality`);
+the latency of one reply, batch 1 (median and p95 over the
 decoded rows). The bundle runs on `bundle_runtime.OnnxStudent`, the decode loop that serves.
 """
 
@@ -16,7 +17,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bundle_runtime.manifest import Manifest
-from bundle_runtime.onnx_student import OnnxStudent
+from bundle_runtime.onnx_student import OnnxStudent, StudentReply
+from bundle_runtime.quality import degenerate_counts
 from distill_worker.data.loaders import Utterance
 from distill_worker.stages.evaluate import corpus_chrf
 from feedback.monitor import percentile
@@ -36,8 +38,12 @@ class BundleEvaluator:
         return labels[0]
 
     def reply(self, turns: list[tuple[str, str]]) -> str:
-        """Greedy reply of one conversation (batch 1, with the KV cache)."""
+        """The served reply's text for one conversation (batch 1, with the KV cache)."""
         return self._student.reply(turns).text
+
+    def answer(self, turns: list[tuple[str, str]]) -> StudentReply:
+        """The whole served reply (text, finish reason, intent, reward) of one conversation."""
+        return self._student.reply(turns)
 
 
 def evaluate_bundle(
@@ -55,12 +61,14 @@ def evaluate_bundle(
     # corpus. A rated reply of the student is the champion's own output; scoring against it
     # would favour the champion over any candidate.
     with_reply = [r for r in heldout if r.reply and r.reward is None][:max_replies]
-    hyps: list[str] = []
+    answers: list[StudentReply] = []
     times: list[float] = []
     for row in with_reply or list(heldout)[: min(max_replies, 4)]:
         started = time.perf_counter()
-        hyps.append(model.reply(row.turns()))
+        answers.append(model.answer(row.turns()))
         times.append((time.perf_counter() - started) * 1000.0)
+    hyps = [a.text for a in answers]
+    degenerate = degenerate_counts((a.text, a.finish_reason) for a in answers)
     refs = [r.reply or "" for r in with_reply]
     ordered = sorted(times)
     return {
@@ -72,6 +80,11 @@ def evaluate_bundle(
         "oos_recall": (sum(p == oos for p in oos_gold) / len(oos_gold)) if oos_gold else None,
         "reply_rows": len(refs),
         "reply_chrf": round(corpus_chrf(hyps, refs), 3) if refs else None,
+        "decoded_rows": degenerate["rows"],
+        "degenerate_share": (
+            round(degenerate["degenerate"] / degenerate["rows"], 4) if degenerate["rows"] else None
+        ),
+        "degenerate": {k: v for k, v in degenerate.items() if k != "rows"},
         "latency_median_ms": round(statistics.median(times), 3) if times else None,
         "latency_p95_ms": round(percentile(ordered, 0.95) or 0.0, 3) if times else None,
     }

@@ -1,7 +1,8 @@
 """The promotion gate, as pure logic over two evaluations on the same held-out split.
 
 The candidate passes when it is not worse than the champion beyond the configured margins on
-intent accuracy, out-of-scope recall and reply quality (chrF), and meets the latency budget.
+intent accuracy, out-of-scope recall and reply quality (chrF), is not more degenerate (looping,
+empty or cut-off replies) than the champion, and meets the latency budget.
 On a split so small that one row moves a rate by more than its margin, the margin is one row. A
 compression run must also answer faster than the champion: that is what it was for. Without
 a champion (the first model) only the latency budget applies. A figure that one side cannot
@@ -65,6 +66,18 @@ def judge(
             margin = 1.0 / rows
         if new < old - margin:
             reasons.append(f"{name} {new:.4g} is below the champion's {old:.4g} - {margin:g}")
+    new_bad, old_bad = candidate.get("degenerate_share"), champion.get("degenerate_share")
+    if new_bad is None or old_bad is None:
+        notes.append("degenerate replies not compared (no replies decoded on one side)")
+    else:
+        # Higher is worse. A margin under one decoded row is widened to one row (noise).
+        decoded = int(candidate.get("decoded_rows") or 0)
+        margin = max(gate.degenerate_margin, 1.0 / decoded if decoded else 0.0)
+        if new_bad > old_bad + margin:
+            reasons.append(
+                f"degenerate replies {new_bad:.4g} exceed the champion's {old_bad:.4g} + "
+                f"{margin:.3g}"
+            )
     if compression:
         old_latency = champion.get("latency_p95_ms")
         if latency is not None and old_latency is not None and latency >= old_latency:

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bundle_runtime.decoding import Decoding, next_tokens
+
 KV = tuple[Tensor, Tensor]  # (keys, values), each [B, h, L, d]
 
 
@@ -318,9 +320,15 @@ class Student(nn.Module):
 
     @torch.no_grad()
     def generate(
-        self, input_ids: Tensor, attention_mask: Tensor, max_new_tokens: int = 64
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        max_new_tokens: int = 64,
+        decoding: Decoding | None = None,
     ) -> list[list[int]]:
-        """Greedy decoding with the KV cache: the reference for the exported runtime."""
+        """Greedy decoding with the KV cache: the reference for the exported runtime. With
+        `decoding`, the serving runtime's repetition control picks each token (the same
+        function as `OnnxStudent`), so evaluation reads the replies customers would get."""
         hidden, _, _ = self.encode(input_ids, attention_mask)
         cross = self.decoder.cross_keys_values(hidden)
         batch = input_ids.shape[0]
@@ -333,7 +341,12 @@ class Student(nn.Module):
         limit = min(max_new_tokens, self.cfg.dec_max_positions - 1)
         for _ in range(limit):
             logits, _, past = self.decoder(tokens, cross, attention_mask, past)
-            nxt = logits[:, -1, :].argmax(dim=-1)
+            if decoding is None or decoding.is_greedy:
+                nxt = logits[:, -1, :].argmax(dim=-1)
+            else:
+                last = logits[:, -1, :].float().cpu().numpy()
+                picked = next_tokens(last, out, self.cfg.dec_eos_id, decoding)
+                nxt = torch.from_numpy(picked).to(input_ids.device)
             for i in range(batch):
                 if not done[i]:
                     if int(nxt[i]) == self.cfg.dec_eos_id:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import Tensor
 
+from bundle_runtime.decoding import Decoding
 from distill_worker.model.student import Student
 from distill_worker.stages.training import pad
 
@@ -133,16 +134,21 @@ def predict_intents(
 
 @torch.no_grad()
 def generate_replies(
-    student: Student, input_ids_list: list[list[int]], max_new_tokens: int, batch_size: int = 16
+    student: Student,
+    input_ids_list: list[list[int]],
+    max_new_tokens: int,
+    batch_size: int = 16,
+    decoding: Decoding | None = None,
 ) -> list[list[int]]:
-    """Greedy replies (token ids, without BOS/EOS) for each encoder input, in order."""
+    """Replies (token ids, without BOS/EOS) for each encoder input, in order: plain greedy, or
+    with the serving runtime's `decoding`."""
     was_training = student.training
     student.eval()
     device = next(student.parameters()).device
     out: list[list[int]] = []
     for start in range(0, len(input_ids_list), batch_size):
         ids, mask = pad(input_ids_list[start : start + batch_size])
-        out.extend(student.generate(ids.to(device), mask.to(device), max_new_tokens))
+        out.extend(student.generate(ids.to(device), mask.to(device), max_new_tokens, decoding))
     student.train(was_training)
     return out
 

@@ -273,9 +273,11 @@ def export_bundle(
     parity_tolerance: float = 1e-3,
     decoder_vocab: list[int] | None = None,
     decoding: Decoding | None = None,
+    approved_seeds: dict[str, str] | None = None,
 ) -> Manifest:
     """Write the bundle at `out_dir` (must not exist) -> its manifest. ExportError otherwise.
-    `decoding`: the serving decode settings stored in the manifest (None: the defaults)."""
+    `decoding`: the serving decode settings stored in the manifest (None: the defaults);
+    `approved_seeds`: intent -> the reply deploying seeds as its approved answer."""
     cfg = student.cfg
     lacking = sorted(set(SPECIAL_TOKENS) - set(special_tokens))
     dec_special = (special_tokens.get("dec_bos"), special_tokens.get("dec_eos"))
@@ -328,6 +330,7 @@ def export_bundle(
             max_new_tokens=max_new_tokens,
             context_turns=context_turns,
             decoding=(decoding or Decoding()).to_dict(),
+            approved_seeds=dict(approved_seeds or {}),
             metrics=dict(metrics),
             run_id=run_id,
             created_at=dt.datetime.now(dt.UTC).isoformat(),

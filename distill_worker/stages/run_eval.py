@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from tokenizers import Tokenizer
 
+from bundle_runtime.decoding import Decoding, trim_to_sentence
+from bundle_runtime.quality import degenerate_counts
 from bundle_runtime.vocab import DecoderVocab
 from distill_worker.data.building import (
     SourceTokenizer,
@@ -102,13 +104,18 @@ def evaluate_run(
             store.close()
     decoder_tokenizer = Tokenizer.from_file(str(responder_dir / "tokenizer.json"))
     prompt_ids = source.ids([p.turns() for p in prompts])
-    generated = generate_replies(student, prompt_ids, max_reply_tokens)
-    hyps = [
-        decoder_tokenizer.decode(vocab.to_responder(g), skip_special_tokens=True).strip()
-        for g in generated
-    ]
+    # As served: the bundle's decoding controls and the sentence-boundary trim of cut replies.
+    generated = generate_replies(student, prompt_ids, max_reply_tokens, decoding=Decoding())
+    finish = ["length" if len(g) >= max_reply_tokens else "stop" for g in generated]
+    hyps = []
+    for g, why in zip(generated, finish, strict=True):
+        text = decoder_tokenizer.decode(vocab.to_responder(g), skip_special_tokens=True).strip()
+        hyps.append(trim_to_sentence(text) if why == "length" and text else text)
+    degenerate = degenerate_counts(zip(hyps, finish, strict=True))
     replies = {
         "n": len(hyps),
+        "degenerate": round(degenerate["degenerate"] / len(hyps), 4) if hyps else None,
+        "degenerate_by_reason": {k: v for k, v in degenerate.items() if k != "rows"},
         "chrf_vs_teacher": round(corpus_chrf(hyps, refs), 2) if hyps else None,
         "rouge_l_vs_teacher": round(sum(map(rouge_l, hyps, refs)) / len(hyps), 4) if hyps else None,
         "examples": [

@@ -1,5 +1,6 @@
 """ORM models, one module per aggregate. Importing this package registers every table."""
 
+from feedback.models.approved_answer import AnswerSource, ApprovedAnswer
 from feedback.models.audit import ActorType, AuditEntry
 from feedback.models.base import Base, utcnow
 from feedback.models.conversation import Conversation, ConversationStatus, Message, MessageRole
@@ -16,7 +17,9 @@ from feedback.models.teacher_output import TeacherOutput
 __all__ = [
     "ACTIVE_RUN_STATUSES",
     "ActorType",
+    "AnswerSource",
     "ApiKey",
+    "ApprovedAnswer",
     "AuditEntry",
     "Base",
     "Conversation",

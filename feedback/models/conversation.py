@@ -67,6 +67,10 @@ class Message(Base):
             name="intent_confidence_range",
         ),
         CheckConstraint("latency_ms IS NULL OR latency_ms >= 0", name="latency_nonnegative"),
+        CheckConstraint(
+            "reply_source IS NULL OR reply_source IN ('generated', 'approved', 'handoff')",
+            name="reply_source",
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -83,5 +87,9 @@ class Message(Base):
     model_version: Mapped[str | None] = mapped_column(String(120), index=True)
     latency_ms: Mapped[float | None] = mapped_column(Float)
     handoff: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Assistant replies: what the customer got (`bundle_runtime.guard`): the generated text,
+    # the intent's approved answer, or a handoff; and why the generated text was not sent.
+    reply_source: Mapped[str | None] = mapped_column(String(16), index=True)
+    guard_reason: Mapped[str | None] = mapped_column(String(40))
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")

@@ -85,6 +85,8 @@ class ConversationRepository:
         model_version: str | None = None,
         latency_ms: float | None = None,
         handoff: bool = False,
+        reply_source: str | None = None,
+        guard_reason: str | None = None,
     ) -> Message:
         """Append a message; its text is PII-redacted here, before it reaches the database."""
         if conversation.status == ConversationStatus.CLOSED.value:
@@ -107,6 +109,8 @@ class ConversationRepository:
             model_version=model_version,
             latency_ms=latency_ms,
             handoff=handoff,
+            reply_source=reply_source,
+            guard_reason=guard_reason,
         )
         self.session.add(message)
         self.session.flush()

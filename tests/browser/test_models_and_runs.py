@@ -31,6 +31,12 @@ def test_roll_back_then_promote_with_confirmation(page: Any, stack: Stack) -> No
     log_in(page, stack)
     page.get_by_role("link", name="Models").click()
     expect(production_row(page).locator("th")).to_contain_text("tiny-1")
+    # Reply quality from the run's report sits beside the flat evaluation figures.
+    header = page.locator("thead th")
+    expect(header.filter(has_text="Eval: replies.degenerate")).to_have_count(1)
+    column = header.all_inner_texts().index("Eval: replies.degenerate")
+    older = page.locator("tbody tr", has=page.locator("th", has_text="tiny-0"))
+    expect(older.locator("th, td").nth(column)).to_have_text("25.0%")
 
     # Cancelling the confirmation changes nothing.
     page.get_by_role("button", name="Roll back production").click()

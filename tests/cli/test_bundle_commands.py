@@ -118,3 +118,48 @@ def test_export_again_without_int8(
     assert manifest.metrics["reexported_from"] == "tiny-1"
     refused = run(env, "export", "--bundle", str(tiny_bundle.path), "--out", str(out))
     assert refused.returncode != 0 and "exists" in refused.stderr
+
+
+def test_eval_replies_scores_the_served_replies_beside_retrieval(
+    tiny_bundle: TinyBundle, tmp_path: Path, env: dict[str, str]
+) -> None:
+    data = tmp_path / "toy.jsonl"
+    rows = [{"text": t, "intent": i, "reply": r} for i, (texts, r) in TOY.items() for t in texts]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    # A training file whose replies belong to other intents: retrieval finds the right prompt
+    # but answers wrongly, the student answers what it learned.
+    shifted = [r for _, r in TOY.values()]
+    shifted = shifted[1:] + shifted[:1]
+    train = tmp_path / "train.jsonl"
+    train.write_text(
+        "".join(
+            json.dumps({"text": t, "intent": i, "reply": wrong})
+            for (i, (texts, _)), wrong in zip(TOY.items(), shifted, strict=True)
+            for t in texts
+        ).replace("}{", "}\n{")
+        + "\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "report" / "replies.json"
+    args = ["--bundle", str(tiny_bundle.path), "--data", str(data), "--precision", "fp32"]
+    result = run(env, "eval", "replies", *args, "--train", str(train), "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report == json.loads(result.stdout)
+    student, retrieval = report["student"], report["retrieval"]
+    assert report["rows"] == student["reference_rows"] == len(rows)
+    assert student["chrf"] > 95 and student["degenerate"] == 0.0
+    assert retrieval["chrf"] < 40 and retrieval["index"] == "training file"
+    assert report["decoding"] == {
+        "no_repeat_ngram": 3,
+        "repetition_penalty": 1.2,
+        "min_new_tokens": 1,
+    }
+    assert report["examples"][0]["student"] == "your order is on its way"
+    # Without a training file the rows are their own index, each row left out of its own
+    # search (found itself, every row would score 100; the toy prompts share few words, so
+    # some nearest neighbours belong to other intents).
+    alone = run(env, "eval", "replies", *args)
+    assert alone.returncode == 0, alone.stderr
+    own = json.loads(alone.stdout)["retrieval"]
+    assert own["index"] == "the evaluated rows, leave-one-out" and 30 < own["chrf"] < 100

@@ -123,3 +123,22 @@ def test_decoder_vocab_keeps_specials_replies_and_teacher_alternatives() -> None
     assert mapped == [([vocab.index()[10], vocab.index()[51]], [-0.1, -3.0])]
     with pytest.raises(ValueError, match="do not fit"):
         build_decoder_vocab([0], [[1, 2, 3]], limit=2)
+
+
+def test_approved_seeds_are_the_central_reference_reply_without_raw_slots() -> None:
+    from distill_worker.data.approved_seeds import central_replies
+
+    rows = [
+        Utterance("where is it", "track", "Your parcel ships in two days. Track it in the app."),
+        Utterance("where is my box", "track", "Your parcel ships in two days."),
+        Utterance("tracking?", "track", "Track your parcel in the app or on our website."),
+        Utterance("status", "track", "Weather is nice."),
+        Utterance("liked", "track", "A rated reply of the bot.", reward=1.0),
+        Utterance("refund", "refund", "Go to {{Order Details}} on {{Website Name}}."),
+        Utterance("money back", "refund", "Open {{Order History}} on our {{Website Name}}."),
+        Utterance("weather", "oos", "I can only help with orders."),
+    ]
+    seeds = central_replies(rows, oos_label="oos")
+    assert set(seeds) == {"track", "refund"}  # no seed for the out-of-scope label
+    assert seeds["track"] == "Your parcel ships in two days. Track it in the app."
+    assert "{{" not in seeds["refund"] and "website" in seeds["refund"]

@@ -125,7 +125,7 @@ def build_tiny_bundle(root: Path) -> TinyBundle:
                         "dec_pad": 0},
         max_source_tokens=48, max_new_tokens=16, context_turns=CONTEXT_TURNS,
         handoff_threshold=0.5, metrics={"intent_accuracy": 1.0}, run_id=None,
-        parity_samples=samples,
+        parity_samples=samples, approved_seeds={"refund": "We will refund you within five days."},
     )  # fmt: skip
     return TinyBundle(
         root / "bundle", student, sources, samples, labels.tolist(), [r for _, _, r in rows]

@@ -47,7 +47,7 @@ def test_missing_figures_are_noted_not_compared_and_no_champion_needs_only_the_b
         "latency_p95_ms": 10.0,
     }
     verdict = judge(candidate, CHAMPION, GATE)
-    assert verdict.passed and len(verdict.notes) == 2
+    assert verdict.passed and len(verdict.notes) == 3  # oos recall, chrF, degenerate replies
     first = judge({"latency_p95_ms": 10.0}, None, GATE)
     assert first.passed and "no champion" in first.notes[0]
     assert not judge({"latency_p95_ms": None}, None, GATE).passed
@@ -72,3 +72,17 @@ def test_on_a_small_split_one_row_behind_is_within_noise() -> None:
     # A large split keeps the configured margin.
     big = {**CHAMPION, "rows": 1000}
     assert not judge({**big, "intent_accuracy": 0.885}, big, GATE).passed
+
+
+def test_a_candidate_may_not_be_more_degenerate_than_the_champion() -> None:
+    champion = {**CHAMPION, "degenerate_share": 0.05, "decoded_rows": 40}
+    one_row_worse = {**champion, "degenerate_share": 0.075}  # 3 of 40 vs 2 of 40: noise
+    assert judge(one_row_worse, champion, GATE).passed
+    looping = {**champion, "degenerate_share": 0.25}
+    verdict = judge(looping, champion, GATE)
+    assert not verdict.passed
+    assert verdict.reasons == ["degenerate replies 0.25 exceed the champion's 0.05 + 0.025"]
+    unmeasured = judge({**CHAMPION, "degenerate_share": 0.5}, CHAMPION, GATE)
+    assert unmeasured.passed and any(
+        "degenerate replies not compared" in n for n in unmeasured.notes
+    )

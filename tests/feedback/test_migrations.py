@@ -19,6 +19,7 @@ from tests.conftest import create_database, drop_database
 TABLES = {
     "alembic_version",
     "api_keys",
+    "approved_answers",
     "audit_log",
     "conversations",
     "corrections",

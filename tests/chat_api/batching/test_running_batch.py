@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bundle_runtime.decoding import Decoding
 from bundle_runtime.onnx_student import OnnxStudent
 from bundle_runtime.running_batch import RunningBatch
 
@@ -70,6 +71,26 @@ def test_older_bundles_decode_rows_by_past_length(tiny_bundle: TinyBundle, tmp_p
     for rid, text in TEXTS.items():
         ids, mask = student.encode_texts([student.source_of([("customer", text)])])
         assert tokens[rid] == student.generate(ids, mask, 16)[0], text
+
+
+@pytest.mark.parametrize("old", [False, True], ids=["step-graph", "older-bundle"])
+def test_repetition_control_decodes_the_same_in_the_batch_and_alone(
+    tiny_bundle: TinyBundle, tmp_path: Path, old: bool
+) -> None:
+    """Strict controls (no token twice, at least 10 tokens) change the toy replies; the batcher
+    and the single-request loop still produce the same tokens."""
+    strict = Decoding(no_repeat_ngram=1, repetition_penalty=1.5, min_new_tokens=10)
+    path = old_bundle(tiny_bundle.path, tmp_path) if old else tiny_bundle.path
+    student = OnnxStudent(path, precision="fp32", decoding=strict)
+    tokens, _ = decode_staggered(student)
+    changed = 0
+    for rid, text in TEXTS.items():
+        ids, mask = student.encode_texts([student.source_of([("customer", text)])])
+        alone = student.run(ids, mask, 16).tokens[0]
+        assert tokens[rid] == alone, text
+        assert len(alone) >= 10 and len(set(alone)) == len(alone), alone
+        changed += alone != student.generate(ids, mask, 16)[0]
+    assert changed == len(TEXTS)
 
 
 def test_leaving_rows_shrink_the_caches(tiny_bundle: TinyBundle) -> None:

@@ -4,7 +4,13 @@
 import { api, currentOperator, query } from "./api.js";
 import { badge, confirmAction, flash, h, ms, num, pct, when } from "./dom.js";
 
-const RATIO = /(accuracy|rate|recall|precision|agreement|f1)/;
+const RATIO = /(accuracy|rate|recall|precision|agreement|f1|degenerate)/;
+// Figures inside the run's nested reports that belong beside the flat ones: reply quality.
+const NESTED = ["replies.degenerate", "replies.chrf_vs_teacher"];
+
+function metric(m, key) {
+  return key.split(".").reduce((v, part) => (v && typeof v === "object" ? v[part] : undefined), m.metrics);
+}
 
 function evalValue(key, value) {
   if (typeof value === "number" && RATIO.test(key) && value >= 0 && value <= 1) return pct(value);
@@ -33,7 +39,8 @@ export async function renderModels() {
     api("GET", `/v1/operator/metrics/summary${query({ model_version: m.id })}`)));
   const reload = () => window.dispatchEvent(new Event("chatdistill:refresh"));
   const evalKeys = [...new Set(models.flatMap((m) => Object.keys(m.metrics)))]
-    .filter((k) => typeof models.find((m) => k in m.metrics).metrics[k] !== "object").sort();
+    .filter((k) => typeof models.find((m) => k in m.metrics).metrics[k] !== "object").sort()
+    .concat(NESTED.filter((k) => models.some((m) => metric(m, k) !== undefined)));
 
   const promote = (m) => async () => {
     const reason = await confirmAction({
@@ -56,7 +63,7 @@ export async function renderModels() {
   const rows = models.map((m, i) => h("tr", {},
     h("th", { scope: "row" }, m.id, " ", m.aliases.map((a) => badge(a, "good"))),
     h("td", { text: when(m.created_at) }),
-    ...evalKeys.map((k) => h("td", { class: "num", text: evalValue(k, m.metrics[k]) })),
+    ...evalKeys.map((k) => h("td", { class: "num", text: evalValue(k, metric(m, k)) })),
     h("td", { class: "num", text: pct(live[i].positive_rate) }),
     h("td", { class: "num", text: pct(live[i].intent_accuracy) }),
     h("td", { class: "num", text: pct(live[i].handoff_rate) }),

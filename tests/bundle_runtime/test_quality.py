@@ -1,0 +1,35 @@
+"""The degeneration checks on replies seen in real runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from bundle_runtime.quality import degenerate_counts, degenerate_reason
+
+
+@pytest.mark.parametrize(
+    ("text", "finish", "reason"),
+    [
+        ("", "stop", "empty"),
+        ("  ...  ", "stop", "empty"),
+        (
+            "I'm here to assist you with any questions or I'm here to assist you with any to "
+            "assist you with any to assist you with any help.",
+            "stop",
+            "repeats",
+        ),
+        ("you you you you you", "stop", "repeats"),
+        ("Your card arrives within 5 working days", "length", "cut_off"),
+        ("Your card arrives within five...", "length", "cut_off"),
+        ("Your card arrives within 5 working days.", "length", None),
+        ("Your card arrives within 5 working days", "stop", None),
+        ("You can track it in the app. Track it in the app, or track it by mail.", "stop", None),
+    ],
+)
+def test_degenerate_reason(text: str, finish: str, reason: str | None) -> None:
+    assert degenerate_reason(text, finish) == reason
+
+
+def test_counts_by_reason() -> None:
+    counts = degenerate_counts([("ok.", "stop"), ("", "stop"), ("a b c a b c a b c", "stop")])
+    assert counts == {"rows": 3, "degenerate": 2, "empty": 1, "repeats": 1, "cut_off": 0}

@@ -1,0 +1,136 @@
+"""The serving guard on a real tiny bundle: an unfit generated reply is replaced by the intent's
+approved answer (set by an operator from a reply, audited), or handed off when the intent has
+none; every stored reply records its source."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from bundle_runtime.deploy import deploy_bundle
+from bundle_runtime.guard import LOW_QUALITY, guard_reply, unfit_reason
+from feedback.models import ActorType, AuditEntry, Conversation, Message
+from feedback.repositories.approved_answers import ApprovedAnswerRepository
+from feedback.settings import Settings
+from tests.chat_api.operator_fixtures import assert_error, operator_headers
+
+pytest.importorskip("torch", reason="building the tiny bundle needs the `train` extra (torch)")
+from tests.chat_api.test_replies import post, register, serving, start
+from tests.distill_worker.test_export import TinyBundle, tiny_bundle
+
+__all__ = ["tiny_bundle"]
+
+
+def test_the_decision() -> None:
+    assert unfit_reason("Your parcel ships today.", "stop", 0.9, 0.5) is None
+    assert unfit_reason("Your parcel ships today.", "stop", 0.2, 0.5) == "low_reward"
+    assert unfit_reason("you you you you you", "stop", 0.9, 0.5) == "degenerate_repeats"
+    assert unfit_reason("Your parcel ships on", "length", 0.9, 0.0) == "degenerate_cut_off"
+    sent = guard_reply(text="x x x", handoff_reason=None, unfit="degenerate_repeats", approved="A")
+    assert (sent.text, sent.source, sent.reason, sent.handoff_reason) == (
+        "A", "approved", "degenerate_repeats", None,
+    )  # fmt: skip
+    alone = guard_reply(text="x", handoff_reason=None, unfit="low_reward", approved=None)
+    assert alone.source == "handoff" and alone.handoff_reason == LOW_QUALITY
+    oos = guard_reply(text="x", handoff_reason="out_of_scope", unfit=None, approved="A")
+    assert oos.source == "handoff" and oos.handoff_reason == "out_of_scope"
+
+
+def test_a_low_scoring_reply_sends_the_approved_answer_an_operator_set(
+    tiny_bundle: TinyBundle, db: Session, settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    register(db, tiny_bundle.path)
+    operator, headers = operator_headers(db)
+    # Every generated reply scores below 1.0: the guard stands in for all of them.
+    with serving(settings, session_factory, guard_min_reward=1.0) as client:
+        cid, widget = start(client)
+        first = post(client, cid, widget, "where is my order").json()
+        # No approved answer yet: a human takes over, and says why.
+        assert first["handoff"] is True and first["reply"]["reply_source"] == "handoff"
+        conversation = db.get(Conversation, uuid.UUID(cid))
+        assert conversation is not None
+        db.refresh(conversation)
+        assert conversation.handoff_reason == LOW_QUALITY
+        stored = db.get(Message, uuid.UUID(first["reply"]["id"]))
+        assert stored is not None and stored.guard_reason == "low_reward"
+
+        # The operator approves an answer for the intent, from a reply's text (redacted).
+        url = "/v1/operator/approved-answers/track_order"
+        bad = client.put(url, json={}, headers=headers)
+        assert_error(bad, 422, "validation_error")
+        text = "Your order is on its way; call 030 1234 5678 if it is late."
+        put = client.put(url, json={"text": text}, headers=headers)
+        assert put.status_code == 200, put.text
+        assert put.json()["source"] == "operator" and "[PHONE]" in put.json()["text"]
+        listed = client.get("/v1/operator/approved-answers", headers=headers).json()
+        assert [a["intent"] for a in listed] == ["track_order"]
+
+        cid, widget = start(client)
+        second = post(client, cid, widget, "where is my order").json()
+        assert second["handoff"] is False
+        assert second["reply"]["reply_source"] == "approved"
+        assert second["reply"]["text"] == put.json()["text"]
+        assert second["reply"]["intent"] == "track_order"
+
+        # From a reply instead of text: the assistant message's words become the answer.
+        reply_id = second["reply"]["id"]
+        from_reply = client.put(
+            "/v1/operator/approved-answers/refund", json={"message_id": reply_id}, headers=headers
+        )
+        assert from_reply.status_code == 200 and from_reply.json()["text"] == put.json()["text"]
+        assert client.delete(url, headers=headers).status_code == 204
+        assert_error(client.delete(url, headers=headers), 404, "not_found")
+    actions = db.scalars(
+        select(AuditEntry.action).where(AuditEntry.actor_id == str(operator.id))
+    ).all()
+    assert sorted(actions) == [
+        "approved_answer.delete",
+        "approved_answer.set",
+        "approved_answer.set",
+    ]
+
+
+def test_fit_replies_are_sent_as_generated(
+    tiny_bundle: TinyBundle, db: Session, settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    register(db, tiny_bundle.path)
+    ApprovedAnswerRepository(db).set("track_order", "An approved answer.", operator_id=None)
+    db.flush()
+    with serving(settings, session_factory) as client:
+        cid, widget = start(client)
+        body = post(client, cid, widget, "where is my order").json()
+    assert body["reply"]["text"] == "your order is on its way"
+    assert body["reply"]["reply_source"] == "generated"
+
+
+def test_deploying_a_bundle_seeds_its_approved_answers(
+    tiny_bundle: TinyBundle, db: Session, tmp_path: Path
+) -> None:
+    repo = ApprovedAnswerRepository(db)
+    repo.set("track_order", "Tracking is in the app.", operator_id=None)
+    done = deploy_bundle(
+        db, tiny_bundle.path, tmp_path / "bundles", alias="production", reason="test",
+        actor_type=ActorType.CLI,
+    )  # fmt: skip
+    seeded = repo.get("refund")
+    assert seeded is not None and seeded.source == "seed"
+    assert seeded.text == "We will refund you within five days."
+    assert seeded.model_version == done.manifest.model_version
+    assert repo.text_for("track_order") == "Tracking is in the app."
+    entry = db.scalars(select(AuditEntry).where(AuditEntry.action == "model.promote")).all()[-1]
+    assert entry.details["seeded_approved_answers"] == ["refund"]
+
+
+def test_seeds_never_replace_an_operators_answer(db: Session) -> None:
+    repo = ApprovedAnswerRepository(db)
+    repo.set("refund", "Refunds take five days.", operator_id=None)
+    seeded = repo.seed(
+        {"refund": "seeded", "track_order": "Tracking is in the app."}, model_version="v1"
+    )
+    assert seeded == ["track_order"]
+    assert repo.text_for("refund") == "Refunds take five days."
+    assert repo.get("track_order") is not None and repo.get("track_order").source == "seed"  # type: ignore[union-attr]
