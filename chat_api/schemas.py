@@ -255,6 +255,7 @@ class MetricsPoint(BaseModel):
     intent_accuracy: float | None
     handoff_rate: float | None
     latency_p95_ms: float | None
+    fallback_rate: float | None = None  # replies the serving guard replaced
 
 
 class Thresholds(BaseModel):
@@ -262,6 +263,7 @@ class Thresholds(BaseModel):
     min_intent_accuracy: float
     max_handoff_rate: float
     max_latency_p95_ms: float
+    max_fallback_rate: float
 
 
 class AliasEventOut(BaseModel):

@@ -40,6 +40,11 @@ class WindowMetrics(BaseModel):
     intent_accuracy: float | None
     latency_p50_ms: float | None
     latency_p95_ms: float | None
+    # The serving guard: replies whose generated text was not sent (degenerate or low reward),
+    # replaced by the intent's approved answer or handed off.
+    guarded_replies: int = 0
+    approved_replies: int = 0
+    fallback_rate: float | None = None
 
 
 def percentile(sorted_values: list[float], q: float) -> float | None:
@@ -143,6 +148,13 @@ def window_metrics(
     verified = session.execute(verified_stmt).all()
     correct = sum(1 for predicted, label in verified if predicted == label)
 
+    guarded, approved = session.execute(
+        select(
+            func.count(Message.guard_reason),
+            func.count(Message.id).filter(Message.reply_source == "approved"),
+        ).where(Message.id.in_(select(reply_ids.c.id)))
+    ).one()
+
     latencies = sorted(
         float(v)
         for v in session.scalars(
@@ -171,4 +183,7 @@ def window_metrics(
         intent_accuracy=_ratio(correct, len(verified)),
         latency_p50_ms=percentile(latencies, 0.50),
         latency_p95_ms=percentile(latencies, 0.95),
+        guarded_replies=int(guarded or 0),
+        approved_replies=int(approved or 0),
+        fallback_rate=_ratio(int(guarded or 0), assistant_replies),
     )

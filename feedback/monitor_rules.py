@@ -91,6 +91,15 @@ def rules_from(settings: MonitorSettings) -> list[Rule]:
             "accuracy",
         ),
         Rule(
+            "fallback_rate",
+            "max",
+            s.max_fallback_rate,
+            s.fallback_rate_margin,
+            "assistant_replies",
+            s.min_samples,
+            "accuracy",
+        ),
+        Rule(
             "latency_p95_ms",
             "max",
             s.max_latency_p95_ms,

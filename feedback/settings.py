@@ -197,6 +197,13 @@ class MonitorSettings(BaseModel):
     max_latency_p95_ms: float = Field(
         default=500.0, gt=0.0, description="Highest acceptable p95 reply latency."
     )
+    max_fallback_rate: float = Field(
+        default=0.2,
+        ge=0.0,
+        le=1.0,
+        description="Highest acceptable share of replies the serving guard replaced "
+        "(degenerate or low reward): the student is not good enough for its traffic.",
+    )
     window_replies: int | None = Field(
         default=200,
         ge=1,
@@ -222,6 +229,7 @@ class MonitorSettings(BaseModel):
         default=0.05, ge=0.0, le=1.0, description="Re-arm margin."
     )
     handoff_rate_margin: float = Field(default=0.05, ge=0.0, le=1.0, description="Re-arm margin.")
+    fallback_rate_margin: float = Field(default=0.05, ge=0.0, le=1.0, description="Re-arm margin.")
     latency_margin_ms: float = Field(default=50.0, ge=0.0, description="Re-arm margin.")
     cooldown_minutes: float = Field(
         default=60.0, ge=0.0, description="Least time between two runs the monitor opens."

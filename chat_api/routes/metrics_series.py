@@ -63,6 +63,7 @@ def metrics_series(
                 intent_accuracy=m.intent_accuracy,
                 handoff_rate=m.handoff_rate,
                 latency_p95_ms=m.latency_p95_ms,
+                fallback_rate=m.fallback_rate,
             )
         )
     promotions = session.scalars(

@@ -115,7 +115,9 @@ def _runs(session: Session) -> None:
 
 
 @contextmanager
-def running_stack(tmp: Path, bundle_dir: Path) -> Iterator[Stack]:
+def running_stack(
+    tmp: Path, bundle_dir: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[Stack]:
     name = f"chatdistill_browser_{uuid.uuid4().hex[:12]}"
     db_url = create_database(name)
     host_port = free_port()
@@ -131,6 +133,7 @@ def running_stack(tmp: Path, bundle_dir: Path) -> Iterator[Stack]:
             "CHATDISTILL_RATE_LIMIT__CONVERSATIONS_PER_IP_PER_HOUR": "10000",
             "CHATDISTILL_RATE_LIMIT__PER_CONVERSATION_PER_MINUTE": "1000",
             "CHATDISTILL_LOG_LEVEL": "WARNING",
+            **(extra_env or {}),
         }
         with running_server(env) as api:
             pages = tmp / "host"

@@ -14,12 +14,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from bundle_runtime.deploy import deploy_bundle
 from bundle_runtime.guard import LOW_QUALITY, guard_reply, unfit_reason
 from feedback.models import ActorType, AuditEntry, Conversation, Message
+from feedback.monitor import window_metrics
 from feedback.repositories.approved_answers import ApprovedAnswerRepository
 from feedback.settings import Settings
 from tests.chat_api.operator_fixtures import assert_error, operator_headers
 
 pytest.importorskip("torch", reason="building the tiny bundle needs the `train` extra (torch)")
-from tests.chat_api.test_replies import post, register, serving, start
+from tests.chat_api.test_replies import VERSION, post, register, serving, start
 from tests.distill_worker.test_export import TinyBundle, tiny_bundle
 
 __all__ = ["tiny_bundle"]
@@ -84,6 +85,10 @@ def test_a_low_scoring_reply_sends_the_approved_answer_an_operator_set(
         assert from_reply.status_code == 200 and from_reply.json()["text"] == put.json()["text"]
         assert client.delete(url, headers=headers).status_code == 204
         assert_error(client.delete(url, headers=headers), 404, "not_found")
+    # The monitor counts what the guard replaced: both replies here (one handed off).
+    figures = window_metrics(db, model_version=VERSION)
+    assert (figures.assistant_replies, figures.guarded_replies) == (2, 2)
+    assert figures.approved_replies == 1 and figures.fallback_rate == 1.0
     actions = db.scalars(
         select(AuditEntry.action).where(AuditEntry.actor_id == str(operator.id))
     ).all()

@@ -1,5 +1,6 @@
 // One conversation: every message with its intent, confidence, model data and ratings; an
-// operator corrects a reply or relabels an intent in place.
+// operator corrects a reply, relabels an intent, or makes a reply (its correction, if it has
+// one) the approved answer the serving guard sends for that intent, in place.
 
 import { api } from "./api.js";
 import { badge, flash, h, ms, pct, when } from "./dom.js";
@@ -76,6 +77,19 @@ function intentControls(message, intents, onSaved) {
   return form;
 }
 
+const SENT = { generated: "Generated", approved: "Approved answer", handoff: "Handoff" };
+
+async function approve(message, onSaved) {
+  try {
+    const answer = await api("PUT", `/v1/operator/approved-answers/${encodeURIComponent(message.intent)}`,
+      { message_id: message.id });
+    flash(`Approved answer for ${answer.intent} saved.`);
+    onSaved();
+  } catch (err) {
+    flash(err.message, "error");
+  }
+}
+
 function messageCard(message, ratings, corrections, intents, reload) {
   const who = { customer: "Customer", assistant: "Assistant", system: "System" }[message.role] || message.role;
   const meta = message.role === "assistant" ? h("dl", { class: "meta" },
@@ -83,12 +97,16 @@ function messageCard(message, ratings, corrections, intents, reload) {
     h("dt", { text: "Confidence" }), h("dd", { text: pct(message.intent_confidence) }),
     h("dt", { text: "Model" }), h("dd", { text: message.model_version || "\u2014" }),
     h("dt", { text: "Latency" }), h("dd", { text: ms(message.latency_ms) }),
+    h("dt", { text: "Sent" }), h("dd", { text: SENT[message.reply_source] || "\u2014" }),
   ) : null;
   const fix = message.role === "assistant" ? correctForm(message, reload) : null;
   const tools = message.role === "assistant" ? h("div", { class: "tools" },
     h("button", { type: "button", class: "secondary small", text: "Correct reply",
       "aria-label": `Correct reply ${message.seq}`,
       onclick: () => { fix.hidden = false; fix.querySelector("textarea").focus(); } }),
+    message.intent && h("button", { type: "button", class: "secondary small",
+      text: "Use as approved answer", "aria-label": `Use reply ${message.seq} as the approved answer for ${message.intent}`,
+      onclick: () => approve(message, reload) }),
     intentControls(message, intents, reload),
   ) : null;
   return h("li", { class: `msg ${message.role}`, "data-message-id": message.id },

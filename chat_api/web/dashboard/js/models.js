@@ -1,5 +1,6 @@
 // Model versions: evaluation and live metrics side by side; promote or roll back (admins), with
-// a confirmation and a reason for the audit log; the production history.
+// a confirmation and a reason for the audit log; the production history; the approved answers
+// the serving guard sends in place of unfit replies.
 
 import { api, currentOperator, query } from "./api.js";
 import { badge, confirmAction, flash, h, ms, num, pct, when } from "./dom.js";
@@ -29,11 +30,44 @@ async function act(path, body, done) {
   }
 }
 
+function answersTable(answers, reload) {
+  if (!answers.length) {
+    return h("p", { class: "empty", text: "No approved answers yet. Open a conversation and use a good reply as the approved answer of its intent." });
+  }
+  const remove = (a) => async () => {
+    const ok = await confirmAction({ title: `Remove the approved answer for ${a.intent}?`,
+      confirmLabel: "Remove", danger: true,
+      message: "Unfit replies of this intent will be handed to a human instead." });
+    if (!ok) return;
+    try {
+      await api("DELETE", `/v1/operator/approved-answers/${encodeURIComponent(a.intent)}`);
+      flash(`Approved answer for ${a.intent} removed.`);
+      reload();
+    } catch (err) {
+      flash(err.message, "error");
+    }
+  };
+  return h("div", { class: "table-wrap", tabindex: 0, role: "region", "aria-label": "Approved answers table" },
+    h("table", {},
+      h("caption", { class: "sr", text: "Approved answers by intent" }),
+      h("thead", {}, h("tr", {}, ...["Intent", "Answer", "Source", "Updated", ""].map((t) =>
+        h("th", { scope: "col", text: t })))),
+      h("tbody", {}, ...answers.map((a) => h("tr", {},
+        h("th", { scope: "row", text: a.intent }),
+        h("td", { text: a.text }),
+        h("td", {}, badge(a.source === "seed" ? "Seeded" : "Operator", a.source === "seed" ? "info" : "good")),
+        h("td", { text: when(a.updated_at) }),
+        h("td", {}, h("button", { type: "button", class: "secondary small", text: "Remove",
+          "aria-label": `Remove the approved answer for ${a.intent}`, onclick: remove(a) })),
+      )))));
+}
+
 export async function renderModels() {
   const isAdmin = currentOperator().role === "admin";
-  const [models, history] = await Promise.all([
+  const [models, history, answers] = await Promise.all([
     api("GET", "/v1/operator/models"),
     api("GET", "/v1/operator/models/history"),
+    api("GET", "/v1/operator/approved-answers"),
   ]);
   const live = await Promise.all(models.map((m) =>
     api("GET", `/v1/operator/metrics/summary${query({ model_version: m.id })}`)));
@@ -87,6 +121,8 @@ export async function renderModels() {
           h("thead", {}, h("tr", {}, ...head.map((t) => h("th", { scope: "col", text: t })))),
           h("tbody", {}, ...rows)))
       : h("p", { class: "empty", text: "No model is registered yet. Deploy one with `chatdistill deploy BUNDLE_DIR`." }),
+    h("h2", { text: "Approved answers" }),
+    answersTable(answers, reload),
     h("h2", { text: "Production history" }),
     history.length
       ? h("ol", { class: "history" }, ...history.map((e) => h("li", {},
