@@ -7,6 +7,7 @@ Repositories never commit.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,9 +20,15 @@ from feedback.settings import Settings
 
 def make_engine(settings: Settings) -> Engine:
     url = settings.database_url
-    kwargs: dict[str, Any] = {"echo": settings.database.echo, "future": True}
+    # hide_parameters: a failing statement's error and log line never carry its values (they
+    # may hold what a customer typed before redaction finished, or secrets).
+    kwargs: dict[str, Any] = {
+        "echo": settings.database.echo,
+        "future": True,
+        "hide_parameters": True,
+    }
     if url.startswith("sqlite"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     else:
         kwargs["pool_size"] = settings.database.pool_size
@@ -30,6 +37,14 @@ def make_engine(settings: Settings) -> Engine:
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
+        path = engine.url.database
+        if path and path != ":memory:":
+            # The store holds conversations: readable by its owner only (with its WAL files).
+            with engine.connect():
+                pass
+            for name in (path, f"{path}-wal", f"{path}-shm"):
+                if os.path.exists(name):
+                    os.chmod(name, 0o600)
     return engine
 
 
