@@ -25,6 +25,7 @@ from chat_api.batching.loop import Batcher
 from chat_api.batching.scheduler import SchedulerConfig
 from chat_api.body_limit import BodySizeLimitMiddleware
 from chat_api.errors import install_error_handlers
+from chat_api.login_lockout import InProcessLockoutShadow, LockoutShadow, RedisLockoutShadow
 from chat_api.metrics import ApiMetrics, MetricsMiddleware
 from chat_api.ratelimit import InProcessRateLimiter, RateLimiter, RedisRateLimiter
 from chat_api.routes import (
@@ -101,6 +102,11 @@ def create_app(
             if settings.redis.url
             else InProcessRateLimiter()
         )
+        login_shadow: LockoutShadow = (
+            RedisLockoutShadow(settings.redis.url, prefix=settings.redis.key_prefix + "login-lock:")
+            if settings.redis.url
+            else InProcessLockoutShadow()
+        )
         signer = WidgetTokenSigner(
             settings.widget_signing_key(),
             ttl=dt.timedelta(hours=settings.auth.widget_token_ttl_hours),
@@ -122,6 +128,7 @@ def create_app(
                 "settings": settings,
                 "session_factory": factory,
                 "limiter": limiter,
+                "login_shadow": login_shadow,
                 "signer": signer,
                 "metrics": metrics,
                 "engine": reply_engine,
@@ -131,6 +138,7 @@ def create_app(
             await watcher.stop()
             await run_in_threadpool(batcher.stop)
             await limiter.close()
+            login_shadow.close()
             if engine is not None:
                 engine.dispose()
 

@@ -55,7 +55,8 @@ def _migrated_engine(settings: Settings) -> Engine:
 
 
 def app_factory() -> FastAPI:
-    """Entry point for `uvicorn --factory chat_api.cli:app_factory` and multi-worker serve."""
+    """Entry point for `uvicorn --factory --no-proxy-headers chat_api.cli:app_factory` and
+    multi-worker serve (`--no-proxy-headers`: the app reads X-Forwarded-For itself)."""
     from chat_api.app import create_app
 
     settings = _settings()
@@ -141,7 +142,9 @@ def serve(host: str | None, port: int | None, workers: int, migrate_first: bool 
         port=bind_port,
         workers=workers,
         log_level=settings.log_level.lower(),
-        proxy_headers=settings.api.trust_forwarded_for,
+        # The app counts trusted proxies itself (api.trusted_proxy_hops, chat_api.forwarded):
+        # uvicorn must leave the client address as the TCP peer.
+        proxy_headers=False,
     )
 
 

@@ -1,8 +1,10 @@
 """Request dependencies: the unit of work, credentials, and rate limits.
 
-The session dependency is the one place where a web request commits: after the endpoint
-returns and before the response is sent, or rolls back if it raised. Routes and repositories
-never commit.
+The session dependency is where a web request commits: after the endpoint returns and before
+the response is sent, or rolls back if it raised. Repositories never commit. The one exception:
+the reply routes commit the customer's turn themselves before they wait for the model (no
+transaction spans model work) and the plain route stores the reply in a second short
+transaction it commits too: a commit left to the teardown waits for a free threadpool slot.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from chat_api.errors import Forbidden, RateLimited, Unauthorized
+from chat_api.forwarded import client_address
 from chat_api.state import app_state, settings_of
 from chat_api.widget_tokens import TokenExpired, TokenInvalid
 from feedback.db import session_scope
@@ -37,11 +40,12 @@ _bearer = HTTPBearer(auto_error=False, description="Bearer token")
 
 
 def client_ip(request: Request) -> str:
-    if settings_of(request).api.trust_forwarded_for:
-        forwarded = request.headers.get("x-forwarded-for")
-        if forwarded:
-            return forwarded.split(",")[0].strip()
-    return request.client.host if request.client else "unknown"
+    """The client's address, counting `api.trusted_proxy_hops` proxies (chat_api.forwarded)."""
+    return client_address(
+        request.client.host if request.client else None,
+        request.headers.getlist("x-forwarded-for"),
+        settings_of(request).api.trusted_proxy_hops,
+    )
 
 
 async def enforce_limit(request: Request, name: str, key: str, limit: int, window_s: int) -> None:
@@ -130,12 +134,26 @@ def current_admin(operator: Annotated[Operator, Depends(current_operator)]) -> O
 
 
 def current_api_key(session: DbSession, token: Annotated[str, Depends(bearer_token)]) -> ApiKey:
+    """The API key, checked in a transaction that ends here: the routes it guards wait for the
+    model, and no transaction (nor pooled connection, nor SQLite's write lock) may span that."""
     try:
-        return ApiKeyRepository(session).resolve(token)
+        key = ApiKeyRepository(session).resolve(token)
     except AuthError as exc:
         raise Unauthorized(str(exc), code="invalid_api_key") from None
+    session.commit()
+    return key
+
+
+async def api_key_limit(
+    request: Request, api_key: Annotated[ApiKey, Depends(current_api_key)]
+) -> ApiKey:
+    """The API key, within its per-minute request limit."""
+    limit = settings_of(request).rate_limit.per_api_key_per_minute
+    await enforce_limit(request, "api_key", str(api_key.id), limit, 60)
+    return api_key
 
 
 CurrentOperator = Annotated[Operator, Depends(current_operator)]
 CurrentAdmin = Annotated[Operator, Depends(current_admin)]
-CurrentApiKey = Annotated[ApiKey, Depends(current_api_key)]
+# Every route that takes an API key counts against the key's rate limit.
+CurrentApiKey = Annotated[ApiKey, Depends(api_key_limit)]

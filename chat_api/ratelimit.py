@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,21 +32,39 @@ class RateLimiter(Protocol):
 
 
 class InProcessRateLimiter:
-    """Counters in this process only (the embedded default: one API process)."""
+    """Counters in this process only (the embedded default: one API process).
 
-    def __init__(self) -> None:
-        self._counts: dict[tuple[str, int], int] = {}
+    A counter is keyed by (key, window length, window number), so limits with different window
+    lengths never share or confuse counters. Past `max_keys` counters, those of windows that
+    have ended are dropped; the counters of current windows are always kept (dropping one would
+    let a blocked client through), and the next cleanup waits until the count has doubled.
+    """
+
+    def __init__(self, *, max_keys: int = 100_000, clock: Callable[[], float] = time.time) -> None:
+        self._counts: dict[tuple[str, int, int], int] = {}
         self._lock = threading.Lock()
+        self._max_keys = max_keys
+        self._cleanup_at = max_keys
+        self._clock = clock
 
     async def hit(self, key: str, limit: int, window_s: int) -> Decision:
-        now = time.time()
+        now = self._clock()
         window = int(now // window_s)
         with self._lock:
-            if len(self._counts) > 100_000:
-                self._counts = {k: v for k, v in self._counts.items() if k[1] >= window - 1}
-            count = self._counts.get((key, window), 0) + 1
-            self._counts[(key, window)] = count
+            if len(self._counts) > self._cleanup_at:
+                self._drop_ended(now)
+            count = self._counts.get((key, window_s, window), 0) + 1
+            self._counts[(key, window_s, window)] = count
         return _decide(count, limit, now, window, window_s)
+
+    def _drop_ended(self, now: float) -> None:
+        self._counts = {k: v for k, v in self._counts.items() if (k[2] + 1) * k[1] > now}
+        self._cleanup_at = max(self._max_keys, 2 * len(self._counts))
+
+    @property
+    def counters(self) -> int:
+        """How many counters are held (for tests and debugging)."""
+        return len(self._counts)
 
     async def close(self) -> None:
         self._counts.clear()

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 
 from chat_api.batching.loop import Batcher
+from chat_api.login_lockout import LockoutShadow
 from chat_api.metrics import ApiMetrics
 from chat_api.ratelimit import RateLimiter
 from chat_api.runtime.serving import ReplyEngine
@@ -19,6 +20,7 @@ class AppState(TypedDict):
     settings: Settings
     session_factory: sessionmaker[Session]
     limiter: RateLimiter
+    login_shadow: LockoutShadow
     signer: WidgetTokenSigner
     metrics: ApiMetrics
     engine: ReplyEngine
@@ -33,6 +35,7 @@ def app_state(request: Request) -> AppState:
             "settings": state.settings,
             "session_factory": state.session_factory,
             "limiter": state.limiter,
+            "login_shadow": state.login_shadow,
             "signer": state.signer,
             "metrics": state.metrics,
             "engine": state.engine,

@@ -322,7 +322,7 @@ def _seed_demo_corpus(session: Session, seed: int) -> int:
 
     records = [
         SeedRecord(text=r.text, context=tuple(r.context), intent=r.intent, reply=r.reply)
-        for r in demo_utterances(seed=seed)
+        for r in demo_utterances(seed=seed, with_replies=True)
     ]
     made = store_records(session, "demo", "chatdistill quickstart (built-in demo corpus)", records)
     return made.rows_added

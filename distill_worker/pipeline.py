@@ -377,7 +377,7 @@ def _train_and_heldout(req: DistillRequest, log: Log) -> tuple[list[Utterance], 
         return load_snapshot(req.snapshot_dir)
     if req.data_path is None:
         log("      no --data: using the built-in demo corpus (an online shop)")
-        rows = demo_utterances(seed=req.config.seed)
+        rows = demo_utterances(seed=req.config.seed, with_replies=True)
     else:
         rows = load_utterances(req.data_path, split=req.split)
     return stratified_split(rows, req.dev_fraction, req.config.seed)

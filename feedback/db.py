@@ -37,6 +37,7 @@ def make_engine(settings: Settings) -> Engine:
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
         path = engine.url.database
         if path and path != ":memory:":
             # The store holds conversations: readable by its owner only (with its WAL files).
@@ -49,12 +50,24 @@ def make_engine(settings: Settings) -> Engine:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's own implicit BEGIN is turned off: `_sqlite_begin` starts every transaction.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    """Every SQLite transaction takes the write lock when it starts (BEGIN IMMEDIATE), waiting
+    up to the busy timeout for it. A deferred transaction that read first and writes later
+    fails at once with "database is locked" when another writer committed in between (WAL
+    snapshots cannot be upgraded); waiting a few milliseconds for the lock instead keeps
+    concurrent customers from getting errors. Transactions are short (no transaction spans
+    model work), so the lock is held briefly; readers outside transactions are not blocked."""
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -13,7 +13,7 @@ import secrets
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -67,10 +67,27 @@ class ApiSettings(BaseModel):
     max_body_bytes: int = Field(
         default=64 * 1024, ge=1024, description="Largest request body accepted (413)."
     )
-    trust_forwarded_for: bool = Field(
-        default=False,
-        description="Take the client IP from X-Forwarded-For (only behind a trusted proxy).",
+    trusted_proxy_hops: int = Field(
+        default=0,
+        ge=0,
+        le=10,
+        description="Proxies in front of the API that append to X-Forwarded-For. 0: the TCP "
+        "peer is the client and the header is ignored; N: the client is the N-th entry from "
+        "the right (the peer when the header has fewer). Set it only when every request "
+        "passes through those proxies.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_trust_forwarded_for(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "trust_forwarded_for" in data:
+            raise ValueError(
+                "api.trust_forwarded_for was replaced by api.trusted_proxy_hops (it trusted the "
+                "leftmost X-Forwarded-For entry, which the client writes): remove it and set "
+                "CHATDISTILL_API__TRUSTED_PROXY_HOPS to the number of proxies in front of the "
+                "API (1 behind one ingress or load balancer, 0 without a proxy)"
+            )
+        return data
 
 
 class AuthSettings(BaseModel):
@@ -88,6 +105,29 @@ class AuthSettings(BaseModel):
         default=12 * 60, ge=1, description="Lifetime of an operator bearer token."
     )
     min_password_length: int = Field(default=12, ge=8, description="Operator password minimum.")
+    login_lockout_threshold: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="Consecutive wrong passwords after which an account is locked (any IP).",
+    )
+    login_lockout_seconds: float = Field(
+        default=60.0,
+        gt=0.0,
+        description="First lock; each further wrong password after a lock doubles it.",
+    )
+    login_lockout_max_seconds: float = Field(
+        default=3600.0, gt=0.0, description="Longest lock, however many wrong passwords."
+    )
+
+    @model_validator(mode="after")
+    def _lockout_cap_above_first(self) -> AuthSettings:
+        if self.login_lockout_max_seconds < self.login_lockout_seconds:
+            raise ValueError(
+                "auth.login_lockout_max_seconds must be at least auth.login_lockout_seconds "
+                f"({self.login_lockout_seconds}); raise it or lower the first lock"
+            )
+        return self
 
 
 class RateLimitSettings(BaseModel):
@@ -103,6 +143,9 @@ class RateLimitSettings(BaseModel):
     )
     logins_per_ip_per_minute: int = Field(
         default=10, ge=1, description="Operator login attempts per client IP per minute."
+    )
+    per_api_key_per_minute: int = Field(
+        default=600, ge=1, description="OpenAI-compatible API requests per API key per minute."
     )
 
 

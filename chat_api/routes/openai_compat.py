@@ -42,6 +42,7 @@ from feedback.repositories.model_versions import ModelVersionRepository
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing, invalid or revoked API key."},
     422: {"model": ErrorBody, "description": "Invalid request."},
+    429: {"model": ErrorBody, "description": "Over the API key's rate limit (Retry-After)."},
 }
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"], responses=_ERRORS)

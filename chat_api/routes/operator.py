@@ -11,6 +11,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi.responses import JSONResponse
 
 from chat_api.dependencies import (
     CurrentOperator,
@@ -19,7 +20,8 @@ from chat_api.dependencies import (
     client_ip,
     login_limit,
 )
-from chat_api.errors import Unauthorized
+from chat_api.errors import error_response
+from chat_api.login_lockout import attempt_login, lockout_policy
 from chat_api.schemas import (
     ConversationPage,
     CorrectionOut,
@@ -33,9 +35,8 @@ from chat_api.schemas import (
     OperatorConversationOut,
     OperatorOut,
 )
-from chat_api.state import settings_of
+from chat_api.state import app_state, settings_of
 from chat_api.views import conversation_summary, operator_conversation_out
-from feedback.errors import AuthError
 from feedback.monitor import window_metrics
 from feedback.repositories.audit import AuditRepository
 from feedback.repositories.conversations import ConversationFilter, ConversationRepository
@@ -57,24 +58,58 @@ router = APIRouter(prefix="/v1/operator", tags=["operator"], responses=_ERRORS)
 @router.post(
     "/login",
     dependencies=[Depends(login_limit)],
+    response_model=LoginOut,
     summary="Log in with e-mail and password; returns a bearer token",
-    responses={429: {"model": ErrorBody, "description": "Too many attempts."}},
+    responses={
+        429: {
+            "model": ErrorBody,
+            "description": "Too many attempts from this client (`rate_limited`), or too many "
+            "wrong passwords for this e-mail (`login_locked`); Retry-After says when to retry.",
+        }
+    },
 )
-def login(request: Request, body: Login, session: DbSession) -> LoginOut:
+def login(request: Request, body: Login, session: DbSession) -> LoginOut | JSONResponse:
+    # Refusals are returned, not raised: raising rolls back the unit of work, and the failure
+    # count, the lock and their audit entries must be committed.
+    settings = settings_of(request)
+    ip = client_ip(request)
+    result = attempt_login(
+        session,
+        app_state(request)["login_shadow"],
+        body.email,
+        body.password,
+        policy=lockout_policy(settings.auth),
+        ip=ip,
+    )
+    if result.retry_after:
+        logger.warning("login refused from %s: the e-mail is locked", ip)
+        return error_response(
+            429,
+            "login_locked",
+            "too many wrong passwords for this e-mail; logins to it are refused for "
+            f"{result.retry_after} s, even with the right password. Retry after that, or ask "
+            "an admin if you have forgotten the password",
+            {"Retry-After": str(result.retry_after)},
+            retry_after=result.retry_after,
+        )
+    operator = result.operator
+    if operator is None or not operator.active:
+        logger.warning("failed operator login from %s", ip)
+        message = (
+            "wrong e-mail or password"
+            if operator is None
+            else "this operator account is deactivated; ask an admin to reactivate it"
+        )
+        return error_response(401, "login_failed", message, {"WWW-Authenticate": "Bearer"})
     repo = OperatorRepository(session)
-    try:
-        operator = repo.authenticate(body.email, body.password)
-    except AuthError as exc:
-        logger.warning("failed operator login from %s", client_ip(request))
-        raise Unauthorized(str(exc), code="login_failed") from None
-    ttl = dt.timedelta(minutes=settings_of(request).auth.operator_token_ttl_minutes)
+    ttl = dt.timedelta(minutes=settings.auth.operator_token_ttl_minutes)
     issued = repo.issue_session(operator, ttl=ttl)
     AuditRepository(session).by_operator(
         operator.id,
         "operator.login",
         "operator",
         str(operator.id),
-        {"ip": client_ip(request)},
+        {"ip": ip},
     )
     return LoginOut(
         access_token=issued.token,

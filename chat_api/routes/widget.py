@@ -52,7 +52,7 @@ from chat_api.schemas import (
 )
 from chat_api.state import app_state, settings_of
 from chat_api.views import conversation_out, rating_out
-from feedback.models import Conversation, Message, MessageRole
+from feedback.models import Message, MessageRole
 from feedback.repositories.approved_answers import ApprovedAnswerRepository
 from feedback.repositories.conversations import ConversationRepository
 from feedback.repositories.ratings import RatingRepository
@@ -120,20 +120,30 @@ def post_message(
         check_capacity(batcher)
     message = repo.add_message(conversation, role=MessageRole.CUSTOMER, text=body.text)
     state["metrics"].customer_messages.inc()
+    turns = model_turns(repo, conversation_id)
+    # The customer's turn is durable before the model starts, and no transaction (nor pooled
+    # connection, nor SQLite's write lock) is held while it thinks. Commits happen here, in the
+    # handler's thread: the dependency's teardown runs in another threadpool slot, and with
+    # every slot waiting for the model a transaction left for it would hold its lock until a
+    # slot frees, while the slots wait for that lock.
+    session.commit()
     if conversation.handed_off:
         # A human has the conversation now: the bot does not talk over them.
         return PostMessageOut(message=MessageOut.model_validate(message), reply=None, handoff=True)
     try:
         version, reply = anyio.from_thread.run(
-            partial(batcher.reply, route_key=str(conversation_id)),
-            model_turns(repo, conversation_id),
+            partial(batcher.reply, route_key=str(conversation_id)), turns
         )
     except NoModelLoaded:
         return _no_model(message)
     except BatchingError as exc:
         detail = f"{exc}. Your message was saved; ask again in a moment."
         return _unanswered(message, batching_error_code(exc), detail)
-    answer = store_reply(repo, conversation, version, reply, state["metrics"])
+    # A new short transaction stores the reply, committed here too (see above).
+    answer = store_reply(repo, conversation_id, version, reply, state["metrics"])
+    session.commit()
+    if answer is None:  # handed to a human while the model was thinking: no bot reply
+        return PostMessageOut(message=MessageOut.model_validate(message), reply=None, handoff=True)
     return PostMessageOut(
         message=MessageOut.model_validate(message),
         reply=MessageOut.model_validate(answer),
@@ -185,14 +195,16 @@ def model_turns(repo: ConversationRepository, conversation_id: uuid.UUID) -> lis
 
 def store_reply(
     repo: ConversationRepository,
-    conversation: Conversation,
+    conversation_id: uuid.UUID,
     version: str,
     reply: StudentReply,
     metrics: ApiMetrics,
-) -> Message:
+) -> Message | None:
     """Store the assistant's reply as the serving guard lets it out (`bundle_runtime.guard`):
     the generated text, the intent's approved answer, or a handoff; hand the conversation off
-    when the reply asks for it."""
+    when the reply asks for it. None when the conversation went to a human (or was closed)
+    before the reply could be stored: the check and the write are one conditional statement,
+    so no bot reply ever follows a handoff. Run it in its own short transaction."""
     unfit = None
     if reply.handoff_reason is None:
         unfit = unfit_reason(reply.text, reply.finish_reason, reply.reward, reply.guard_min_reward)
@@ -200,9 +212,8 @@ def store_reply(
     sent = guard_reply(
         text=reply.text, handoff_reason=reply.handoff_reason, unfit=unfit, approved=approved
     )
-    answer = repo.add_message(
-        conversation,
-        role=MessageRole.ASSISTANT,
+    answer = repo.add_reply_unless_handed_off(
+        conversation_id,
         text=sent.text,
         intent=reply.intent,
         intent_confidence=reply.confidence,
@@ -213,10 +224,17 @@ def store_reply(
         reply_source=sent.source,
         guard_reason=sent.reason,
     )
+    if answer is None:
+        return None
     metrics.reply_sources.labels(sent.source).inc()
-    if sent.handoff_reason is not None and repo.hand_off(conversation, reason=sent.handoff_reason):
-        repo.add_message(conversation, role=MessageRole.SYSTEM, text=HANDOFF_NOTICE, handoff=True)
-        metrics.handoffs.labels(sent.handoff_reason).inc()
+    if sent.handoff_reason is not None:
+        conversation = repo.get(conversation_id)
+        repo.session.refresh(conversation)  # current under the row lock the reply took
+        if repo.hand_off(conversation, reason=sent.handoff_reason):
+            repo.add_message(
+                conversation, role=MessageRole.SYSTEM, text=HANDOFF_NOTICE, handoff=True
+            )
+            metrics.handoffs.labels(sent.handoff_reason).inc()
     return answer
 
 

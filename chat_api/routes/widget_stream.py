@@ -88,7 +88,9 @@ def post_message_stream(
     state["metrics"].customer_messages.inc()
     stored = MessageOut.model_validate(message).model_dump(mode="json")
     turns = None if handed_off else model_turns(repo, conversation_id)
-    # The dependency commits the message after this returns and before the stream starts.
+    # Committed here, in the handler's thread, before the stream starts (the dependency's
+    # teardown would wait for a free threadpool slot while holding the transaction).
+    session.commit()
     events = _events(
         state["batcher"], state["session_factory"], state["metrics"], conversation_id, stored,
         turns,
@@ -137,16 +139,19 @@ async def _events(
         detail = "the reply could not be saved; send your message again"
         yield sse("error", {"code": "store_failed", "detail": detail})
         return
+    if answer is None:  # handed to a human while the model was thinking: no bot reply
+        yield sse("reply", {"reply": None, "handoff": True})
+        return
     yield sse("reply", {"reply": answer, "handoff": answer["handoff"]})
 
 
 def _store(
     factory: sessionmaker[Session], metrics: ApiMetrics, conversation_id: uuid.UUID, done: Completed
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     with session_scope(factory) as session:
         repo = ConversationRepository(session)
-        conversation = repo.get(conversation_id)
-        answer = store_reply(repo, conversation, done.version, done.reply, metrics)
-        session.flush()
+        answer = store_reply(repo, conversation_id, done.version, done.reply, metrics)
+        if answer is None:
+            return None
         out: dict[str, Any] = MessageOut.model_validate(answer).model_dump(mode="json")
     return out

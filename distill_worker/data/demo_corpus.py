@@ -2,7 +2,7 @@
 payments, account), built from templates so that it ships with the code and needs no download.
 
 `demo_utterances()` gives labelled customer messages for 11 intents plus out-of-scope ones
-(label `oos`); `demo_knowledge_path()` is the shop's policy file (the grounding format of
+(label `oos`), optionally with the shop's reference reply of each intent; `demo_knowledge_path()` is the shop's policy file (the grounding format of
 `distill_worker.teacher.grounding`). Deterministic for a given seed.
 """
 
@@ -131,6 +131,63 @@ _TEMPLATES: dict[str, list[str]] = {
     ],
 }
 
+# intent -> the shop's own answer, written from its policy file (demo_knowledge.md): the demo's
+# reference replies. A real company's data brings its agents' replies; without them the student
+# learns only from the teacher, which may decline to answer.
+_REPLIES: dict[str, str] = {
+    "track_order": (
+        "Every order gets a tracking link by e-mail as soon as it ships, usually within 1 "
+        "business day. You can also see its status under Account > Orders."
+    ),
+    "delivery_time": (
+        "Standard delivery takes 3 to 5 business days and is free on orders over 50 euros "
+        "(4.90 euros below that). Express delivery takes 1 to 2 business days for 9.90 euros."
+    ),
+    "change_address": (
+        "You can change the delivery address under Account > Orders until the order ships. "
+        "After that, the carrier's tracking page lets you redirect the parcel to a pickup point."
+    ),
+    "cancel_order": (
+        'You can cancel an order under Account > Orders while it shows "Processing", and the '
+        "refund reaches your original payment method within 3 business days. Once it has "
+        "shipped, you can return it instead."
+    ),
+    "return_item": (
+        "You can return items within 30 days of delivery, unused and in their original "
+        "packaging: start the return under Account > Orders > Return, the label is free. "
+        "Damaged or wrong items are replaced free of charge."
+    ),
+    "refund_status": (
+        "Refunds are issued within 5 business days after your return arrives at our warehouse, "
+        "to your original payment method. Your bank can take another 3 to 5 days to show it."
+    ),
+    "payment_problem": (
+        "A declined card is usually blocked by your bank's security check: please try again or "
+        "use another payment method. A double charge is a pending authorisation and disappears "
+        "within 7 days."
+    ),
+    "payment_methods": (
+        "We accept Visa, Mastercard, American Express, PayPal, and invoice for customers with "
+        "at least one paid order."
+    ),
+    "reset_password": (
+        'Use "Forgot password" on the sign-in page; the reset link is valid for 1 hour. After '
+        "5 failed sign-ins the account is locked for 15 minutes."
+    ),
+    "delete_account": (
+        "You can delete your account under Account > Privacy > Delete account. Your personal "
+        "data is erased within 30 days, except invoices, which we must keep for 10 years."
+    ),
+    "talk_to_human": (
+        "Our support team answers chats Monday to Friday, 8:00 to 20:00 CET, and by phone at "
+        "the number on the contact page. I am handing you over to a colleague."
+    ),
+    OOS: (
+        "I can help with orders, delivery, returns, refunds, payments and your account; for "
+        "anything else, please ask a colleague."
+    ),
+}
+
 _PREFIXES = ["", "hi, ", "hello ", "excuse me, ", "hey, ", "good morning, "]
 _SUFFIXES = ["", "?", ".", " please", " thanks", "!"]
 
@@ -139,8 +196,16 @@ def demo_intents() -> list[str]:
     return sorted(_TEMPLATES)
 
 
-def demo_utterances(seed: int = 0, per_intent: int = 48) -> list[Utterance]:
-    """Labelled demo messages: up to `per_intent` distinct variants per intent, shuffled."""
+def demo_reply(intent: str) -> str:
+    """The shop's reference reply for a demo intent."""
+    return _REPLIES[intent]
+
+
+def demo_utterances(
+    seed: int = 0, per_intent: int = 48, *, with_replies: bool = False
+) -> list[Utterance]:
+    """Labelled demo messages: up to `per_intent` distinct variants per intent, shuffled; with
+    `with_replies`, each carries its intent's reference reply (`demo_reply`)."""
     rng = random.Random(seed)
     rows: list[Utterance] = []
     for intent in demo_intents():
@@ -159,7 +224,8 @@ def demo_utterances(seed: int = 0, per_intent: int = 48) -> list[Utterance]:
                 chosen.append(styled)
             if len(chosen) == per_intent:
                 break
-        rows.extend(Utterance(text=t, intent=intent) for t in chosen)
+        reply = _REPLIES[intent] if with_replies else None
+        rows.extend(Utterance(text=t, intent=intent, reply=reply) for t in chosen)
     rng.shuffle(rows)
     return rows
 

@@ -9,7 +9,7 @@ import datetime as dt
 import enum
 import uuid
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, String
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from feedback.models.base import Base, UTCDateTime, utcnow
@@ -22,7 +22,10 @@ class OperatorRole(enum.StrEnum):
 
 class Operator(Base):
     __tablename__ = "operators"
-    __table_args__ = (CheckConstraint("role IN ('operator', 'admin')", name="role"),)
+    __table_args__ = (
+        CheckConstraint("role IN ('operator', 'admin')", name="role"),
+        CheckConstraint("failed_logins >= 0", name="failed_logins_nonnegative"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     email: Mapped[str] = mapped_column(String(320), unique=True)
@@ -32,6 +35,10 @@ class Operator(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Login lockout (feedback.lockout): consecutive wrong passwords since the last successful
+    # login, and the end of the current or last lock (None: not locked since then).
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class OperatorSession(Base):

@@ -9,34 +9,49 @@ Detectors run in a fixed order, and each one only sees text that earlier detecto
 so findings never overlap: e-mail addresses first, then IBANs and payment cards (both
 checksum-validated), then phone numbers.
 
+They read a folded copy of the text (`feedback.redaction.normalise`): NFKC, every space variant
+as a space, every dash variant as ``-``, the digits of any script as ASCII digits, invisible
+format characters dropped. Findings are mapped back to spans of the original text, so what is
+replaced is exactly what the customer typed.
+
 E-mail
     ``local@domain.tld``: the local part holds letters, digits and ``. _ % + -``; the domain is
     one or more dot-separated labels and a final label of at least two letters. Surrounding
     punctuation (angle brackets, a full stop at the end of a sentence) is not part of the address.
+    Spelled-out addresses count too: ``name (at) domain (dot) com``, ``name [at] domain.com``
+    (any of ``() [] {} <>`` around ``at``, ``@``, ``dot`` or ``.``, any letter case), and
+    ``name at domain dot com`` or ``name @ domain dot com``. A bare word ``at`` (or a spaced
+    ``@``) needs every dot of the domain spelled out, so "meet at home" and "bought it at
+    shop.com" are not addresses.
 
 IBAN
-    Two letters, two check digits and the rest of the account number, written either with no
-    spaces or in groups of four separated by single spaces (any letter case). It must pass the
-    ISO 7064 mod-97 check, its check digits must be 02-98, and its length must match
+    Two letters and two check digits, then the rest of the account number in any grouping: no
+    separators, or groups separated by one to three spaces or a dash (any letter case). It must
+    pass the ISO 7064 mod-97 check, its check digits must be 02-98, and its length must match
     ``_IBAN_LENGTHS`` for the countries listed there (15-34 characters for any other country
     code). No letter or digit may touch it. Trailing words are never swallowed: the longest run
     of groups that validates is the one taken.
 
 CARD
-    13-19 digits, either in one run or in groups separated by one consistent separator (a single
-    space or a dash), where the first group has 4 digits and every other group 3-6 (4-4-4-4,
-    4-6-5, 4-4-4-4-3, ...). The digits must pass the Luhn check; anything that fails it is not a
-    card (it may still be a phone number, or be left alone). A run glued to letters or to the
-    rest of a decimal number (``0.4111...``) is not a card, and neither is one of up to 15 digits
-    after a ``+`` (that is an international phone number).
+    12-19 digits, either in one run or in groups joined by one kind of separator (a dash, dot or
+    slash; one to three spaces or a line break), where either the first group has 4 digits and
+    every other group 3-6 (4-4-4-4, 4-6-5, 4-4-4-4-3, ...) or all groups have 2 digits (the last
+    may have 1). The digits must pass the Luhn check AND start with the prefix of a card network
+    (``cards._ISSUER_RANGES``: Visa, Mastercard, Amex, Discover, JCB, Diners, UnionPay, Maestro,
+    Mir), so an order number such as ``113542617735902`` is never a card. A run glued to letters
+    or to the rest of a decimal number (``0.4111...``) is not a card, nor is any part of a run
+    of up to 15 digits after a ``+`` (an international phone number), nor a run of 12 or 13
+    digits with a GS1 check digit (an EAN-13 or UPC-A barcode). 2-digit groups and 12-digit
+    numbers are only read as a whole run of digit groups, never out of a longer one.
 
 PHONE
     Candidates are runs of digit groups. Inside a token the groups may be joined by ``-``, ``.``
-    or parentheses (``(415)555-2671``); tokens are joined by single spaces; a ``+`` may open the
-    run. A run of tokens is read as one number. It is split only before a token that starts with
-    ``+`` or ``(``, on either side of a token that carries its own ``-``/``.``/``()`` punctuation,
-    and straight after a phone number already found. A number that starts with ``+``, ``0`` or
-    ``(`` may end before the end of the run (so two numbers written back to back are both found).
+    or parentheses (``(415)555-2671``), and a trunk-prefixed area code by ``/`` (``030/1234567``);
+    tokens are joined by single spaces; a ``+`` may open the run. A run of tokens is read as one
+    number. It is split only before a token that starts with ``+`` or ``(``, on either side of a
+    token that carries its own ``-``/``.``/``/``/``()`` punctuation, and straight after a phone
+    number already found. A number that starts with ``+``, ``0`` or ``(`` may end before the end
+    of the run (so two numbers written back to back are both found).
 
     A candidate is a phone number when it has 7-15 digits and none of these holds:
 
@@ -45,8 +60,9 @@ PHONE
     * it is money: a currency symbol just before it, or a currency symbol, code (``EUR``,
       ``USD``...) or word (``dollars``...) just after it, or a currency code as the cue word
       (see below);
-    * a token is a date (``2024-03-15``, ``15.03.2024``, ``03-15-24``), an IPv4 address, or a
-      decimal number with a single dot (``3.14159``);
+    * a token is a decimal number with a single dot (``3.14159``), or, in a number that does not
+      start with ``+``, a date (``2024-03-15``, ``15.03.2024``, ``03-15-24``) or an IPv4
+      address;
     * every digit group is a year (``1999-2005``, ``1999 2005 2010``).
 
     Numbers that start with ``+`` are phones once they pass those checks. For everything else the
@@ -55,8 +71,9 @@ PHONE
     a word. Phone cues (``call``, ``phone``, ``tel``, ``mobile``, ``cell``, ``fax``,
     ``whatsapp``, ``sms``, ``text``, ``dial``, ``reach``, ``contact`` and close variants) count
     among the last five words; identifier cues (``order``, ``invoice``, ``ticket``, ``tracking``,
-    ``ref``, ``id``, ``isbn``, ``#``...) and currency codes, which mean "not a phone", among the
-    last three. ``number`` is neutral, so in "order number is 12345678" the cue is ``order``.
+    ``ref``, ``id``, ``isbn``, ``ean``, ``#``...) and currency codes, which mean "not a phone",
+    among the last three. ``number`` is neutral, so in "order number is 12345678" the cue is
+    ``order``.
 
     Then: a number starting with ``0`` (trunk or ``00`` international prefix) or ``(`` is a
     phone. Ambiguous shapes are phones only after a phone cue: a bare run of digits with no
@@ -76,7 +93,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from feedback.redaction.identifiers import find_cards, find_emails, find_ibans, masked
+from feedback.redaction.cards import find_cards
+from feedback.redaction.identifiers import find_emails, find_ibans, masked
+from feedback.redaction.normalise import normalise
 from feedback.redaction.phones import find_phones
 
 __all__ = [
@@ -133,14 +152,24 @@ _DETECTORS = (
 
 
 def _detect(text: str) -> list[Redaction]:
+    folded = normalise(text)
     found: list[Redaction] = []
-    work = text
+    work = folded.text
     for kind, detector in _DETECTORS:
         spans = detector(work)
         if spans:
-            found.extend(Redaction(kind, start, end) for start, end in spans)
+            found.extend(Redaction(kind, *folded.original_span(start, end)) for start, end in spans)
             work = masked(work, spans)
-    return sorted(found, key=lambda r: r.start)
+    found.sort(key=lambda r: r.start)
+    # Two findings can meet inside one character that folding expanded ("ﬀ" -> "ff"): merge them.
+    merged: list[Redaction] = []
+    for item in found:
+        if merged and item.start < merged[-1].end:
+            last = merged[-1]
+            merged[-1] = Redaction(last.kind, last.start, max(last.end, item.end))
+        else:
+            merged.append(item)
+    return merged
 
 
 def _render(text: str, found: list[Redaction]) -> str:

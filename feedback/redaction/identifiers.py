@@ -1,10 +1,10 @@
-"""E-mail addresses, IBANs (mod-97) and payment card numbers (Luhn): the detectors whose matches
-carry their own proof (a shape or a checksum). The rules are described in `feedback.redaction`."""
+"""E-mail addresses (written plainly or spelled out) and IBANs (mod-97): detectors whose matches
+carry their own proof (a shape or a checksum), and the helpers the number detectors share. The
+rules are described in `feedback.redaction`."""
 
 from __future__ import annotations
 
 import re
-from itertools import pairwise
 
 # Stands in for text that an earlier detector claimed: it is neither a word character, a digit nor
 # a separator, so later detectors treat it as a plain boundary (as they treat "[" and "]").
@@ -34,7 +34,31 @@ def find_emails(work: str) -> list[Span]:
             spans.append((start, m.end()))
             pos = m.end()
             m = _EMAIL_NEXT_RE.match(work, pos)
-    return spans
+    if spans:
+        work = masked(work, spans)
+    spans.extend(m.span() for m in _SPELLED_EMAIL_RE.finditer(work))
+    return sorted(spans)
+
+
+# Spelled-out addresses: "name (at) domain (dot) com", "name [at] domain.com",
+# "name at domain dot com". A bare word "at" or a spaced "@" needs every dot spelled out too, so
+# plain English ("meet at home", "bought it at shop.com") is left alone.
+_OPEN, _CLOSE = r"[(\[{<]", r"[)\]}>]"
+_BRACKET_AT = rf"[ \t]*{_OPEN}[ \t]*(?i:at|@)[ \t]*{_CLOSE}[ \t]*"
+_WORD_AT = r"(?:[ \t]+(?i:at)[ \t]+|[ \t]+@[ \t]*|[ \t]*@[ \t]+)"
+_SPELLED_DOT = rf"(?:{_OPEN}[ \t]*(?i:dot|\.)[ \t]*{_CLOSE}|(?i:dot)(?!\w))"
+_SPELLED_DOT_SEP = rf"(?:[ \t]*{_SPELLED_DOT}[ \t]*)"
+_LOCAL_WORD = r"[\w%+-]++(?:\.[\w%+-]++)*+"
+# Bounded repeats keep the search linear: an unbounded chain of "a dot a dot ..." would be
+# read again from every word in it.
+_LOCAL = rf"{_LOCAL_WORD}(?:{_SPELLED_DOT_SEP}{_LOCAL_WORD}){{0,4}}+"
+_LABEL = r"[^\W_]++(?:-++[^\W_]++)*+"
+_TLD = r"[^\W\d_]{2,63}(?![\w-])"
+_SPELLED_EMAIL_RE = re.compile(
+    rf"(?<![\w.%+-]){_LOCAL}"
+    rf"(?:(?:{_BRACKET_AT}|@)(?:{_LABEL}(?:\.|{_SPELLED_DOT_SEP})){{1,8}}"
+    rf"|{_WORD_AT}(?:{_LABEL}{_SPELLED_DOT_SEP}){{1,8}}){_TLD}"
+)
 
 
 # ----------------------------------------------------------------------------------------- IBAN
@@ -59,11 +83,11 @@ _IBAN_LENGTHS: dict[str, int] = {
     "SE": 24,
 }
 
-_IBAN_RE = re.compile(
-    r"(?<!\w)[A-Za-z]{2}[0-9]{2}"
-    r"(?:[A-Za-z0-9]{11,30}(?!\w)"
-    r"|(?:\ [A-Za-z0-9]{4}(?!\w)){1,8}(?:\ [A-Za-z0-9]{1,3}(?!\w))?)"
-)
+_IBAN_MAX_CHARS = 34
+# The first group holds the country code and the check digits; the others follow after one to
+# three spaces or a dash (spaces around it allowed), in any grouping.
+_IBAN_START_RE = re.compile(r"(?<!\w)[A-Za-z]{2}[0-9]{2}[A-Za-z0-9]*+(?!\w)")
+_IBAN_NEXT_RE = re.compile(r"(?:[ \t]{1,3}|[ \t]?-[ \t]?)([A-Za-z0-9]++)(?!\w)")
 
 
 # ISO 7064 mod-97 works on the number where each letter stands for two digits: A=10 ... Z=35.
@@ -86,37 +110,27 @@ def _iban_valid(compact: str) -> bool:
 def find_ibans(work: str) -> list[Span]:
     spans: list[Span] = []
     pos = 0
-    while (m := _IBAN_RE.search(work, pos)) is not None:
-        start = m.start()
-        parts = m.group().split(" ")
-        country = parts[0][:2].upper()
-        pos = start + 1
-        # Longest prefix of whole groups first, so a trailing word never breaks a real IBAN.
+    while (m := _IBAN_START_RE.search(work, pos)) is not None:
+        start, pos = m.span()
+        parts = [m.span()]
+        total = m.end() - start
+        while total <= _IBAN_MAX_CHARS and (nxt := _IBAN_NEXT_RE.match(work, parts[-1][1])):
+            parts.append(nxt.span(1))
+            total += len(nxt.group(1))
+        country = work[start : start + 2].upper()
+        # Longest run of whole groups first, so a trailing word never breaks a real IBAN.
         for count in range(len(parts), 0, -1):
-            prefix = parts[:count]
-            if _iban_length_ok(country, sum(map(len, prefix))) and _iban_valid("".join(prefix)):
-                pos = start + len(" ".join(prefix))
+            compact = "".join(work[a:b] for a, b in parts[:count])
+            if _iban_length_ok(country, len(compact)) and _iban_valid(compact):
+                pos = parts[count - 1][1]
                 spans.append((start, pos))
                 break
     return spans
 
 
-# ----------------------------------------------------------------------------------------- card
+# ------------------------------------------------------------------------------- digit helpers
 
-_CARD_CHAIN_RE = re.compile(r"(?<!\w)\d++(?:[ -]\d++)*+")
 DIGITS_RE = re.compile(r"\d+")
-
-
-def _luhn_valid(digits: str) -> bool:
-    total = 0
-    for index, ch in enumerate(reversed(digits)):
-        value = int(ch)
-        if index % 2 == 1:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-    return total % 10 == 0
 
 
 def glued_after(work: str, end: int) -> bool:
@@ -128,58 +142,6 @@ def glued_after(work: str, end: int) -> bool:
     if nxt in {".", ",", ":"} and after.isdecimal():
         return True
     return nxt == "-" and after.isalnum()
-
-
-def _card_window_ok(work: str, groups: list[re.Match[str]], first: int, last: int) -> bool:
-    window = groups[first : last + 1]
-    if len(window) > 1:
-        if len(window[0].group()) != 4 or any(not 3 <= len(g.group()) <= 6 for g in window[1:]):
-            return False
-        seps = {work[a.end() : b.start()] for a, b in pairwise(window)}
-        if len(seps) != 1:
-            return False
-    digits = "".join(g.group() for g in window)
-    if not 13 <= len(digits) <= 19:
-        return False
-    # Context only matters at the ends of the whole run: inside it, the neighbours are groups
-    # that may themselves be redacted.
-    if first == 0:
-        start = window[0].start()
-        prev = work[start - 1 : start]
-        before = work[start - 2 : start - 1] if start >= 2 else ""
-        if (prev == "+" and len(digits) <= 15) or (prev in {".", ","} and before.isdecimal()):
-            return False
-    if last == len(groups) - 1 and glued_after(work, window[-1].end()):
-        return False
-    return _luhn_valid(digits)
-
-
-def find_cards(work: str) -> list[Span]:
-    spans: list[Span] = []
-    for chain in _CARD_CHAIN_RE.finditer(work):
-        groups = list(DIGITS_RE.finditer(work, chain.start(), chain.end()))
-        first = 0
-        while first < len(groups):
-            if len(groups[first].group()) != 4 and len(groups[first].group()) < 13:
-                first += 1  # cannot open a card: too short alone, and not a 4-digit first group
-                continue
-            lasts: list[int] = []
-            total = 0
-            for last in range(first, len(groups)):
-                total += len(groups[last].group())
-                if total > 19:
-                    break
-                lasts.append(last)
-            chosen = next(
-                (last for last in reversed(lasts) if _card_window_ok(work, groups, first, last)),
-                None,
-            )
-            if chosen is None:
-                first += 1
-            else:
-                spans.append((groups[first].start(), groups[chosen].end()))
-                first = chosen + 1
-    return spans
 
 
 def masked(work: str, spans: list[Span]) -> str:

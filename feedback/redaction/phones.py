@@ -10,7 +10,9 @@ from feedback.redaction.identifiers import DIGITS_RE, Span, glued_after, masked
 # ---------------------------------------------------------------------------------------- phone
 
 _PHONE_GROUP = r"(?:\(\d++\)|\d++)"
-_PHONE_TOKEN = rf"{_PHONE_GROUP}(?:(?:[.\-]|(?<=\))){_PHONE_GROUP})*+"
+# A slash only after a trunk-prefixed area code: "030/1234567" (not "04/12/2026", a date).
+_AREA_SLASH = r"(?:0\d{1,4}/(?=\d))?+"
+_PHONE_TOKEN = rf"{_AREA_SLASH}{_PHONE_GROUP}(?:(?:[.\-]|(?<=\))){_PHONE_GROUP})*+"
 _PHONE_CHAIN_RE = re.compile(rf"(?<![\w+])\+?{_PHONE_TOKEN}(?:\ {_PHONE_TOKEN})*+")
 _TOKEN_RE = re.compile(r"\S+")
 
@@ -41,7 +43,7 @@ _PHONE_CUES = frozenset({
 _ID_CUES = frozenset({
     "order", "orders", "invoice", "ticket", "tracking", "ref", "reference", "id", "sku", "isbn",
     "serial", "booking", "confirmation", "transaction", "txn", "parcel", "shipment", "receipt",
-    "version", "build", "#",
+    "version", "build", "ean", "upc", "gtin", "barcode", "#",
 })
 # fmt: on
 _CUE_WORD_RE = re.compile(r"[^\W\d_]+|#")
@@ -96,12 +98,11 @@ def _is_date(token: str) -> bool:
     return day_first or month_first
 
 
-def _not_a_phone_token(token: str) -> bool:
-    return (
-        _is_date(token)
-        or _IPV4_RE.fullmatch(token) is not None
-        or _DECIMAL_RE.fullmatch(token) is not None
-    )
+def _not_a_phone_token(token: str, international: bool) -> bool:
+    if _DECIMAL_RE.fullmatch(token) is not None:
+        return True
+    # Nobody writes a "+" before a date or an IP address: "+49.30.12.34" is a phone number.
+    return not international and (_is_date(token) or _IPV4_RE.fullmatch(token) is not None)
 
 
 def _phone_window_ok(work: str, start: int, end: int) -> bool:
@@ -111,7 +112,8 @@ def _phone_window_ok(work: str, start: int, end: int) -> bool:
         return False
     if _phone_context_bad(work, start, end):
         return False
-    if any(_not_a_phone_token(token) for token in window.lstrip("+").split(" ")):
+    international = window.startswith("+")
+    if any(_not_a_phone_token(t, international) for t in window.lstrip("+").split(" ")):
         return False
     if len(groups) > 1 and all(_YEAR_RE.fullmatch(g) for g in groups):
         return False

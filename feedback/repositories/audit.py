@@ -9,6 +9,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from feedback.models import ActorType, AuditEntry
+from feedback.redaction import redact_text
+
+# Detail values that a person types as free text (why a model was promoted or a run started):
+# PII-redacted before they are stored, like every text the store keeps. Other values are ids,
+# names and flags the code sets, kept as they are.
+FREE_TEXT_KEYS = frozenset({"reason", "note", "comment"})
 
 
 class AuditRepository:
@@ -31,7 +37,7 @@ class AuditRepository:
             action=action,
             target_type=target_type,
             target_id=target_id,
-            details=details or {},
+            details=redacted_details(details or {}),
         )
         self.session.add(entry)
         self.session.flush()
@@ -64,3 +70,11 @@ class AuditRepository:
         if target_id is not None:
             stmt = stmt.where(AuditEntry.target_id == target_id)
         return self.session.scalars(stmt).all()
+
+
+def redacted_details(details: dict[str, Any]) -> dict[str, Any]:
+    """``details`` with the values under `FREE_TEXT_KEYS` PII-redacted."""
+    return {
+        key: redact_text(value) if key in FREE_TEXT_KEYS and isinstance(value, str) else value
+        for key, value in details.items()
+    }

@@ -45,9 +45,12 @@ class ConversationRepository:
         self.session = session
 
     def create(self, *, site: str | None = None, locale: str | None = None) -> Conversation:
+        """A new open conversation; ``site`` and ``locale`` come from the widget, so a customer
+        can type anything into them: they are PII-redacted like message text (and cut to their
+        columns' sizes, which a placeholder longer than what it replaced could overrun)."""
         conversation = Conversation(
-            site=site,
-            locale=locale,
+            site=redact_text(site)[:200] if site else site,
+            locale=redact_text(locale)[:35] if locale else locale,
             status=ConversationStatus.OPEN.value,
             handed_off=False,
             message_count=0,
@@ -117,13 +120,64 @@ class ConversationRepository:
         self.session.refresh(conversation, ["message_count", "updated_at"])
         return message
 
+    def add_reply_unless_handed_off(
+        self,
+        conversation_id: uuid.UUID,
+        *,
+        text: str,
+        intent: str | None,
+        intent_confidence: float | None,
+        reward_score: float | None,
+        model_version: str | None,
+        latency_ms: float | None,
+        handoff: bool,
+        reply_source: str,
+        guard_reason: str | None,
+    ) -> Message | None:
+        """The assistant's reply, unless the conversation went to a human (or was closed) first.
+
+        Call it as the FIRST statement of its transaction: the conditional counter update both
+        checks the flag and holds the row (PostgreSQL's row lock, SQLite's write lock) until
+        commit, so a concurrent handoff lands before it (None: nothing stored) or after it,
+        never between the check and the write."""
+        seq = self.session.execute(
+            update(Conversation)
+            .where(
+                Conversation.id == conversation_id,
+                Conversation.handed_off.is_(False),
+                Conversation.status == ConversationStatus.OPEN.value,
+            )
+            .values(message_count=Conversation.message_count + 1, updated_at=utcnow())
+            .returning(Conversation.message_count)
+        ).scalar_one_or_none()
+        if seq is None:
+            return None
+        message = Message(
+            conversation_id=conversation_id,
+            seq=seq,
+            role=MessageRole.ASSISTANT.value,
+            text=redact_text(text),
+            intent=intent,
+            intent_confidence=intent_confidence,
+            reward_score=reward_score,
+            model_version=model_version,
+            latency_ms=latency_ms,
+            handoff=handoff,
+            reply_source=reply_source,
+            guard_reason=guard_reason,
+        )
+        self.session.add(message)
+        self.session.flush()
+        return message
+
     def hand_off(self, conversation: Conversation, *, reason: str) -> bool:
         """Flag the conversation for a human. Returns False if it already was."""
         if conversation.handed_off:
             return False
         conversation.handed_off = True
         conversation.handed_off_at = utcnow()
-        conversation.handoff_reason = reason[:200]
+        # Redacted before it is cut, so a cut never leaves half a phone number undetected.
+        conversation.handoff_reason = redact_text(reason)[:200]
         self.session.flush()
         return True
 

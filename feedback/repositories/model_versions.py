@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from feedback.errors import Conflict, NotFound
 from feedback.models import ModelAlias, ModelAliasEvent, ModelVersion, utcnow
+from feedback.redaction import redact_text
 
 PRODUCTION = "production"
 
@@ -43,7 +44,7 @@ class ModelVersionRepository:
             checksum=checksum,
             metrics=metrics or {},
             run_id=run_id,
-            notes=notes,
+            notes=redact_text(notes) if notes else notes,
         )
         self.session.add(version)
         self.session.flush()
@@ -81,7 +82,7 @@ class ModelVersionRepository:
                 alias=alias,
                 model_version_id=version_id,
                 previous_version_id=previous,
-                reason=reason,
+                reason=redact_text(reason) if reason else reason,
             )
         )
         self.session.flush()

@@ -13,16 +13,21 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from feedback.credentials import (
-    DUMMY_PASSWORD_HASH,
     hash_password,
     hash_token,
     new_token,
     verify_password,
 )
 from feedback.errors import AuthError, Conflict, InvalidInput, NotFound
+from feedback.lockout import LockoutPolicy, LockState, Verdict, judge
 from feedback.models import ApiKey, Operator, OperatorRole, OperatorSession, utcnow
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def normalize_email(email: str) -> str:
+    """The form e-mails are stored and looked up in."""
+    return email.strip().lower()
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,7 @@ class OperatorRepository:
         role: OperatorRole = OperatorRole.OPERATOR,
         min_password_length: int = 12,
     ) -> Operator:
-        email = email.strip().lower()
+        email = normalize_email(email)
         if not _EMAIL.match(email):
             raise InvalidInput(f"{email!r} is not an e-mail address")
         if len(password) < min_password_length:
@@ -87,19 +92,32 @@ class OperatorRepository:
             self.revoke_all_sessions(operator.id)
         self.session.flush()
 
-    def authenticate(self, email: str, password: str) -> Operator:
-        operator = self.session.scalar(
-            select(Operator).where(Operator.email == email.strip().lower())
+    def find_for_login(self, email: str) -> Operator | None:
+        """The operator with this e-mail, its row locked until the transaction ends (PostgreSQL;
+        SQLite transactions take the write lock anyway), so that concurrent attempts on one
+        account are judged one after the other and none escapes the lockout count."""
+        return self.session.scalar(
+            select(Operator).where(Operator.email == normalize_email(email)).with_for_update()
         )
-        if operator is None:
-            verify_password(password, DUMMY_PASSWORD_HASH)  # same cost as a real check
-            raise AuthError("wrong e-mail or password")
-        if not verify_password(password, operator.password_hash):
-            raise AuthError("wrong e-mail or password")
-        if not operator.active:
-            raise AuthError("this operator account is deactivated; ask an admin to reactivate it")
-        operator.last_login_at = utcnow()
-        return operator
+
+    def attempt_login(
+        self, operator: Operator, password: str, *, policy: LockoutPolicy, now: dt.datetime
+    ) -> Verdict:
+        """Judge a login to this account under the lockout policy and store the new count and
+        lock on its row. A successful attempt stamps `last_login_at`; a deactivated account
+        still counts wrong passwords like any other (its answer must not differ before the
+        password is right)."""
+        before = LockState(operator.failed_logins, operator.locked_until)
+        verdict = judge(
+            before, policy, now, lambda: verify_password(password, operator.password_hash)
+        )
+        if verdict.state != before:
+            operator.failed_logins = verdict.state.failures
+            operator.locked_until = verdict.state.locked_until
+        if verdict.ok and operator.active:
+            operator.last_login_at = now
+        self.session.flush()
+        return verdict
 
     def issue_session(self, operator: Operator, *, ttl: dt.timedelta) -> IssuedToken:
         token = new_token("cdo")

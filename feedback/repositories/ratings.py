@@ -115,7 +115,9 @@ class CorrectionRepository:
             conversation_id=message.conversation_id,
             operator_id=operator_id,
             corrected_text=redact_text(corrected_text) if corrected_text is not None else None,
-            corrected_intent=corrected_intent,
+            corrected_intent=(  # a label an operator types: redacted, cut to its column
+                redact_text(corrected_intent)[:120] if corrected_intent is not None else None
+            ),
             exclude_from_training=exclude_from_training,
             note=redact_text(note) if note else None,
         )

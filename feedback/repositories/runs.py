@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from feedback.errors import Conflict, InvalidInput, NotFound
 from feedback.models import ACTIVE_RUN_STATUSES, DistillRun, RunStatus, RunTrigger, utcnow
+from feedback.repositories.audit import redacted_details
 
 
 class RunRepository:
@@ -52,7 +53,8 @@ class RunRepository:
             raise InvalidInput(
                 f"unknown run trigger {trigger!r}; use one of {[t.value for t in RunTrigger]}"
             ) from None
-        run = DistillRun(trigger=trigger, trigger_detail=detail, config=config)
+        # An admin's typed reason travels in the detail: redacted like the audit log's copy.
+        run = DistillRun(trigger=trigger, trigger_detail=redacted_details(detail), config=config)
         try:
             with self.session.begin_nested():
                 self.session.add(run)

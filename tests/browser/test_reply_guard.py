@@ -57,7 +57,7 @@ def test_operator_approves_an_answer_and_the_next_customer_gets_it(
     reply = page.locator("li.msg.assistant", has_text="your order is on its way")
     with page.expect_response(re.compile(r"/approved-answers/track_order$")) as approved:
         reply.get_by_role(
-            "button", name=re.compile("as the approved answer for track_order")
+            "button", name=re.compile("^Use as approved answer for track_order")
         ).click()
     assert approved.value.status == 200 and approved.value.json()["text"] == APPROVED
     expect(page.get_by_text("Approved answer for track_order saved.")).to_be_visible()

@@ -67,6 +67,7 @@ def test_series_buckets_the_window_and_draws_thresholds_and_promotions(
         "min_intent_accuracy": 0.8,
         "max_handoff_rate": 0.3,
         "max_latency_p95_ms": 500.0,
+        "max_fallback_rate": 0.2,
     }
     assert [p["model_version_id"] for p in body["promotions"]] == ["mv-s"]
 

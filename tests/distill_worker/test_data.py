@@ -142,3 +142,14 @@ def test_approved_seeds_are_the_central_reference_reply_without_raw_slots() -> N
     assert set(seeds) == {"track", "refund"}  # no seed for the out-of-scope label
     assert seeds["track"] == "Your parcel ships in two days. Track it in the app."
     assert "{{" not in seeds["refund"] and "website" in seeds["refund"]
+
+
+def test_demo_replies_state_the_policy_files_facts() -> None:
+    from distill_worker.data.demo_corpus import demo_reply
+
+    rows = demo_utterances(seed=1, per_intent=4, with_replies=True)
+    assert all(r.reply == demo_reply(r.intent or "") for r in rows)
+    policy = demo_knowledge_path().read_text(encoding="utf-8")
+    for fact in ("30 days", "9.90 euros", "Account > Privacy > Delete account", "15 minutes"):
+        assert fact in policy and any(fact in r.reply for r in rows if r.reply)
+    assert demo_utterances(seed=1, per_intent=4)[0].reply is None  # replies on request only

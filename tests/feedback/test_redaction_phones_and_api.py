@@ -287,7 +287,8 @@ _JOINERS = [" ", " ", ", ", "; ", "\n", " - ", ": "]
 
 
 def _random_card(rng: random.Random) -> tuple[str, str]:
-    digits = luhn_complete(str(rng.randint(3, 6)) + "".join(rng.choices("0123456789", k=14)))
+    prefix = rng.choice(["4", "5", "6", "34", "36", "37", "3530", "2221"])  # real networks
+    digits = luhn_complete(prefix + "".join(rng.choices("0123456789", k=15 - len(prefix))))
     style = rng.choice(["plain", "space", "dash"])
     if style == "plain":
         return digits, digits

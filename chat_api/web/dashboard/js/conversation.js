@@ -105,7 +105,7 @@ function messageCard(message, ratings, corrections, intents, reload) {
       "aria-label": `Correct reply ${message.seq}`,
       onclick: () => { fix.hidden = false; fix.querySelector("textarea").focus(); } }),
     message.intent && h("button", { type: "button", class: "secondary small",
-      text: "Use as approved answer", "aria-label": `Use reply ${message.seq} as the approved answer for ${message.intent}`,
+      text: "Use as approved answer", "aria-label": `Use as approved answer for ${message.intent} (reply ${message.seq})`,
       onclick: () => approve(message, reload) }),
     intentControls(message, intents, reload),
   ) : null;
