@@ -347,18 +347,26 @@ def deploy(bundle_dir: Path, alias: str, reason: str) -> None:
     )
 
 
+# Options shared by the `eval` commands.
+_BUNDLE = click.option(
+    "--bundle",
+    "bundle_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+)
+_PRECISION = click.option(
+    "--precision", type=click.Choice(["auto", "fp32", "int8"]), default="auto", show_default=True
+)
+_SPLIT = click.option("--split", default="val", show_default=True, help="Split of a CLINC150 JSON.")
+
+
 @main.group("eval")
 def evaluate() -> None:
     """Evaluate an exported bundle (ONNX Runtime, as served)."""
 
 
 @evaluate.command("intents")
-@click.option(
-    "--bundle",
-    "bundle_dir",
-    required=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-)
+@_BUNDLE
 @click.option(
     "--data",
     "data_path",
@@ -366,10 +374,8 @@ def evaluate() -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="CSV text,category / CLINC150 JSON / JSONL with intents.",
 )
-@click.option("--split", default="val", show_default=True, help="Split of a CLINC150 JSON.")
-@click.option(
-    "--precision", type=click.Choice(["auto", "fp32", "int8"]), default="auto", show_default=True
-)
+@_SPLIT
+@_PRECISION
 @click.option("--batch-size", type=int, default=64, show_default=True)
 def eval_intents(
     bundle_dir: Path, data_path: Path, split: str, precision: str, batch_size: int
@@ -390,12 +396,7 @@ def eval_intents(
 
 
 @evaluate.command("replies")
-@click.option(
-    "--bundle",
-    "bundle_dir",
-    required=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-)
+@_BUNDLE
 @click.option(
     "--data",
     "data_path",
@@ -411,10 +412,8 @@ def eval_intents(
     help="The retrieval baseline's index (training prompts with replies). Default: the "
     "evaluated rows themselves, each row left out of its own search.",
 )
-@click.option("--split", default="val", show_default=True, help="Split of a CLINC150 JSON.")
-@click.option(
-    "--precision", type=click.Choice(["auto", "fp32", "int8"]), default="auto", show_default=True
-)
+@_SPLIT
+@_PRECISION
 @click.option("--limit", type=int, default=300, show_default=True, help="Rows, spread evenly.")
 @click.option(
     "--json",

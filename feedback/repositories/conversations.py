@@ -88,35 +88,20 @@ class ConversationRepository:
         model_version: str | None = None,
         latency_ms: float | None = None,
         handoff: bool = False,
-        reply_source: str | None = None,
-        guard_reason: str | None = None,
     ) -> Message:
         """Append a message; its text is PII-redacted here, before it reaches the database."""
         if conversation.status == ConversationStatus.CLOSED.value:
             raise Conflict("this conversation is closed; start a new conversation to write again")
-        # Atomic counter: concurrent writers to one conversation get distinct sequence numbers.
-        seq = self.session.execute(
-            update(Conversation)
-            .where(Conversation.id == conversation.id)
-            .values(message_count=Conversation.message_count + 1, updated_at=utcnow())
-            .returning(Conversation.message_count)
-        ).scalar_one()
-        message = Message(
-            conversation_id=conversation.id,
-            seq=seq,
-            role=role.value,
-            text=redact_text(text),
-            intent=intent,
-            intent_confidence=intent_confidence,
-            reward_score=reward_score,
-            model_version=model_version,
-            latency_ms=latency_ms,
-            handoff=handoff,
-            reply_source=reply_source,
-            guard_reason=guard_reason,
-        )
-        self.session.add(message)
-        self.session.flush()
+        fields = {
+            "intent": intent,
+            "intent_confidence": intent_confidence,
+            "reward_score": reward_score,
+            "model_version": model_version,
+            "latency_ms": latency_ms,
+            "handoff": handoff,
+        }
+        message = self._append(conversation.id, role, text, fields, to_the_bot_only=False)
+        assert message is not None  # unconditional
         self.session.refresh(conversation, ["message_count", "updated_at"])
         return message
 
@@ -136,17 +121,45 @@ class ConversationRepository:
     ) -> Message | None:
         """The assistant's reply, unless the conversation went to a human (or was closed) first.
 
-        Call it as the FIRST statement of its transaction: the conditional counter update both
-        checks the flag and holds the row (PostgreSQL's row lock, SQLite's write lock) until
-        commit, so a concurrent handoff lands before it (None: nothing stored) or after it,
-        never between the check and the write."""
-        seq = self.session.execute(
-            update(Conversation)
-            .where(
-                Conversation.id == conversation_id,
+        The conditional counter update both checks the flag and holds the row (PostgreSQL's row
+        lock; on SQLite the transaction holds the write lock from its start) until commit, so a
+        concurrent handoff lands before it (None: nothing stored) or after it, never between
+        the check and the write."""
+        fields = {
+            "intent": intent,
+            "intent_confidence": intent_confidence,
+            "reward_score": reward_score,
+            "model_version": model_version,
+            "latency_ms": latency_ms,
+            "handoff": handoff,
+            "reply_source": reply_source,
+            "guard_reason": guard_reason,
+        }
+        return self._append(
+            conversation_id, MessageRole.ASSISTANT, text, fields, to_the_bot_only=True
+        )
+
+    def _append(
+        self,
+        conversation_id: uuid.UUID,
+        role: MessageRole,
+        text: str,
+        fields: dict[str, Any],
+        *,
+        to_the_bot_only: bool,
+    ) -> Message | None:
+        """Take the next sequence number with one atomic counter update (concurrent writers get
+        distinct numbers) and store the message. `to_the_bot_only`: only while the conversation
+        is open and not handed off (None otherwise)."""
+        where = [Conversation.id == conversation_id]
+        if to_the_bot_only:
+            where += [
                 Conversation.handed_off.is_(False),
                 Conversation.status == ConversationStatus.OPEN.value,
-            )
+            ]
+        seq = self.session.execute(
+            update(Conversation)
+            .where(*where)
             .values(message_count=Conversation.message_count + 1, updated_at=utcnow())
             .returning(Conversation.message_count)
         ).scalar_one_or_none()
@@ -155,16 +168,9 @@ class ConversationRepository:
         message = Message(
             conversation_id=conversation_id,
             seq=seq,
-            role=MessageRole.ASSISTANT.value,
+            role=role.value,
             text=redact_text(text),
-            intent=intent,
-            intent_confidence=intent_confidence,
-            reward_score=reward_score,
-            model_version=model_version,
-            latency_ms=latency_ms,
-            handoff=handoff,
-            reply_source=reply_source,
-            guard_reason=guard_reason,
+            **fields,
         )
         self.session.add(message)
         self.session.flush()
