@@ -30,9 +30,19 @@ class Deployed:
 
 
 def store_bundle(bundle_dir: Path, bundles_root: Path) -> tuple[Manifest, Path]:
-    """Verify and copy a bundle to `bundles_root/<version>` (no-op if already there)."""
+    """Verify and copy a bundle to `bundles_root/<version>` (no-op if already there).
+
+    The manifest's version is a plain name (`Manifest` refuses paths such as `../x`), and the
+    copy keeps symbolic links as links so that the check of the copy refuses them rather than
+    following them out of the bundle."""
     manifest = verify_bundle(bundle_dir)
-    target = (bundles_root / manifest.model_version).resolve()
+    root = bundles_root.resolve()
+    target = (root / manifest.model_version).resolve()
+    if target.parent != root:
+        raise BundleError(
+            f"model_version {manifest.model_version!r} would place the bundle at {target}, "
+            f"outside the artifact store {root}; export it under a plain version name"
+        )
     if target == bundle_dir.resolve():
         return manifest, target
     if target.exists():
@@ -45,7 +55,12 @@ def store_bundle(bundle_dir: Path, bundles_root: Path) -> tuple[Manifest, Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = target.with_name(f".{target.name}.incoming")
         shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(bundle_dir, staging)
+        shutil.copytree(bundle_dir, staging, symlinks=True)
+        try:
+            verify_bundle(staging)  # the copy, as it will serve: changed or linked files fail
+        except BundleError:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         staging.rename(target)
     verify_bundle(target)
     return manifest, target

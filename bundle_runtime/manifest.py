@@ -28,12 +28,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+# A model version names a folder in the artifact store: a plain name, never a path.
+VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,119}")
 
 
 class BundleError(Exception):
@@ -68,6 +72,9 @@ class Manifest:
     created_at: str | None = None
     format_version: int = FORMAT_VERSION
 
+    def __post_init__(self) -> None:
+        check_model_version(self.model_version)
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
@@ -91,6 +98,32 @@ class Manifest:
             raise BundleError(f"manifest.json has unexpected or missing fields: {exc}") from exc
 
 
+def check_model_version(version: object) -> None:
+    """Refuse a model version that is not a plain name (it becomes a folder name)."""
+    if (
+        not isinstance(version, str)
+        or VERSION_PATTERN.fullmatch(version) is None
+        or ".." in version
+    ):
+        raise BundleError(
+            f"model_version {version!r} is not a plain name: use 1-120 letters, digits, '.', "
+            "'_' or '-', starting with a letter or digit, without '..' or '/' (e.g. "
+            "'v20240501-1a2b3c'); export the bundle again under such a name"
+        )
+
+
+def refuse_symlinks(bundle_dir: Path) -> None:
+    """A bundle holds plain files only: a symlink could point anywhere outside it."""
+    for folder, dirs, files in os.walk(bundle_dir):
+        for name in dirs + files:
+            path = Path(folder) / name
+            if path.is_symlink():
+                raise BundleError(
+                    f"{path} is a symbolic link; a bundle must hold plain files only. Replace "
+                    "the link with the file itself (or export the bundle again)"
+                )
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -112,12 +145,18 @@ def load_manifest(bundle_dir: Path) -> Manifest:
 
 
 def verify_bundle(bundle_dir: Path) -> Manifest:
-    """Load the manifest and check every listed file's SHA-256 and the parity verdict."""
+    """Load the manifest and check every listed file's SHA-256 and the parity verdict;
+    a bundle with a symbolic link anywhere inside is refused."""
+    refuse_symlinks(bundle_dir)
     manifest = load_manifest(bundle_dir)
     for name, expected in sorted(manifest.files.items()):
         if "/" in name or name.startswith("."):
             raise BundleError(f"bundle file name {name!r} is not a plain file name")
         path = bundle_dir / name
+        if path.is_symlink():
+            raise BundleError(
+                f"bundle file {name} is a symbolic link; replace it with the file itself"
+            )
         if not path.is_file():
             raise BundleError(f"bundle file {name} is missing from {bundle_dir}")
         actual = sha256_file(path)

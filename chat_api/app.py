@@ -43,6 +43,7 @@ from chat_api.routes import (
 )
 from chat_api.runtime.serving import ReplyEngine, ServingOptions, load_deployed
 from chat_api.runtime.watcher import BundleWatcher
+from chat_api.security_headers import SecurityHeadersMiddleware
 from chat_api.state import AppState
 from chat_api.widget_tokens import WidgetTokenSigner
 from feedback.db import make_engine, make_session_factory
@@ -147,6 +148,9 @@ def create_app(
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Swagger UI and ReDoc load from a CDN: off in production unless `api.docs` says so.
+        docs_url="/docs" if settings.serve_docs else None,
+        redoc_url="/redoc" if settings.serve_docs else None,
     )
     install_error_handlers(app)
     app.include_router(widget.router)
@@ -171,6 +175,7 @@ def create_app(
             max_age=600,
         )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(SecurityHeadersMiddleware)
     return app
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from bundle_runtime.deploy import deploy_bundle
 from bundle_runtime.manifest import BundleError
+from chat_api.settings_view import masked_settings
 from feedback import migrate
 from feedback.db import make_engine, make_session_factory, session_scope
 from feedback.errors import FeedbackError
@@ -486,28 +487,7 @@ def bench_serving(args: tuple[str, ...]) -> None:
 @main.command("settings")
 def show_settings() -> None:
     """Print the effective settings (secrets masked)."""
-    settings = _settings()
-    data = settings.model_dump(mode="json")
-    data["database_url"] = _mask_url(settings.database_url)
-    if data["database"]["url"]:
-        data["database"]["url"] = _mask_url(data["database"]["url"])
-    if data["redis"]["url"]:
-        data["redis"]["url"] = _mask_url(data["redis"]["url"])
-    click.echo(json.dumps(data, indent=2))
-
-
-def _mask_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        if "@" in url and "://" in url:
-            scheme, rest = url.split("://", 1)
-            creds, host = rest.rsplit("@", 1)
-            user = creds.split(":", 1)[0]
-            return f"{scheme}://{user}:***@{host}" if ":" in creds else url
-        return url
+    click.echo(json.dumps(masked_settings(_settings()), indent=2))
 
 
 if __name__ == "__main__":

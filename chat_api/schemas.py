@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chat_api.input_types import Score, Text
 from feedback.models import OperatorRole
 from feedback.monitor import WindowMetrics
 
@@ -26,8 +27,8 @@ class ErrorBody(BaseModel):
 
 class StartConversation(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    site: str | None = Field(default=None, max_length=200, description="Page or site name.")
-    locale: str | None = Field(default=None, max_length=35, description="BCP 47 language tag.")
+    site: Text | None = Field(default=None, max_length=200, description="Page or site name.")
+    locale: Text | None = Field(default=None, max_length=35, description="BCP 47 language tag.")
 
 
 class ConversationStarted(BaseModel):
@@ -38,7 +39,7 @@ class ConversationStarted(BaseModel):
 
 class PostMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    text: str = Field(min_length=1, description="The customer's message.")
+    text: Text = Field(min_length=1, description="The customer's message.")
 
 
 class MessageOut(BaseModel):
@@ -60,7 +61,7 @@ class MessageOut(BaseModel):
 
 class SetApprovedAnswer(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    text: str | None = Field(
+    text: Text | None = Field(
         default=None, min_length=1, max_length=2000, description="The answer's text."
     )
     message_id: uuid.UUID | None = Field(
@@ -106,19 +107,19 @@ class ConversationOut(BaseModel):
 class RateReply(BaseModel):
     model_config = ConfigDict(extra="forbid")
     thumbs: Literal["up", "down"] | None = Field(default=None, description="Thumbs up or down.")
-    csat: int | None = Field(default=None, ge=1, le=5, description="Satisfaction 1 (bad) - 5.")
-    comment: str | None = Field(default=None, description="Optional free text.")
+    csat: Score | None = Field(default=None, ge=1, le=5, description="Satisfaction 1 (bad) - 5.")
+    comment: Text | None = Field(default=None, description="Optional free text.")
 
 
 class GiveCsat(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    score: int = Field(ge=1, le=5, description="Satisfaction with the whole conversation, 1-5.")
-    comment: str | None = None
+    score: Score = Field(ge=1, le=5, description="Satisfaction with the whole conversation, 1-5.")
+    comment: Text | None = None
 
 
 class AskForHuman(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str | None = Field(default=None, max_length=200)
+    reason: Text | None = Field(default=None, max_length=200)
 
 
 class HandoffOut(BaseModel):
@@ -150,8 +151,8 @@ class NoModelBody(BaseModel):
 
 class Login(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    email: str = Field(max_length=320)
-    password: str = Field(max_length=1024)
+    email: Text = Field(max_length=320)
+    password: Text = Field(max_length=1024)
 
 
 class OperatorOut(BaseModel):
@@ -212,18 +213,18 @@ class OperatorConversationOut(ConversationOut):
 
 class CorrectReply(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    corrected_text: str | None = Field(default=None, min_length=1, max_length=10_000)
-    corrected_intent: str | None = Field(default=None, min_length=1, max_length=120)
+    corrected_text: Text | None = Field(default=None, min_length=1, max_length=10_000)
+    corrected_intent: Text | None = Field(default=None, min_length=1, max_length=120)
     exclude_from_training: bool = Field(
         default=False, description="Keep this message out of training data (e.g. abusive)."
     )
-    note: str | None = Field(default=None, max_length=2000)
+    note: Text | None = Field(default=None, max_length=2000)
 
 
 class LabelIntent(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    intent: str = Field(min_length=1, max_length=120)
-    note: str | None = Field(default=None, max_length=2000)
+    intent: Text = Field(min_length=1, max_length=120)
+    note: Text | None = Field(default=None, max_length=2000)
 
 
 class MetricsSummary(WindowMetrics):
@@ -288,7 +289,7 @@ class MetricsSeries(BaseModel):
 
 class PromoteModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str = Field(min_length=1, max_length=500, description="Why; kept in the audit log.")
+    reason: Text = Field(min_length=1, max_length=500, description="Why; kept in the audit log.")
 
 
 class PromotionOut(BaseModel):
@@ -324,7 +325,7 @@ class RunOut(BaseModel):
 
 class TriggerRun(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str = Field(min_length=1, max_length=500, description="Why; kept in the audit log.")
+    reason: Text = Field(min_length=1, max_length=500, description="Why; kept in the audit log.")
     kind: Literal["incremental", "compression"] = Field(
         default="incremental",
         description="incremental: distil from fresh feedback; compression: a smaller, faster "
@@ -337,9 +338,9 @@ class TriggerRun(BaseModel):
 
 class CreateOperator(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    email: str = Field(max_length=320)
-    name: str = Field(min_length=1, max_length=200)
-    password: str = Field(max_length=1024)
+    email: Text = Field(max_length=320)
+    name: Text = Field(min_length=1, max_length=200)
+    password: Text = Field(max_length=1024)
     role: OperatorRole = OperatorRole.OPERATOR
 
 
@@ -351,7 +352,7 @@ class UpdateOperator(BaseModel):
 
 class CreateApiKey(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=100)
+    name: Text = Field(min_length=1, max_length=100)
 
 
 class ApiKeyOut(BaseModel):
@@ -385,11 +386,13 @@ class AuditEntryOut(BaseModel):
 
 class ChatMessageIn(BaseModel):
     role: Literal["system", "user", "assistant"]
-    content: str = Field(max_length=100_000)
+    content: Text = Field(max_length=100_000)
 
 
 class ChatCompletionRequest(BaseModel):
-    model: str | None = Field(default=None, description="Model version id; default production.")
+    model: Text | None = Field(
+        default=None, max_length=120, description="Model version id; default production."
+    )
     messages: list[ChatMessageIn] = Field(min_length=1, max_length=100)
     stream: bool = False
     max_tokens: int | None = Field(default=None, ge=1, le=1024)

@@ -9,12 +9,13 @@ Embedded default: a SQLite file in the data folder, no Redis, rate limits kept i
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from feedback.secret_file import read_or_create_secret
 
 
 class DatabaseSettings(BaseModel):
@@ -75,6 +76,12 @@ class ApiSettings(BaseModel):
         "peer is the client and the header is ignored; N: the client is the N-th entry from "
         "the right (the peer when the header has fewer). Set it only when every request "
         "passes through those proxies.",
+    )
+    docs: bool | None = Field(
+        default=None,
+        description="Serve the interactive API docs at /docs and /redoc (Swagger UI and ReDoc, "
+        "which load their scripts from a CDN). Empty: on, except when `environment` is "
+        "`production`. /openapi.json is always served.",
     )
 
     @model_validator(mode="before")
@@ -489,6 +496,13 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.data_dir / 'chatdistill.db').resolve()}"
 
     @property
+    def serve_docs(self) -> bool:
+        """Whether /docs and /redoc are served (`api.docs`, default off in production)."""
+        if self.api.docs is not None:
+            return self.api.docs
+        return self.environment != "production"
+
+    @property
     def bundles_dir(self) -> Path:
         return self.data_dir / "bundles"
 
@@ -496,16 +510,4 @@ class Settings(BaseSettings):
         """The key for widget tokens: configured, or generated once into the data folder."""
         if self.auth.secret_key is not None:
             return self.auth.secret_key.get_secret_value().encode()
-        path = self.data_dir / "secret.key"
-        if not path.exists():
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            # Create with 0600 from the start; a concurrent creator loses the race cleanly.
-            try:
-                fd = path.open("x", encoding="ascii")
-            except FileExistsError:
-                pass
-            else:
-                with fd:
-                    path.chmod(0o600)
-                    fd.write(secrets.token_urlsafe(48))
-        return path.read_text(encoding="ascii").strip().encode()
+        return read_or_create_secret(self.data_dir / "secret.key")

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, status
 
 from chat_api.dependencies import CurrentAdmin, DbSession
 from chat_api.errors import ConflictError
+from chat_api.input_types import Text
 from chat_api.schemas import (
     ApiKeyCreated,
     ApiKeyOut,
@@ -118,8 +119,8 @@ def revoke_api_key(key_id: uuid.UUID, admin: CurrentAdmin, session: DbSession) -
 def audit_log(
     _admin: CurrentAdmin,
     session: DbSession,
-    action: Annotated[str | None, Query(max_length=80)] = None,
-    target_id: Annotated[str | None, Query(max_length=120)] = None,
+    action: Annotated[Text | None, Query(max_length=80)] = None,
+    target_id: Annotated[Text | None, Query(max_length=120)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditEntryOut]:
     entries = AuditRepository(session).recent(limit=limit, action=action, target_id=target_id)

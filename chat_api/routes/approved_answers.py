@@ -4,11 +4,12 @@ or from an assistant reply (its newest correction if it has one); every write is
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, status
 
 from chat_api.dependencies import CurrentOperator, DbSession
+from chat_api.input_types import Text
 from chat_api.schemas import ApprovedAnswerOut, ErrorBody, SetApprovedAnswer
 from feedback.errors import InvalidInput
 from feedback.models import MessageRole
@@ -37,7 +38,7 @@ def set_answer(
     body: SetApprovedAnswer,
     operator: CurrentOperator,
     session: DbSession,
-    intent: str = Intent,
+    intent: Annotated[Text, Intent],
 ) -> ApprovedAnswerOut:
     text = body.text
     if text is None:
@@ -66,6 +67,8 @@ def set_answer(
 @router.delete(
     "/{intent}", status_code=status.HTTP_204_NO_CONTENT, summary="Remove an approved answer"
 )
-def delete_answer(operator: CurrentOperator, session: DbSession, intent: str = Intent) -> None:
+def delete_answer(
+    operator: CurrentOperator, session: DbSession, intent: Annotated[Text, Intent]
+) -> None:
     ApprovedAnswerRepository(session).delete(intent)
     AuditRepository(session).by_operator(operator.id, "approved_answer.delete", "intent", intent)

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from chat_api.dependencies import CurrentOperator, DbSession
 from chat_api.errors import Unprocessable
+from chat_api.input_types import QueryTime, Text
 from chat_api.schemas import AliasEventOut, ErrorBody, MetricsPoint, MetricsSeries, Thresholds
 from chat_api.state import settings_of
 from feedback.models import ModelAliasEvent, utcnow
@@ -34,10 +35,10 @@ def metrics_series(
     request: Request,
     _operator: CurrentOperator,
     session: DbSession,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
+    since: QueryTime | None = None,
+    until: QueryTime | None = None,
     buckets: Annotated[int, Query(ge=1, le=96)] = 24,
-    model_version: Annotated[str | None, Query(max_length=120)] = None,
+    model_version: Annotated[Text | None, Query(max_length=120)] = None,
 ) -> MetricsSeries:
     end = _utc(until) or utcnow()
     start = _utc(since) or end - DEFAULT_RANGE

@@ -21,6 +21,7 @@ from chat_api.dependencies import (
     login_limit,
 )
 from chat_api.errors import error_response
+from chat_api.input_types import Offset, QueryTime, Text
 from chat_api.login_lockout import attempt_login, lockout_policy
 from chat_api.schemas import (
     ConversationPage,
@@ -141,15 +142,15 @@ def list_conversations(
         Literal["down", "up", "low_csat", "rated", "unrated"] | None,
         Query(description="down/up: a thumbs rating; low_csat: CSAT 1-2 anywhere."),
     ] = None,
-    intent: Annotated[str | None, Query(max_length=120)] = None,
+    intent: Annotated[Text | None, Query(max_length=120)] = None,
     handed_off: bool | None = None,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
-    model_version: Annotated[str | None, Query(max_length=120)] = None,
-    q: Annotated[str | None, Query(max_length=200, description="Text search")] = None,
+    since: QueryTime | None = None,
+    until: QueryTime | None = None,
+    model_version: Annotated[Text | None, Query(max_length=120)] = None,
+    q: Annotated[Text | None, Query(max_length=200, description="Text search")] = None,
     conversation_status: Annotated[Literal["open", "closed"] | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> ConversationPage:
     filters = ConversationFilter(
         rating=rating,
@@ -247,9 +248,9 @@ def label_intent(
 def metrics_summary(
     _operator: CurrentOperator,
     session: DbSession,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
-    model_version: Annotated[str | None, Query(max_length=120)] = None,
+    since: QueryTime | None = None,
+    until: QueryTime | None = None,
+    model_version: Annotated[Text | None, Query(max_length=120)] = None,
 ) -> MetricsSummary:
     metrics = window_metrics(
         session, since=_aware(since), until=_aware(until), model_version=model_version

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from bundle_runtime.manifest import BundleError
 from chat_api.dependencies import CurrentAdmin, CurrentOperator, DbSession
 from chat_api.errors import ConflictError
+from chat_api.input_types import Text
 from chat_api.runtime.serving import bundle_path
 from chat_api.schemas import AliasEventOut, ErrorBody, PromoteModel, PromotionOut
 from chat_api.state import app_state
@@ -53,7 +54,7 @@ def production_history(
 @router.post("/{version_id}/promote", summary="Serve this version in production")
 def promote(
     request: Request,
-    version_id: str,
+    version_id: Text,
     body: PromoteModel,
     admin: CurrentAdmin,
     session: DbSession,
@@ -69,7 +70,7 @@ def promote(
 )
 def start_canary(
     request: Request,
-    version_id: str,
+    version_id: Text,
     body: PromoteModel,
     admin: CurrentAdmin,
     session: DbSession,

@@ -159,7 +159,9 @@ def check_text(request: Request, body: PostMessage) -> None:
             f"{settings.api.max_message_chars}. Send a shorter message",
             code="message_too_long",
         )
-    if not body.text.strip():
+    # Zero-width space, (non-)joiner, word joiner and BOM make a blank message look non-empty.
+    visible = body.text.translate(dict.fromkeys((0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF)))
+    if not visible.strip():
         raise Unprocessable("the message is empty; type something", code="empty_message")
 
 

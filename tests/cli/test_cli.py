@@ -119,6 +119,22 @@ def test_settings_masks_secrets(sqlite_env: dict[str, str]) -> None:
     assert json.loads(shown.stdout)["database"]["url"].startswith("postgresql+psycopg://app:***@")
 
 
+def test_settings_masks_the_password_of_every_url(sqlite_env: dict[str, str]) -> None:
+    env = {
+        **sqlite_env,
+        "CHATDISTILL_WORKER__RESPONDER_URL": "http://teacher:respsecret@llm:8001/v1?api_key=qk1",
+        "CHATDISTILL_WORKER__RESPONDER_API_KEY": "sk-responder-key",
+        "CHATDISTILL_DATABASE__URL": "postgresql://app:p@ss@db.internal/chat?sslpassword=sslpw",
+    }
+    shown = run(env, "settings")
+    assert shown.returncode == 0, shown.stderr
+    for secret in ("respsecret", "qk1", "sk-responder-key", "p@ss", "sslpw"):
+        assert secret not in shown.stdout, secret
+    data = json.loads(shown.stdout)
+    assert data["worker"]["responder_url"] == "http://teacher:***@llm:8001/v1?api_key=***"
+    assert data["database_url"].startswith("postgresql+psycopg://app:***@db.internal/chat")
+
+
 def test_bad_setting_is_a_clear_error(sqlite_env: dict[str, str]) -> None:
     result = run({**sqlite_env, "CHATDISTILL_DATABASE__URL": "mysql://x/y"}, "settings")
     assert result.returncode != 0
