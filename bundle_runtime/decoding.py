@@ -80,17 +80,20 @@ class Decoding:
 
 
 def banned_by_ngrams(history: Sequence[int], n: int) -> set[int]:
-    """Tokens that would repeat an n-gram of `history` if produced next."""
-    if n <= 0 or len(history) < n - 1:
+    """Tokens that would repeat an n-gram of `history` if produced next. One pass over the
+    history, comparing the last token first (cheap, and usually enough to move on)."""
+    size = len(history)
+    if n <= 0 or size < n - 1:
         return set()
     if n == 1:
         return set(history)
-    prefix = tuple(history[len(history) - (n - 1) :])
-    return {
-        history[i + n - 1]
-        for i in range(len(history) - n + 1)
-        if tuple(history[i : i + n - 1]) == prefix
-    }
+    last = history[-1]
+    prefix = list(history[size - (n - 1) :])
+    banned = set()
+    for i in range(n - 2, size - 1):  # i: where the prefix's last token would sit
+        if history[i] == last and list(history[i - n + 2 : i + 1]) == prefix:
+            banned.add(history[i + 1])
+    return banned
 
 
 def next_tokens(
@@ -101,23 +104,33 @@ def next_tokens(
         greedy: IntArray = logits.argmax(axis=-1).astype(np.int64)
         return greedy
     scores = np.array(logits, dtype=np.float32, copy=True)
+    # Gather every row's said tokens and banned tokens first, then change the scores with two
+    # fancy-indexing operations for the whole batch (per-row numpy calls cost more than the
+    # work itself at these sizes).
+    said_rows: list[int] = []
+    said_tokens: list[int] = []
+    ban_rows: list[int] = []
+    ban_tokens: list[int] = []
     for row, history in enumerate(histories):
-        line = scores[row]
         if decoding.repetition_penalty != 1.0 and history:
-            seen = np.unique(np.asarray(history, dtype=np.int64))
-            values = line[seen]
-            line[seen] = np.where(
-                values > 0,
-                values / decoding.repetition_penalty,
-                values * decoding.repetition_penalty,
-            )
+            said = set(history)
+            said_rows.extend([row] * len(said))
+            said_tokens.extend(said)
         banned = banned_by_ngrams(history, decoding.no_repeat_ngram)
         if len(history) < decoding.min_new_tokens:
             banned.add(eos)
-        if banned:
-            line[np.fromiter(banned, dtype=np.int64, count=len(banned))] = -np.inf
-            if not np.isfinite(line).any():  # everything banned: fall back to EOS
-                line[eos] = 0.0
+        ban_rows.extend([row] * len(banned))
+        ban_tokens.extend(banned)
+    if said_rows:
+        rows, tokens = np.asarray(said_rows), np.asarray(said_tokens)
+        values = scores[rows, tokens]
+        penalty = decoding.repetition_penalty
+        scores[rows, tokens] = np.where(values > 0, values / penalty, values * penalty)
+    if ban_rows:
+        scores[np.asarray(ban_rows), np.asarray(ban_tokens)] = -np.inf
+        touched = np.unique(np.asarray(ban_rows))
+        dead = touched[~np.isfinite(scores[touched]).any(axis=1)]
+        scores[dead, eos] = 0.0  # everything banned: the reply ends
     chosen: IntArray = scores.argmax(axis=-1).astype(np.int64)
     return chosen
 

@@ -2,13 +2,15 @@
 
 For each intent, the most central reference reply: the one with the highest mean TF-IDF cosine
 to the intent's other references (the medoid), preferring replies without template slots, which
-are rephrased (`bundle_runtime.slots`) when every reply has them. Rated student replies are not
+are rephrased (`bundle_runtime.slots`) when every reply has them, and never one that carries an
+identifier (a run of 5 or more digits, a redacted PII placeholder): it belongs to one customer. Rated student replies are not
 references (a customer's thumbs-up makes a reply liked, not approved). The bundle carries the
 seeds; deploying it stores them for intents that have no approved answer yet.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -19,6 +21,7 @@ from bundle_runtime.slots import has_slots, rephrase_slots
 from distill_worker.data.loaders import Utterance
 
 MAX_CHARS = 1200  # an approved answer longer than this is not a chat reply
+_IDENTIFIER = re.compile(r"\d{5,}|\[(?:CARD|IBAN|PHONE|EMAIL)\]")  # numbers, redacted PII
 
 
 def central_replies(rows: Sequence[Utterance], *, oos_label: str | None) -> dict[str, str]:
@@ -31,10 +34,13 @@ def central_replies(rows: Sequence[Utterance], *, oos_label: str | None) -> dict
                 by_intent[row.intent].append(text)
     seeds: dict[str, str] = {}
     for intent, replies in sorted(by_intent.items()):
-        unique = sorted(set(replies))
+        # One customer's order or account number must never reach every customer: replies
+        # that carry an identifier are no candidates (no seed rather than a wrong one).
+        unique = sorted(r for r in set(replies) if not _IDENTIFIER.search(r))
+        if not unique:
+            continue
         clean = [r for r in unique if not has_slots(r)]
-        pool = clean or unique
-        seeds[intent] = rephrase_slots(_medoid(pool))
+        seeds[intent] = rephrase_slots(_medoid(clean or unique))
     return seeds
 
 

@@ -137,9 +137,11 @@ def test_approved_seeds_are_the_central_reference_reply_without_raw_slots() -> N
         Utterance("refund", "refund", "Go to {{Order Details}} on {{Website Name}}."),
         Utterance("money back", "refund", "Open {{Order History}} on our {{Website Name}}."),
         Utterance("weather", "oos", "I can only help with orders."),
+        Utterance("cancel 732201349959", "cancel", "Order 732201349959 is cancelled."),
     ]
     seeds = central_replies(rows, oos_label="oos")
-    assert set(seeds) == {"track", "refund"}  # no seed for the out-of-scope label
+    # No seed for the out-of-scope label, nor from a reply with one customer's order number.
+    assert set(seeds) == {"track", "refund"}
     assert seeds["track"] == "Your parcel ships in two days. Track it in the app."
     assert "{{" not in seeds["refund"] and "website" in seeds["refund"]
 
