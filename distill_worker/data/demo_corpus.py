@@ -188,6 +188,11 @@ _REPLIES: dict[str, str] = {
     ),
 }
 
+# How many of each intent's demo messages carry the reference reply (as if the shop's agents
+# had answered a few of them): enough for the decoder to learn it, few enough to keep the
+# quickstart's stage 2 short (all 48 made it 2460 steps, about 10 minutes on 2 cores).
+REPLIES_PER_INTENT = 8
+
 _PREFIXES = ["", "hi, ", "hello ", "excuse me, ", "hey, ", "good morning, "]
 _SUFFIXES = ["", "?", ".", " please", " thanks", "!"]
 
@@ -205,7 +210,8 @@ def demo_utterances(
     seed: int = 0, per_intent: int = 48, *, with_replies: bool = False
 ) -> list[Utterance]:
     """Labelled demo messages: up to `per_intent` distinct variants per intent, shuffled; with
-    `with_replies`, each carries its intent's reference reply (`demo_reply`)."""
+    `with_replies`, the first `REPLIES_PER_INTENT` of each intent carry its reference reply
+    (`demo_reply`)."""
     rng = random.Random(seed)
     rows: list[Utterance] = []
     for intent in demo_intents():
@@ -224,8 +230,14 @@ def demo_utterances(
                 chosen.append(styled)
             if len(chosen) == per_intent:
                 break
-        reply = _REPLIES[intent] if with_replies else None
-        rows.extend(Utterance(text=t, intent=intent, reply=reply) for t in chosen)
+        rows.extend(
+            Utterance(
+                text=t,
+                intent=intent,
+                reply=_REPLIES[intent] if with_replies and i < REPLIES_PER_INTENT else None,
+            )
+            for i, t in enumerate(chosen)
+        )
     rng.shuffle(rows)
     return rows
 

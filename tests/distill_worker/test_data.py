@@ -147,10 +147,13 @@ def test_approved_seeds_are_the_central_reference_reply_without_raw_slots() -> N
 
 
 def test_demo_replies_state_the_policy_files_facts() -> None:
-    from distill_worker.data.demo_corpus import demo_reply
+    from distill_worker.data.demo_corpus import REPLIES_PER_INTENT, demo_reply
 
-    rows = demo_utterances(seed=1, per_intent=4, with_replies=True)
-    assert all(r.reply == demo_reply(r.intent or "") for r in rows)
+    rows = demo_utterances(seed=1, per_intent=12, with_replies=True)
+    answered = [r for r in rows if r.reply]
+    assert all(r.reply == demo_reply(r.intent or "") for r in answered)
+    intents = {r.intent for r in rows}
+    assert len(answered) == REPLIES_PER_INTENT * len(intents)
     policy = demo_knowledge_path().read_text(encoding="utf-8")
     for fact in ("30 days", "9.90 euros", "Account > Privacy > Delete account", "15 minutes"):
         assert fact in policy and any(fact in r.reply for r in rows if r.reply)
