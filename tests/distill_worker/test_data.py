@@ -149,7 +149,7 @@ def test_approved_seeds_are_the_central_reference_reply_without_raw_slots() -> N
 def test_demo_replies_state_the_policy_files_facts() -> None:
     from distill_worker.data.demo_corpus import REPLIES_PER_INTENT, demo_reply
 
-    rows = demo_utterances(seed=1, per_intent=12, with_replies=True)
+    rows = demo_utterances(seed=1, per_intent=20, with_replies=True)
     answered = [r for r in rows if r.reply]
     assert all(r.reply == demo_reply(r.intent or "") for r in answered)
     intents = {r.intent for r in rows}
