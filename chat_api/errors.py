@@ -12,18 +12,28 @@
 
 Expected conditions from the store (`feedback.errors`) map onto these; validation errors keep
 FastAPI's 422 with the same envelope. Nothing expected becomes a 500.
+
+A saturated or unreachable store (the connection pool timed out, SQLite's lock wait ran out,
+PostgreSQL refused a connection) answers 503 `store_busy` with Retry-After: the client may retry,
+and nothing of that request was committed. Anything unexpected answers 500 `internal_error` in
+the same envelope, with the security headers (that handler runs outside the app's middleware),
+and is logged with its traceback; no SQL parameters are ever logged (`hide_parameters`).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from chat_api.security_headers import ALWAYS_HEADERS
 from feedback.errors import AuthError, Conflict, FeedbackError, InvalidInput, NotFound
 
 
@@ -113,6 +123,11 @@ _STORE_STATUS: dict[type[FeedbackError], int] = {
 }
 
 
+STORE_RETRY_AFTER_S = 2
+
+log = logging.getLogger(__name__)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
@@ -145,4 +160,28 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         return error_response(
             exc.status_code, code, str(exc.detail), dict(exc.headers or {}) or None
+        )
+
+    @app.exception_handler(PoolTimeout)
+    @app.exception_handler(OperationalError)
+    async def _store_busy(request: Request, exc: Exception) -> JSONResponse:
+        # The statement's parameters are hidden by the engine; the message names the cause.
+        log.warning("store busy on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        return error_response(
+            503,
+            "store_busy",
+            "the feedback store is busy; nothing of this request was kept, retry shortly",
+            {"Retry-After": str(STORE_RETRY_AFTER_S)},
+            retry_after=STORE_RETRY_AFTER_S,
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette's outermost middleware calls this one, outside SecurityHeadersMiddleware.
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(
+            500,
+            "internal_error",
+            "something went wrong on our side; it has been logged",
+            {name.decode(): value.decode() for name, value in ALWAYS_HEADERS},
         )

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HTML_CSP = "frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
 
-_ALWAYS = ((b"x-content-type-options", b"nosniff"),)
+ALWAYS_HEADERS = ((b"x-content-type-options", b"nosniff"),)
 _HTML = ((b"x-frame-options", b"DENY"), (b"content-security-policy", HTML_CSP.encode()))
 
 
@@ -38,7 +38,7 @@ class SecurityHeadersMiddleware:
                     (value for name, value in headers if name.lower() == b"content-type"), b""
                 )
                 is_html = content_type.lower().startswith(b"text/html")
-                wanted = _ALWAYS + (_HTML if is_html else ())
+                wanted = ALWAYS_HEADERS + (_HTML if is_html else ())
                 headers.extend((n, v) for n, v in wanted if n not in present)
                 message = {**message, "headers": headers}
             await send(message)

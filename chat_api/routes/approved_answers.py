@@ -41,12 +41,14 @@ def set_answer(
     intent: Annotated[Text, Intent],
 ) -> ApprovedAnswerOut:
     text = body.text
-    if text is None:
-        if body.message_id is None:
-            raise InvalidInput("give the answer's `text`, or the `message_id` of a reply")
+    if text is None and body.message_id is None:
+        raise InvalidInput("give the answer's `text`, or the `message_id` of a reply")
+    if body.message_id is not None:
+        # The reply must exist (404) and be the bot's, also when `text` rewrites it.
         message = ConversationRepository(session).get_message(body.message_id)
         if message.role != MessageRole.ASSISTANT.value:
             raise InvalidInput("only an assistant reply can become an approved answer")
+    if text is None:
         corrected = [
             c.corrected_text
             for c in CorrectionRepository(session).for_conversation(message.conversation_id)

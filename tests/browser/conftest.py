@@ -2,6 +2,11 @@
 a real stack (see `stack.py`), screenshots kept under `test-artifacts/browser/`, and axe-core
 run inside pages.
 
+The pages' Content-Security-Policy is enforced, as in a customer's browser: a script, style or
+connection the CSP refuses logs a console error, and console errors fail the test. axe-core is
+evaluated through the DevTools protocol, which a page's CSP does not govern, so the tests never
+need to weaken the policy they check.
+
 Every test here is marked `browser` and skipped, with the reason, when /usr/bin/chromium is
 missing (`apt-get install -y chromium`; `.ci/run` installs it)."""
 
@@ -70,7 +75,6 @@ def context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             headless=True,
             args=CHROMIUM_ARGS,
             viewport=DESKTOP,
-            bypass_csp=True,  # lets the tests inject axe-core into the dashboard's strict CSP
             locale="en-GB",
             timezone_id="UTC",
         )
@@ -111,7 +115,7 @@ def shot(page: Any, name: str) -> Path:
 def serious_axe_violations(page: Any) -> list[dict[str, Any]]:
     """axe-core's serious and critical violations on the page as it is now (shadow DOM too)."""
     if not page.evaluate("typeof window.axe !== 'undefined'"):
-        page.add_script_tag(content=AXE.read_text(encoding="utf-8"))
+        page.evaluate(AXE.read_text(encoding="utf-8"))
     results = page.evaluate(
         "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
     )

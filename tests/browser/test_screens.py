@@ -77,3 +77,20 @@ def test_demo_page_hosts_the_widget(page: Any, stack: Stack) -> None:
         "your order is on its way"
     )
     shot(page, "demo-desktop")
+
+
+def test_the_browser_enforces_the_dashboards_csp(context: Any, stack: Stack) -> None:
+    """The suite runs with the CSP on, so a screen that needs an inline script or a foreign host
+    fails its test: an injected inline script is refused, and Chromium says so."""
+    tab = context.new_page()
+    refused: list[str] = []
+    tab.on("console", lambda msg: refused.append(msg.text) if "Content Security" in msg.text else 0)
+    try:
+        tab.goto(f"{stack.api}/dashboard/")
+        expect(tab.get_by_role("heading", name="Operator login")).to_be_visible()
+        with pytest.raises(Exception, match=r"Content Security Policy|script"):
+            tab.add_script_tag(content="window.__injected = true;")
+        assert tab.evaluate("window.__injected === undefined")
+        assert refused, "Chromium logged no CSP refusal"
+    finally:
+        tab.close()

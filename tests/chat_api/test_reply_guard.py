@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -139,3 +140,17 @@ def test_seeds_never_replace_an_operators_answer(db: Session) -> None:
     assert seeded == ["track_order"]
     assert repo.text_for("refund") == "Refunds take five days."
     assert repo.get("track_order") is not None and repo.get("track_order").source == "seed"  # type: ignore[union-attr]
+
+
+def test_an_approved_answer_from_a_reply_that_does_not_exist_is_a_404(
+    client: TestClient, db: Session
+) -> None:
+    # With `text` as well, the reply it names must still exist (this was a foreign-key 500).
+    _, headers = operator_headers(db)
+    response = client.put(
+        "/v1/operator/approved-answers/refund",
+        json={"message_id": str(uuid.uuid4()), "text": "Refunds take five days."},
+        headers=headers,
+    )
+    assert_error(response, 404, "not_found")
+    assert ApprovedAnswerRepository(db).get("refund") is None
