@@ -126,6 +126,7 @@ def main() -> None:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="chatdistill-load-") as tmp:
         root = Path(tmp)
+        (root / "tiny").mkdir()
         bundle = build_tiny_bundle(root / "tiny")
         for name in args.databases:
             data = root / name

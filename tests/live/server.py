@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,10 +26,13 @@ def running_server(env_overrides: dict[str, str], *args: str) -> Iterator[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHATDISTILL_")}
     env.update(env_overrides)
     port = free_port()
+    # The server's output goes to a file, never to a pipe nobody reads while it runs: a busy
+    # server would fill the pipe's buffer and block in its logging calls.
+    output_file = tempfile.TemporaryFile(mode="w+", prefix="chatdistill-serve-")
     server = subprocess.Popen(
         [sys.executable, "-m", "chat_api.cli", "serve", "--port", str(port), *args],
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=output_file,
         stderr=subprocess.STDOUT,
         text=True,
     )
@@ -42,7 +46,8 @@ def running_server(env_overrides: dict[str, str], *args: str) -> Iterator[str]:
             except httpx.TransportError:
                 pass
             if server.poll() is not None:
-                output = server.stdout.read() if server.stdout else ""
+                output_file.seek(0)
+                output = output_file.read()
                 raise RuntimeError(f"the server exited early:\n{output}")
             if time.monotonic() > deadline:
                 raise RuntimeError("the server did not become ready in 60 s")
@@ -54,3 +59,4 @@ def running_server(env_overrides: dict[str, str], *args: str) -> Iterator[str]:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+        output_file.close()
