@@ -51,6 +51,11 @@ class DistillConfig:
     # 1 keeps the greedy reply (and costs one teacher call per prompt).
     best_of_n: int = 1
     variant_temperature: float = 0.8
+    # An intent with at least this many reference replies in the training data (data-set
+    # replies, operator corrections, agents' replies) is not sent to the teacher: its references
+    # teach the decoder, and the teacher's replies there only add a second, weaker voice (the
+    # quickstart's demo: bench figures in the README). 0 asks the teacher about every intent.
+    teacher_skip_references: int = 8
     # stage 2: decoder + reward head
     stage2_epochs: int = 6
     stage2_batch_size: int = 16
@@ -130,6 +135,10 @@ def _problems(c: DistillConfig) -> list[str]:
     sizes_ok = isinstance(c.dec_hidden, int) and isinstance(c.dec_heads, int) and c.dec_heads > 0
     if sizes_ok and c.dec_hidden % c.dec_heads:
         out.append(f"dec_hidden ({c.dec_hidden}) must be divisible by dec_heads ({c.dec_heads})")
+    if not isinstance(c.teacher_skip_references, int) or c.teacher_skip_references < 0:
+        out.append(
+            f"teacher_skip_references must be an integer >= 0, got {c.teacher_skip_references!r}"
+        )
     if not isinstance(c.curriculum_epochs, int) or c.curriculum_epochs < 0:
         out.append(f"curriculum_epochs must be an integer >= 0, got {c.curriculum_epochs!r}")
     if not 0.0 <= c.dropout < 1.0:

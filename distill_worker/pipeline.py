@@ -43,6 +43,7 @@ from distill_worker.data.best_of_n import selector_for
 from distill_worker.data.building import (
     SourceTokenizer,
     intent_examples,
+    intents_with_references,
     reply_examples,
     sample_prompts,
     stratified_split,
@@ -202,11 +203,19 @@ def run_distillation(req: DistillRequest, log: Log = print) -> DistillResult:
     def decoder_tokenize(text: str) -> list[int]:
         return list(decoder_tokenizer.encode(text, add_special_tokens=False).ids)
 
-    prompts = sample_prompts(train, req.reply_budget, cfg.seed)
-    bounded = len(prompts) < len({r.text.lower() for r in train})
+    covered = intents_with_references(train, cfg.teacher_skip_references)
+    askable = [r for r in train if r.intent not in covered]
+    prompts = sample_prompts(askable, req.reply_budget, cfg.seed)
+    bounded = len(prompts) < len({r.text.lower() for r in askable})
     log(
         f"[3/7] teacher replies: {len(prompts)} prompts"
         + (f" (bounded by --reply-budget {req.reply_budget})" if bounded else "")
+        + (
+            f"; {len(covered)} intents answered by their own reference replies "
+            f"(>= {cfg.teacher_skip_references} each) are not sent to the teacher"
+            if covered
+            else ""
+        )
     )
     selector, best_report = selector_for(
         cfg.best_of_n,

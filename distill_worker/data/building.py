@@ -115,6 +115,18 @@ def teacher_logits_in_order(
     return teacher.intent_logits(texts)[:, order]
 
 
+def intents_with_references(rows: Sequence[Utterance], enough: int) -> set[str]:
+    """The intents with at least `enough` reference replies (unrated rows with a reply) among
+    `rows`; none when `enough` is 0."""
+    if enough <= 0:
+        return set()
+    counts: dict[str, int] = defaultdict(int)
+    for row in rows:
+        if row.reply and row.reward is None and row.intent is not None:
+            counts[row.intent] += 1
+    return {intent for intent, n in counts.items() if n >= enough}
+
+
 def sample_prompts(rows: Sequence[Utterance], budget: int, seed: int) -> list[Utterance]:
     """Up to `budget` rows, spread evenly over intents (round robin), distinct texts.
 
@@ -206,6 +218,13 @@ def reply_examples(
                 )
             )
     ref_rows = [r for r in references if r.reply]
+    # Replies written for other intents, as reward-head negatives of the references too (the
+    # head learns that a fluent reply to another question is a bad reply to this one, also
+    # where no teacher reply exists).
+    by_intent: dict[str, list[str]] = defaultdict(list)
+    for row in ref_rows:
+        if row.reward is None and row.intent is not None and row.reply is not None:
+            by_intent[row.intent].append(row.reply)
     for row, ids in zip(ref_rows, source.ids([r.turns() for r in ref_rows]), strict=True):
         assert row.reply is not None
         rated = row.reward is not None
@@ -220,6 +239,18 @@ def reply_examples(
                 source="rated" if rated else "reference",
             )
         )
+        other_intents = sorted(i for i in by_intent if i != row.intent)
+        if not rated and other_intents:
+            wrong_reply = rng.choice(by_intent[rng.choice(other_intents)])
+            examples.append(
+                ReplyExample(
+                    input_ids=ids,
+                    reply_ids=decoder_tokenize(wrong_reply)[:max_reply_tokens],
+                    weight=0.0,
+                    reward_label=0.0,
+                    source="negative",
+                )
+            )
     bad_rows = [r for r in references if r.rejected]
     for row, ids in zip(bad_rows, source.ids([r.turns() for r in bad_rows]), strict=True):
         assert row.rejected is not None

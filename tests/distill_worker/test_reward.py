@@ -10,7 +10,7 @@ import random
 import pytest
 import torch
 
-from distill_worker.data.building import SourceTokenizer, reply_examples
+from distill_worker.data.building import SourceTokenizer, intents_with_references, reply_examples
 from distill_worker.data.examples import ReplyExample
 from distill_worker.data.loaders import Utterance
 from distill_worker.model.student import Student, StudentConfig
@@ -63,6 +63,43 @@ def test_rated_and_rejected_replies_become_weighted_and_negative_examples() -> N
         ("reference", 1.0, 1.0, [6, 3, 3, 1, 5]),
         ("negative", 0.0, 0.0, [2, 4, 5]),  # the reply an operator replaced
     ]
+
+
+def test_each_reference_gets_another_intents_reply_as_a_reward_negative() -> None:
+    source = SourceTokenizer(locate_minilm() / "tokenizer.json", max_tokens=64, context_turns=4)
+    rows = [
+        Utterance("where is my order", intent="track", reply="it ships today"),
+        Utterance("where is it", intent="track", reply="it ships today"),
+        Utterance("cancel it", intent="cancel", reply="cancelled for you"),
+        Utterance("stop my order", intent="cancel", reply="cancelled", reward=1.0),  # rated
+    ]
+    examples = reply_examples(
+        [], rows, source, lambda t: [len(w) for w in t.split()], eos_id=2, max_reply_tokens=8,
+        seed=0,
+    )  # fmt: skip
+    got = [(e.source, e.weight, e.reward_label, e.reply_ids) for e in examples]
+    assert got == [
+        ("reference", 1.0, 1.0, [2, 5, 5]),
+        ("negative", 0.0, 0.0, [9, 3, 3]),  # "cancelled for you" for a tracking question
+        ("reference", 1.0, 1.0, [2, 5, 5]),
+        ("negative", 0.0, 0.0, [9, 3, 3]),
+        ("reference", 1.0, 1.0, [9, 3, 3]),
+        ("negative", 0.0, 0.0, [2, 5, 5]),
+        ("rated", 1.0, 1.0, [9]),  # a rated reply is its own signal: no negative
+    ]
+
+
+def test_intents_with_enough_references_are_found() -> None:
+    rows = [
+        Utterance("a", intent="track", reply="r"),
+        Utterance("b", intent="track", reply="r"),
+        Utterance("c", intent="cancel", reply="r"),
+        Utterance("d", intent="cancel", reply="r", reward=1.0),  # rated: not a reference
+        Utterance("e", intent="refund"),
+    ]
+    assert intents_with_references(rows, 2) == {"track"}
+    assert intents_with_references(rows, 1) == {"track", "cancel"}
+    assert intents_with_references(rows, 0) == set()
 
 
 def test_reward_scores_and_reply_logprobs_match_the_student_forward() -> None:
