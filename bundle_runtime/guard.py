@@ -7,12 +7,20 @@ may override it). A reply that fails is replaced by the approved answer of its p
 (operators set them in the dashboard; a distillation run seeds one per intent from the data's
 reference replies), or, when the intent has none, the conversation is handed to a human.
 
+A reply is also unfit when it states a figure (a price, a duration, a count, a time of day)
+that neither the intent's approved answer nor the customer's own message contains
+(`unsupported_figures`): a small student copies the words of its references well and their
+numbers badly ("locked for 2 business days" where the policy says 15 minutes), and a wrong
+figure is the costliest kind of wrong reply. The check needs an approved answer to hold the
+figures against; without one it is skipped.
+
 Replies the model already hands off (out of scope, low confidence) pass through unchanged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -38,12 +46,43 @@ def min_reward_of(guard: Mapping[str, Any] | None, override: float | None = None
     return float(value) if isinstance(value, int | float) else 0.0
 
 
-def unfit_reason(text: str, finish_reason: str, reward: float, min_reward: float) -> str | None:
-    """Why a generated reply may not be sent (degenerate_<why> | low_reward), or None."""
+_FIGURE = re.compile(r"\d+(?:[.,:]\d+)*")
+
+
+def figures(text: str) -> set[str]:
+    """The figures a text states: digit runs with their decimal or time separators
+    ("9.90", "4,90" read as "4.90", "8:00"), leading zeros kept."""
+    return {m.group().replace(",", ".") for m in _FIGURE.finditer(text)}
+
+
+def unsupported_figures(text: str, sources: Iterable[str]) -> set[str]:
+    """The figures of `text` that none of `sources` states."""
+    allowed: set[str] = set()
+    for source in sources:
+        allowed |= figures(source)
+    return figures(text) - allowed
+
+
+def unfit_reason(
+    text: str,
+    finish_reason: str,
+    reward: float,
+    min_reward: float,
+    *,
+    approved: str | None = None,
+    customer_text: str = "",
+) -> str | None:
+    """Why a generated reply may not be sent (degenerate_<why> | low_reward |
+    unsupported_figure), or None. `approved`: the predicted intent's approved answer, the
+    figures' reference; `customer_text`: the message being answered (its figures may be echoed)."""
     why = degenerate_reason(text, finish_reason)
     if why is not None:
         return f"degenerate_{why}"
-    return "low_reward" if reward < min_reward else None
+    if reward < min_reward:
+        return "low_reward"
+    if approved and unsupported_figures(text, (approved, customer_text)):
+        return "unsupported_figure"
+    return None
 
 
 def guard_reply(

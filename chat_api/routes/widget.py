@@ -140,7 +140,7 @@ def post_message(
         detail = f"{exc}. Your message was saved; ask again in a moment."
         return _unanswered(message, batching_error_code(exc), detail)
     # A new short transaction stores the reply, committed here too (see above).
-    answer = store_reply(repo, conversation_id, version, reply, state["metrics"])
+    answer = store_reply(repo, conversation_id, version, reply, state["metrics"], body.text)
     session.commit()
     if answer is None:  # handed to a human while the model was thinking: no bot reply
         return PostMessageOut(message=MessageOut.model_validate(message), reply=None, handoff=True)
@@ -201,16 +201,25 @@ def store_reply(
     version: str,
     reply: StudentReply,
     metrics: ApiMetrics,
+    customer_text: str = "",
 ) -> Message | None:
     """Store the assistant's reply as the serving guard lets it out (`bundle_runtime.guard`):
     the generated text, the intent's approved answer, or a handoff; hand the conversation off
     when the reply asks for it. None when the conversation went to a human (or was closed)
     before the reply could be stored: the check and the write are one conditional statement,
-    so no bot reply ever follows a handoff. Run it in its own short transaction."""
-    unfit = None
+    so no bot reply ever follows a handoff. Run it in its own short transaction.
+    `customer_text`: the message answered (figures it states may be echoed in the reply)."""
+    unfit = approved = None
     if reply.handoff_reason is None:
-        unfit = unfit_reason(reply.text, reply.finish_reason, reply.reward, reply.guard_min_reward)
-    approved = ApprovedAnswerRepository(repo.session).text_for(reply.intent) if unfit else None
+        approved = ApprovedAnswerRepository(repo.session).text_for(reply.intent)
+        unfit = unfit_reason(
+            reply.text,
+            reply.finish_reason,
+            reply.reward,
+            reply.guard_min_reward,
+            approved=approved,
+            customer_text=customer_text,
+        )
     sent = guard_reply(
         text=reply.text, handoff_reason=reply.handoff_reason, unfit=unfit, approved=approved
     )

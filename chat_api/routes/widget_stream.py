@@ -133,7 +133,9 @@ async def _events(
         await events.aclose()  # a disconnected client aborts its request here
     assert done is not None
     try:
-        answer = await run_in_threadpool(_store, factory, metrics, conversation_id, done)
+        answer = await run_in_threadpool(
+            _store, factory, metrics, conversation_id, done, turns[-1][1] if turns else ""
+        )
     except Exception:
         logger.exception("storing the streamed reply of conversation %s failed", conversation_id)
         detail = "the reply could not be saved; send your message again"
@@ -146,11 +148,17 @@ async def _events(
 
 
 def _store(
-    factory: sessionmaker[Session], metrics: ApiMetrics, conversation_id: uuid.UUID, done: Completed
+    factory: sessionmaker[Session],
+    metrics: ApiMetrics,
+    conversation_id: uuid.UUID,
+    done: Completed,
+    customer_text: str,
 ) -> dict[str, Any] | None:
     with session_scope(factory) as session:
         repo = ConversationRepository(session)
-        answer = store_reply(repo, conversation_id, done.version, done.reply, metrics)
+        answer = store_reply(
+            repo, conversation_id, done.version, done.reply, metrics, customer_text
+        )
         if answer is None:
             return None
         out: dict[str, Any] = MessageOut.model_validate(answer).model_dump(mode="json")

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bundle_runtime.deploy import deploy_bundle
-from bundle_runtime.guard import LOW_QUALITY, guard_reply, unfit_reason
+from bundle_runtime.guard import LOW_QUALITY, figures, guard_reply, unfit_reason
 from feedback.models import ActorType, AuditEntry, Conversation, Message
 from feedback.monitor import window_metrics
 from feedback.repositories.approved_answers import ApprovedAnswerRepository
@@ -32,6 +32,24 @@ def test_the_decision() -> None:
     assert unfit_reason("Your parcel ships today.", "stop", 0.2, 0.5) == "low_reward"
     assert unfit_reason("you you you you you", "stop", 0.9, 0.5) == "degenerate_repeats"
     assert unfit_reason("Your parcel ships on", "length", 0.9, 0.0) == "degenerate_cut_off"
+    policy = "Express delivery takes 1 to 2 business days for 9.90 euros."
+    # Figures the approved answer (or the customer) states may be said; others may not.
+    ok = "Express takes 1 to 2 business days and costs 9.90 euros."
+    assert unfit_reason(ok, "stop", 0.9, 0.5, approved=policy) is None
+    wrong = "Express takes 1 to 2 business days and costs 9 euros."
+    assert unfit_reason(wrong, "stop", 0.9, 0.5, approved=policy) == "unsupported_figure"
+    echo = "Your 3 parcels go express: 1 to 2 business days."
+    assert unfit_reason(echo, "stop", 0.9, 0.5, approved=policy) == "unsupported_figure"
+    assert (
+        unfit_reason(echo, "stop", 0.9, 0.5, approved=policy, customer_text="my 3 parcels") is None
+    )
+    assert unfit_reason(wrong, "stop", 0.9, 0.5) is None  # no approved answer: nothing to hold to
+    assert figures("4,90 euros at 8:00, order 0042; costs .9: euros") == {
+        "4.90",
+        "8:00",
+        "0042",
+        "9",
+    }
     sent = guard_reply(text="x x x", handoff_reason=None, unfit="degenerate_repeats", approved="A")
     assert (sent.text, sent.source, sent.reason, sent.handoff_reason) == (
         "A", "approved", "degenerate_repeats", None,
