@@ -6,19 +6,20 @@
 The tiny test student serves (built in a temporary folder; the point is the store and the
 request path, not the model). Per database, in one run: `--burst-conversations` conversations
 each get `--burst` simultaneous messages, and `--crowd` customers send one message each in new
-conversations, all at the same moment; while they are in flight an operator asks for
-`/v1/operator/me` and for the metrics summary. Figures: status counts, server errors, messages
-lost (answered 201 but not stored, or stored twice), customer p50/p95 latency and the
-operator's latency, side by side for the two databases. The client shares the 2 cores with the
-server: compare the two columns, not absolute numbers across machines.
+conversations, all at the same moment; while they are in flight an operator, in a process of
+its own (as an operator's browser is), asks for `/v1/operator/me` and for the metrics summary
+three times, 0.3 s apart. Figures: status counts, server errors, messages lost (answered 201
+but not stored, or stored twice), customer p50/p95 latency and the operator's slowest answer,
+side by side for the two databases. The client shares the 2 cores with the server: compare the
+two columns, not absolute numbers across machines.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -29,40 +30,58 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine
-from sqlalchemy.orm import sessionmaker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from feedback.db import session_scope
-from feedback.models import MessageRole, OperatorRole
-from feedback.repositories.operators import OperatorRepository
+from feedback.models import MessageRole
 from tests.conftest import create_database, drop_database
 from tests.distill_worker.test_export import TOY, build_tiny_bundle
-from tests.live.test_load_and_handoff import post, serve_tiny, start, stored
+from tests.live.test_load_and_handoff import operator_token, post, serve_tiny, start, stored
+
+# The operator's side, run in its own interpreter: it waits for "go" on stdin, then times its
+# requests and prints them as one JSON line.
+OPERATOR_SCRIPT = """
+import json, sys, time, httpx
+base, token = sys.argv[1], sys.argv[2]
+headers = {"Authorization": "Bearer " + token}
+with httpx.Client(timeout=60) as client:
+    client.get(base + "/healthz")  # connection and imports warm before the load starts
+    sys.stdin.readline()
+    timings = []
+    for _ in range(3):
+        time.sleep(0.3)
+        for path in ("/v1/operator/me", "/v1/operator/metrics/summary"):
+            began = time.perf_counter()
+            status = client.get(base + path, headers=headers).status_code
+            timings.append([path, status, (time.perf_counter() - began) * 1000.0])
+print(json.dumps(timings), flush=True)
+"""
 
 
-def operator_token(db_url: str) -> str:
-    engine = create_engine(db_url)
-    try:
-        with session_scope(sessionmaker(bind=engine, expire_on_commit=False)) as session:
-            repo = OperatorRepository(session)
-            operator = repo.create(
-                email=f"bench-{uuid.uuid4().hex[:8]}@example.com",
-                name="Bench Operator",
-                password="a long enough bench password",  # noqa: S106 - a throwaway local account
-                role=OperatorRole.OPERATOR,
-            )
-            return repo.issue_session(operator, ttl=dt.timedelta(hours=1)).token
-    finally:
-        engine.dispose()
+def start_operator(base: str, token: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", OPERATOR_SCRIPT, base, token],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
 
 
-def timed_get(url: str, token: str) -> tuple[int, float]:
-    started = time.perf_counter()
-    with httpx.Client(timeout=60) as client:
-        status = client.get(url, headers={"Authorization": f"Bearer {token}"}).status_code
-    return status, (time.perf_counter() - started) * 1000.0
+def operator_figures(operator: subprocess.Popen[str]) -> dict[str, Any]:
+    out, _ = operator.communicate(timeout=180)
+    timings = json.loads(out.strip().splitlines()[-1])
+    figures: dict[str, Any] = {}
+    for name, path in (
+        ("operator_me", "/v1/operator/me"),
+        ("operator_summary", "/v1/operator/metrics/summary"),
+    ):
+        mine = [t for t in timings if t[0] == path]
+        figures[name] = {
+            "statuses": sorted({t[1] for t in mine}),
+            "max_ms": round(max(t[2] for t in mine), 1),
+            "ms": [round(t[2], 1) for t in mine],
+        }
+    return figures
 
 
 def run_load(base: str, db_url: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -83,14 +102,16 @@ def run_load(base: str, db_url: str, args: argparse.Namespace) -> dict[str, Any]
         latencies.append((time.perf_counter() - began) * 1000.0)
         return status
 
-    operator: dict[str, Any] = {}
-    with ThreadPoolExecutor(max_workers=len(jobs) + 2) as pool:
+    operator = start_operator(base, token)
+    time.sleep(1.0)  # its interpreter is up and its connection open
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         futures = [pool.submit(customer, job) for job in jobs]
         gate.wait()
-        time.sleep(0.2)  # the customers' requests are in flight
-        operator["me"] = timed_get(f"{base}/v1/operator/me", token)
-        operator["summary"] = timed_get(f"{base}/v1/operator/metrics/summary", token)
+        assert operator.stdin is not None
+        operator.stdin.write("go\n")
+        operator.stdin.flush()
         statuses = [f.result() for f in futures]
+    operator_side = operator_figures(operator)
     accepted: dict[str, int] = {}
     for (cid, _, _), status in zip(jobs, statuses, strict=True):
         if status == 201:
@@ -107,11 +128,7 @@ def run_load(base: str, db_url: str, args: argparse.Namespace) -> dict[str, Any]
         "lost_messages": lost,
         "customer_p50_ms": round(statistics.median(ordered), 1),
         "customer_p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))], 1),
-        "operator_me": {"status": operator["me"][0], "ms": round(operator["me"][1], 1)},
-        "operator_summary": {
-            "status": operator["summary"][0],
-            "ms": round(operator["summary"][1], 1),
-        },
+        **operator_side,
     }
 
 
@@ -144,7 +161,7 @@ def main() -> None:
         a, b = results["sqlite"], results["postgresql"]
         results["ratio_sqlite_over_postgresql"] = {
             "customer_p95": round(a["customer_p95_ms"] / b["customer_p95_ms"], 2),
-            "operator_me": round(a["operator_me"]["ms"] / b["operator_me"]["ms"], 2),
+            "operator_me_max": round(a["operator_me"]["max_ms"] / b["operator_me"]["max_ms"], 2),
         }
     text = json.dumps(results, indent=2)
     print(text)

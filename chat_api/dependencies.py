@@ -121,10 +121,17 @@ def bearer_token(
 
 
 def current_operator(session: DbSession, token: Annotated[str, Depends(bearer_token)]) -> Operator:
+    """The operator of the session token, read in a transaction that ends here. A dependency
+    runs in its own threadpool slot and the handler waits for another: a transaction left open
+    between them (on SQLite it holds the write lock, every transaction begins IMMEDIATE; on
+    PostgreSQL a pooled connection) waited for a free slot while every slot's customer waited
+    for that lock, and the whole API stalled for the 30 s busy timeout (bench/load.py)."""
     try:
-        return OperatorRepository(session).resolve_session(token)
+        operator = OperatorRepository(session).resolve_session(token)
     except AuthError as exc:
         raise Unauthorized(str(exc), code="invalid_token") from None
+    session.commit()
+    return operator
 
 
 def current_admin(operator: Annotated[Operator, Depends(current_operator)]) -> Operator:
