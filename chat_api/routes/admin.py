@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request, status
 from chat_api.dependencies import CurrentAdmin, DbSession
 from chat_api.errors import ConflictError
 from chat_api.input_types import Text
+from chat_api.routing import TransactionEndingRoute
 from chat_api.schemas import (
     ApiKeyCreated,
     ApiKeyOut,
@@ -32,7 +33,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorBody, "description": "Invalid input."},
 }
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=_ERRORS)
+router = APIRouter(
+    route_class=TransactionEndingRoute, prefix="/v1/admin", tags=["admin"], responses=_ERRORS
+)
 
 
 @router.get("/operators", summary="All operators")

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, status
 
 from chat_api.dependencies import CurrentOperator, DbSession
 from chat_api.input_types import Text
+from chat_api.routing import TransactionEndingRoute
 from chat_api.schemas import ApprovedAnswerOut, ErrorBody, SetApprovedAnswer
 from feedback.errors import InvalidInput
 from feedback.models import MessageRole
@@ -25,7 +26,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 Intent = Path(min_length=1, max_length=120, description="The intent label, as the bundle has it.")
 
-router = APIRouter(prefix="/v1/operator/approved-answers", tags=["operator"], responses=_ERRORS)
+router = APIRouter(
+    route_class=TransactionEndingRoute,
+    prefix="/v1/operator/approved-answers",
+    tags=["operator"],
+    responses=_ERRORS,
+)
 
 
 @router.get("", summary="The approved answers, by intent")

@@ -12,11 +12,12 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from chat_api.ratelimit import RedisRateLimiter
+from chat_api.routing import TransactionEndingRoute
 from chat_api.state import app_state
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(tags=["health"])
+router = APIRouter(route_class=TransactionEndingRoute, tags=["health"])
 
 
 @router.get("/healthz", summary="Liveness: the process is up")

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from chat_api.dependencies import CurrentOperator, DbSession
 from chat_api.errors import Unprocessable
 from chat_api.input_types import QueryTime, Text
+from chat_api.routing import TransactionEndingRoute
 from chat_api.schemas import AliasEventOut, ErrorBody, MetricsPoint, MetricsSeries, Thresholds
 from chat_api.state import settings_of
 from feedback.models import ModelAliasEvent, utcnow
@@ -25,7 +26,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorBody, "description": "Invalid input."},
 }
 
-router = APIRouter(prefix="/v1/operator", tags=["operator"], responses=_ERRORS)
+router = APIRouter(
+    route_class=TransactionEndingRoute, prefix="/v1/operator", tags=["operator"], responses=_ERRORS
+)
 
 DEFAULT_RANGE = dt.timedelta(hours=24)
 

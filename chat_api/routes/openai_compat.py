@@ -25,6 +25,7 @@ from chat_api.batching.scheduler import BatchingError, Overloaded
 from chat_api.dependencies import CurrentApiKey, DbSession
 from chat_api.errors import error_response
 from chat_api.routes.widget import batching_error_code
+from chat_api.routing import TransactionEndingRoute
 from chat_api.runtime.serving import NoModelLoaded
 from chat_api.schemas import (
     ChatCompletion,
@@ -45,7 +46,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     429: {"model": ErrorBody, "description": "Over the API key's rate limit (Retry-After)."},
 }
 
-router = APIRouter(prefix="/v1", tags=["openai-compatible"], responses=_ERRORS)
+router = APIRouter(
+    route_class=TransactionEndingRoute, prefix="/v1", tags=["openai-compatible"], responses=_ERRORS
+)
 
 
 @router.get("/models", summary="Registered student versions")

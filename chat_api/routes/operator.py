@@ -23,6 +23,7 @@ from chat_api.dependencies import (
 from chat_api.errors import error_response
 from chat_api.input_types import Offset, QueryTime, Text
 from chat_api.login_lockout import attempt_login, lockout_policy
+from chat_api.routing import TransactionEndingRoute
 from chat_api.schemas import (
     ConversationPage,
     CorrectionOut,
@@ -53,7 +54,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/v1/operator", tags=["operator"], responses=_ERRORS)
+router = APIRouter(
+    route_class=TransactionEndingRoute, prefix="/v1/operator", tags=["operator"], responses=_ERRORS
+)
 
 
 @router.post(

@@ -19,6 +19,7 @@ from bundle_runtime.manifest import BundleError
 from chat_api.dependencies import CurrentAdmin, CurrentOperator, DbSession
 from chat_api.errors import ConflictError
 from chat_api.input_types import Text
+from chat_api.routing import TransactionEndingRoute
 from chat_api.runtime.serving import bundle_path
 from chat_api.schemas import AliasEventOut, ErrorBody, PromoteModel, PromotionOut
 from chat_api.state import app_state
@@ -35,7 +36,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorBody, "description": "Nothing to roll back to, or the bundle is unusable."},
 }
 
-router = APIRouter(prefix="/v1/operator/models", tags=["operator"], responses=_ERRORS)
+router = APIRouter(
+    route_class=TransactionEndingRoute,
+    prefix="/v1/operator/models",
+    tags=["operator"],
+    responses=_ERRORS,
+)
 
 
 CANARY = "canary"

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, status
 
 from chat_api.dependencies import CurrentAdmin, CurrentOperator, DbSession
 from chat_api.errors import ConflictError
+from chat_api.routing import TransactionEndingRoute
 from chat_api.schemas import ErrorBody, RunOut, TriggerRun
 from feedback.models import RunTrigger
 from feedback.repositories.audit import AuditRepository
@@ -26,7 +27,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorBody, "description": "Invalid input."},
 }
 
-router = APIRouter(prefix="/v1/operator/runs", tags=["operator"], responses=_ERRORS)
+router = APIRouter(
+    route_class=TransactionEndingRoute,
+    prefix="/v1/operator/runs",
+    tags=["operator"],
+    responses=_ERRORS,
+)
 
 RunStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 

@@ -11,6 +11,7 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse, RedirectResponse
 
 from chat_api.errors import NotFoundError
+from chat_api.routing import TransactionEndingRoute
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 DASHBOARD_DIR = WEB_DIR / "dashboard"
@@ -29,7 +30,7 @@ DASHBOARD_CSP = (
 )
 _NO_CACHE = {"Cache-Control": "no-cache"}
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(route_class=TransactionEndingRoute, include_in_schema=False)
 
 
 def _file(path: Path, headers: dict[str, str] | None = None) -> FileResponse:

@@ -8,12 +8,11 @@ hands the conversation to a human. `widget_stream` streams the same reply over S
 from __future__ import annotations
 
 import uuid
-from functools import partial
 from typing import Any
 
-import anyio.from_thread
 from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from bundle_runtime.guard import guard_reply, unfit_reason
 from bundle_runtime.onnx_student import StudentReply
@@ -34,6 +33,7 @@ from chat_api.errors import (
     error_body,
 )
 from chat_api.metrics import ApiMetrics
+from chat_api.routing import TransactionEndingRoute
 from chat_api.runtime.serving import NoModelLoaded
 from chat_api.schemas import (
     AskForHuman,
@@ -67,7 +67,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 router = APIRouter(
-    prefix="/v1/widget", tags=["widget"], dependencies=[Depends(per_ip_limit)], responses=_ERRORS
+    route_class=TransactionEndingRoute,
+    prefix="/v1/widget",
+    tags=["widget"],
+    dependencies=[Depends(per_ip_limit)],
+    responses=_ERRORS,
 )
 
 HANDOFF_NOTICE = "A human agent has been asked to join this conversation. Please stay here."
@@ -108,40 +112,53 @@ def read_conversation(conversation_id: WidgetConversation, session: DbSession) -
         }
     },
 )
-def post_message(
+async def post_message(
     request: Request, conversation_id: WidgetWrite, body: PostMessage, session: DbSession
 ) -> PostMessageOut | JSONResponse:
     check_text(request, body)
     state = app_state(request)
     repo = ConversationRepository(session)
-    conversation = repo.get(conversation_id)
     batcher = state["batcher"]
-    if not conversation.handed_off:
-        check_capacity(batcher)
-    message = repo.add_message(conversation, role=MessageRole.CUSTOMER, text=body.text)
+
+    def store_turn() -> tuple[Message, bool, list[tuple[str, str]]]:
+        try:
+            conversation = repo.get(conversation_id)
+            if not conversation.handed_off:
+                check_capacity(batcher)
+            message = repo.add_message(conversation, role=MessageRole.CUSTOMER, text=body.text)
+            turns = model_turns(repo, conversation_id)
+            session.commit()
+        except BaseException:
+            session.rollback()  # in this thread: no lock waits for the teardown's
+            raise
+        return message, conversation.handed_off, turns
+
+    # Store work runs in the threadpool in two short steps, each ending its transaction in its
+    # own thread; the wait for the model runs on the event loop and holds no thread, so a crowd
+    # of customers waiting for replies never leaves an operator's request queueing for a thread.
+    message, handed_off, turns = await run_in_threadpool(store_turn)
     state["metrics"].customer_messages.inc()
-    turns = model_turns(repo, conversation_id)
-    # The customer's turn is durable before the model starts, and no transaction (nor pooled
-    # connection, nor SQLite's write lock) is held while it thinks. Commits happen here, in the
-    # handler's thread: the dependency's teardown runs in another threadpool slot, and with
-    # every slot waiting for the model a transaction left for it would hold its lock until a
-    # slot frees, while the slots wait for that lock.
-    session.commit()
-    if conversation.handed_off:
+    if handed_off:
         # A human has the conversation now: the bot does not talk over them.
         return PostMessageOut(message=MessageOut.model_validate(message), reply=None, handoff=True)
     try:
-        version, reply = anyio.from_thread.run(
-            partial(batcher.reply, route_key=str(conversation_id)), turns
-        )
+        version, reply = await batcher.reply(turns, route_key=str(conversation_id))
     except NoModelLoaded:
         return _no_model(message)
     except BatchingError as exc:
         detail = f"{exc}. Your message was saved; ask again in a moment."
         return _unanswered(message, batching_error_code(exc), detail)
-    # A new short transaction stores the reply, committed here too (see above).
-    answer = store_reply(repo, conversation_id, version, reply, state["metrics"], body.text)
-    session.commit()
+
+    def store_answer() -> Message | None:
+        try:
+            answer = store_reply(repo, conversation_id, version, reply, state["metrics"], body.text)
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        return answer
+
+    answer = await run_in_threadpool(store_answer)
     if answer is None:  # handed to a human while the model was thinking: no bot reply
         return PostMessageOut(message=MessageOut.model_validate(message), reply=None, handoff=True)
     return PostMessageOut(

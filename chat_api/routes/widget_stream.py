@@ -42,6 +42,7 @@ from chat_api.routes.widget import (
     model_turns,
     store_reply,
 )
+from chat_api.routing import TransactionEndingRoute
 from chat_api.runtime.serving import NoModelLoaded
 from chat_api.schemas import MessageOut, PostMessage
 from chat_api.state import app_state
@@ -52,7 +53,11 @@ from feedback.repositories.conversations import ConversationRepository
 logger = logging.getLogger(__name__)
 
 router = APIRouter(
-    prefix="/v1/widget", tags=["widget"], dependencies=[Depends(per_ip_limit)], responses=_ERRORS
+    route_class=TransactionEndingRoute,
+    prefix="/v1/widget",
+    tags=["widget"],
+    dependencies=[Depends(per_ip_limit)],
+    responses=_ERRORS,
 )
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

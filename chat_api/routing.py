@@ -1,0 +1,47 @@
+"""Routes whose store transaction ends in the handler's own thread.
+
+A sync handler runs in a threadpool slot; FastAPI then validates its response in another slot
+and only after that runs the session dependency's teardown, which commits. A transaction still
+open when the handler returns therefore waits for a free slot, and on SQLite it holds the write
+lock while it waits (every transaction there begins IMMEDIATE; on PostgreSQL it holds a pooled
+connection). Under a crowd every slot can be taken by requests waiting for that very lock: the
+API stalled for SQLite's 30 s busy timeout and answered 503s (`bench/load.py` reproduced it).
+
+`TransactionEndingRoute` wraps every sync endpoint: when it returns, the sessions it was given
+commit in the same thread; when it raises, they roll back there (what the dependency's teardown
+would do later anyway). A handler that must keep something although it fails (a failed login)
+commits that itself before raising, as before."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from fastapi.routing import APIRoute
+from sqlalchemy.orm import Session
+
+
+def ending_transactions(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(endpoint)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        sessions = [value for value in kwargs.values() if isinstance(value, Session)]
+        try:
+            result = endpoint(*args, **kwargs)
+        except BaseException:
+            for session in sessions:
+                session.rollback()
+            raise
+        for session in sessions:
+            session.commit()
+        return result
+
+    return wrapper
+
+
+class TransactionEndingRoute(APIRoute):
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        if not inspect.iscoroutinefunction(endpoint):
+            endpoint = ending_transactions(endpoint)
+        super().__init__(path, endpoint, **kwargs)
