@@ -4,6 +4,7 @@ text."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -11,13 +12,19 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import sessionmaker
 
 from chat_api.app import create_app
+from feedback import migrate
 from feedback.settings import Settings
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET, create_database, drop_database
 
 
-def test_an_exhausted_connection_pool_answers_503_with_retry_after(
-    tmp_path: Path, pg_url: str
-) -> None:
+def test_an_exhausted_connection_pool_answers_503_with_retry_after(tmp_path: Path) -> None:
+    # A database of its own: the request below commits, and the worker's shared test database
+    # must stay as the other tests expect it.
+    name = f"chatdistill_pool_{uuid.uuid4().hex[:12]}"
+    pg_url = create_database(name)
+    setup = create_engine(pg_url)
+    migrate.upgrade(setup)
+    setup.dispose()
     # One pooled connection, held by someone else for the whole request: the pool times out.
     engine = create_engine(pg_url, pool_size=1, max_overflow=0, pool_timeout=0.3)
     settings = Settings(
@@ -36,6 +43,7 @@ def test_an_exhausted_connection_pool_answers_503_with_retry_after(
             assert client.post("/v1/widget/conversations", json={}).status_code == 201
     finally:
         engine.dispose()
+        drop_database(name)
 
 
 def test_an_unexpected_failure_answers_500_in_the_envelope(settings: Settings) -> None:
