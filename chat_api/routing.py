@@ -17,25 +17,35 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
+
+_T = TypeVar("_T")
+
+
+def run_ending_transactions(
+    sessions: list[Session], work: Callable[..., _T], *args: Any, **kwargs: Any
+) -> _T:
+    """Run `work` and end the sessions' transactions in this thread: commit when it returns,
+    roll back when it raises."""
+    try:
+        result = work(*args, **kwargs)
+    except BaseException:
+        for session in sessions:
+            session.rollback()
+        raise
+    for session in sessions:
+        session.commit()
+    return result
 
 
 def ending_transactions(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(endpoint)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         sessions = [value for value in kwargs.values() if isinstance(value, Session)]
-        try:
-            result = endpoint(*args, **kwargs)
-        except BaseException:
-            for session in sessions:
-                session.rollback()
-            raise
-        for session in sessions:
-            session.commit()
-        return result
+        return run_ending_transactions(sessions, endpoint, *args, **kwargs)
 
     return wrapper
 

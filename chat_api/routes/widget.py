@@ -33,7 +33,7 @@ from chat_api.errors import (
     error_body,
 )
 from chat_api.metrics import ApiMetrics
-from chat_api.routing import TransactionEndingRoute
+from chat_api.routing import TransactionEndingRoute, run_ending_transactions
 from chat_api.runtime.serving import NoModelLoaded
 from chat_api.schemas import (
     AskForHuman,
@@ -121,22 +121,19 @@ async def post_message(
     batcher = state["batcher"]
 
     def store_turn() -> tuple[Message, bool, list[tuple[str, str]]]:
-        try:
-            conversation = repo.get(conversation_id)
-            if not conversation.handed_off:
-                check_capacity(batcher)
-            message = repo.add_message(conversation, role=MessageRole.CUSTOMER, text=body.text)
-            turns = model_turns(repo, conversation_id)
-            session.commit()
-        except BaseException:
-            session.rollback()  # in this thread: no lock waits for the teardown's
-            raise
-        return message, conversation.handed_off, turns
+        conversation = repo.get(conversation_id)
+        if not conversation.handed_off:
+            check_capacity(batcher)
+        message = repo.add_message(conversation, role=MessageRole.CUSTOMER, text=body.text)
+        return message, conversation.handed_off, model_turns(repo, conversation_id)
 
     # Store work runs in the threadpool in two short steps, each ending its transaction in its
-    # own thread; the wait for the model runs on the event loop and holds no thread, so a crowd
-    # of customers waiting for replies never leaves an operator's request queueing for a thread.
-    message, handed_off, turns = await run_in_threadpool(store_turn)
+    # own thread (chat_api.routing); the wait for the model runs on the event loop and holds no
+    # thread, so a crowd of customers waiting for replies never leaves an operator's request
+    # queueing for a thread.
+    message, handed_off, turns = await run_in_threadpool(
+        run_ending_transactions, [session], store_turn
+    )
     state["metrics"].customer_messages.inc()
     if handed_off:
         # A human has the conversation now: the bot does not talk over them.
@@ -149,16 +146,17 @@ async def post_message(
         detail = f"{exc}. Your message was saved; ask again in a moment."
         return _unanswered(message, batching_error_code(exc), detail)
 
-    def store_answer() -> Message | None:
-        try:
-            answer = store_reply(repo, conversation_id, version, reply, state["metrics"], body.text)
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        return answer
-
-    answer = await run_in_threadpool(store_answer)
+    answer = await run_in_threadpool(
+        run_ending_transactions,
+        [session],
+        store_reply,
+        repo,
+        conversation_id,
+        version,
+        reply,
+        state["metrics"],
+        body.text,
+    )
     if answer is None:  # handed to a human while the model was thinking: no bot reply
         return PostMessageOut(message=MessageOut.model_validate(message), reply=None, handoff=True)
     return PostMessageOut(
