@@ -54,6 +54,7 @@ from distill_worker.data.building import SourceTokenizer, teacher_messages  # no
 from distill_worker.data.loaders import Utterance, load_utterances  # noqa: E402
 from distill_worker.loop.bundle_eval import evaluate_bundle  # noqa: E402
 from distill_worker.pipeline import DistillRequest, DistillResult, run_distillation  # noqa: E402
+from distill_worker.run_config import RunConfig  # noqa: E402
 from distill_worker.stages.evaluate import chrf  # noqa: E402
 from distill_worker.stages.warm_start import load_champion  # noqa: E402
 from distill_worker.teacher.cache import TeacherCache  # noqa: E402
@@ -115,13 +116,15 @@ def run(
                 out_dir=work / f"bundle_{name}",
                 work_dir=work / f"run_{name}",
                 responder_dir=responder_dir,
-                config=config,
+                config=RunConfig(
+                    distill=config,
+                    reply_budget=args.reply_budget,
+                    eval_replies=4,
+                    teacher_epochs=2,
+                    dev_fraction=0.15,
+                    int8=False,
+                ),
                 data_path=data,
-                reply_budget=args.reply_budget,
-                eval_replies=4,
-                teacher_epochs=2,
-                dev_fraction=0.15,
-                int8=False,
                 teacher_cache=cache,
                 warm_start_bundle=warm,
             ),

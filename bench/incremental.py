@@ -45,6 +45,7 @@ from distill_worker.data.importers.store import store_records  # noqa: E402
 from distill_worker.data.snapshots import SnapshotInfo, create_snapshot  # noqa: E402
 from distill_worker.data.snapshots.records import read_records  # noqa: E402
 from distill_worker.pipeline import DistillRequest, DistillResult, run_distillation  # noqa: E402
+from distill_worker.run_config import RunConfig  # noqa: E402
 from distill_worker.teacher.cache import TeacherCache  # noqa: E402
 from distill_worker.teacher.prepare import prepare_responder  # noqa: E402
 from feedback import migrate  # noqa: E402
@@ -122,11 +123,13 @@ def run(
                 out_dir=work / f"bundle_{name}",
                 work_dir=work / f"run_{name}",
                 responder_dir=responder,
-                config=TINY,
-                reply_budget=args.reply_budget,
-                eval_replies=4,
-                teacher_epochs=2,
-                int8=False,
+                config=RunConfig(
+                    distill=TINY,
+                    reply_budget=args.reply_budget,
+                    eval_replies=4,
+                    teacher_epochs=2,
+                    int8=False,
+                ),
                 teacher_cache=cache,
                 snapshot_dir=snapshot.path,
                 warm_start_bundle=warm,

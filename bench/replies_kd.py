@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from distill_worker.config import DistillConfig  # noqa: E402
 from distill_worker.pipeline import DistillRequest, run_distillation  # noqa: E402
+from distill_worker.run_config import RunConfig  # noqa: E402
 from distill_worker.teacher.cache import TeacherCache  # noqa: E402
 from distill_worker.teacher.prepare import prepared_responder_dir  # noqa: E402
 from feedback.settings import Settings  # noqa: E402
@@ -38,14 +38,19 @@ def main() -> None:
     parser.add_argument("--reply-budget", type=int, default=64, help="the run's (quickstart: 64)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    base = json.loads((args.from_run / "config.json").read_text())
+    stored = json.loads((args.from_run / "config.json").read_text())
+    # A run's config.json: its RunConfig (older runs: the DistillConfig alone).
+    base = RunConfig.from_row(stored if "distill" in stored else {"distill": stored})
     # The run's teacher replies are in the store's teacher cache (the embedded SQLite file under
     # --data-dir for a quickstart run): asking for the same prompts again hits it.
     cache = TeacherCache.in_store(Settings(data_dir=args.data_dir))
     results = {}
     for weight in (0.0, 0.5):
-        config = DistillConfig.from_dict(
-            {**base, "token_kd_weight": weight, "stage2_epochs": args.stage2_epochs}
+        config = base.with_changes(
+            distill={"token_kd_weight": weight, "stage2_epochs": args.stage2_epochs},
+            reply_budget=args.reply_budget,
+            eval_replies=args.eval_replies,
+            int8=False,
         )
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp) / "run"
@@ -57,10 +62,7 @@ def main() -> None:
                     work_dir=work,
                     responder_dir=prepared_responder_dir(args.data_dir),
                     config=config,
-                    reply_budget=args.reply_budget,
                     teacher_cache=cache,
-                    eval_replies=args.eval_replies,
-                    int8=False,
                 ),
                 log=lambda line: print(line, flush=True),
             )

@@ -75,8 +75,8 @@ def step_figures(
     last-level cache, where the step is bound by the cache, not by memory)."""
     student = OnnxStudent(bundle, precision=precision, intra_op_threads=threads)
     cfg = student.manifest.student_config
-    role = "decoder_step" if student.has_step_graph else "decoder_with_past"
-    weights = weights_read_per_step(bundle / student.manifest.graphs[student.precision][role])
+    step_graph = student.manifest.graphs[student.precision]["decoder_step"]
+    weights = weights_read_per_step(bundle / step_graph)
     out = []
     for batch in batches:
         rows = RunningBatch(student)

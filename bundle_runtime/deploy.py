@@ -1,10 +1,12 @@
 """Deploying a bundle: verify it, copy it into the artifact store, register it, move an alias.
 
-Used by `chatdistill deploy`, the quickstart and the loop's promotion step. Deploying also seeds
-the bundle's approved answers (`Manifest.approved_seeds`) for intents that have none. The one
-module of the package that touches the store (through `feedback`'s repositories). The caller's
-unit of work commits; the copy into the store is atomic (staging folder + rename) and bundles
-there are immutable.
+Used by `chatdistill deploy` and the quickstart; the loop's promotion step uses `store_bundle`
+and `seed_approved_answers`. Deploying also seeds the bundle's approved answers
+(`Manifest.approved_seeds`) for intents that have none. The alias moves through
+`feedback.aliases` (one audit row); the caller's unit of work commits and then publishes the
+returned move (`feedback.aliases.publish`). The one module of the package that touches the
+store (through `feedback`). The copy into the store is atomic (staging folder + rename) and
+bundles there are immutable.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from bundle_runtime.manifest import BundleError, Manifest, bundle_checksum, verify_bundle
+from feedback import aliases
 from feedback.models import ActorType
 from feedback.repositories.approved_answers import ApprovedAnswerRepository
-from feedback.repositories.audit import AuditRepository
 from feedback.repositories.model_versions import ModelVersionRepository
 
 
@@ -27,6 +29,7 @@ class Deployed:
     manifest: Manifest
     bundle_dir: Path  # inside the artifact store
     previous: str | None  # the version the alias pointed at before
+    move: aliases.Move  # publish it after the commit
 
 
 def store_bundle(bundle_dir: Path, bundles_root: Path) -> tuple[Manifest, Path]:
@@ -66,6 +69,13 @@ def store_bundle(bundle_dir: Path, bundles_root: Path) -> tuple[Manifest, Path]:
     return manifest, target
 
 
+def seed_approved_answers(session: Session, manifest: Manifest) -> list[str]:
+    """The bundle's approved answers for intents that have none; -> the intents seeded."""
+    return ApprovedAnswerRepository(session).seed(
+        manifest.approved_seeds, model_version=manifest.model_version
+    )
+
+
 def deploy_bundle(
     session: Session,
     bundle_dir: Path,
@@ -77,29 +87,22 @@ def deploy_bundle(
     actor_id: str | None = None,
 ) -> Deployed:
     manifest, target = store_bundle(bundle_dir, bundles_root)
-    repo = ModelVersionRepository(session)
-    repo.register(
+    ModelVersionRepository(session).register(
         version_id=manifest.model_version,
         bundle_uri=str(target),
         checksum=bundle_checksum(target),
         metrics=manifest.metrics,
     )
-    previous = repo.set_alias(alias, manifest.model_version, reason=reason)
-    seeded = ApprovedAnswerRepository(session).seed(
-        manifest.approved_seeds, model_version=manifest.model_version
-    )
-    AuditRepository(session).record(
-        actor_type=actor_type,
-        actor_id=actor_id,
+    seeded = seed_approved_answers(session, manifest)
+    moved = aliases.move(
+        session,
+        alias,
+        manifest.model_version,
+        actor=aliases.Actor(actor_type, actor_id),
         action="model.promote",
-        target_type="model_version",
-        target_id=manifest.model_version,
-        details={
-            "alias": alias,
-            "previous": previous,
-            "reason": reason,
-            "bundle": str(target),
-            "seeded_approved_answers": seeded,
-        },
+        reason=reason,
+        details={"bundle": str(target), "seeded_approved_answers": seeded},
     )
-    return Deployed(manifest=manifest, bundle_dir=target, previous=previous)
+    return Deployed(
+        manifest=manifest, bundle_dir=target, previous=moved.previous_version_id, move=moved
+    )

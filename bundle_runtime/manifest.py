@@ -10,11 +10,12 @@ A bundle is an immutable folder:
                                 logits, hidden, present self K/V, cross K/V
     decoder_with_past.onnx      later steps: input_ids, encoder_mask, past self K/V, cross K/V ->
                                 logits, hidden, present self K/V
-    decoder_step.onnx           optional (newer bundles): a step over left-padded caches of
-                                different lengths: input_ids, positions, self_mask,
-                                encoder_mask, past and cross K/V -> logits, hidden, present
-    cross_kv.onnx               optional (newer bundles): encoder_hidden -> cross K/V, so that
-                                a new request's first step runs inside the batched step
+    decoder_step.onnx           a step over left-padded caches of different lengths:
+                                input_ids, positions, self_mask, encoder_mask, past and cross
+                                K/V -> logits, hidden, present (older bundles lack it and
+                                `cross_kv`: serving refuses them, `chatdistill export` redoes them)
+    cross_kv.onnx               encoder_hidden -> cross K/V, so that a new request's first step
+                                runs inside the batched step
     reward.onnx                 pooled, reply_hidden_mean -> reward logit
     *.int8.onnx                 optional dynamically quantized graphs
     student.safetensors         torch weights, the warm start of the next incremental run

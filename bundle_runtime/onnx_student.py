@@ -9,9 +9,11 @@ at its last sentence boundary; template slots learned from references are rephra
 and the mean decoder state over the inputs fed (BOS and the generated tokens, i.e. the teacher-
 forced decoder input of the reply), the same quantity `Student.reward` pools in training.
 
-The optional `decoder_step` graph (newer bundles) is the decoder-with-past step over caches of
-different lengths, left-padded, with explicit positions and a self-attention mask; the batcher
-(`bundle_runtime.running_batch`) uses it to merge requests that started at different steps.
+The `decoder_step` graph is the decoder-with-past step over caches of different lengths,
+left-padded, with explicit positions and a self-attention mask, and `cross_kv` gives a new
+request's cross K/V; the batcher (`bundle_runtime.running_batch`) uses them to merge requests
+that started at different steps. A bundle exported before they existed is refused with the
+command that exports it again.
 
 Shapes: B batch, S source length, H encoder hidden, D decoder hidden, V decoder vocabulary,
 C intents, h heads, L past length, d head size.
@@ -39,6 +41,7 @@ from bundle_runtime.source import format_source
 Precision = Literal["auto", "fp32", "int8"]
 Provider = Literal["cpu", "cuda", "tensorrt"]
 REQUIRED_GRAPHS = frozenset({"encoder", "decoder", "decoder_with_past", "reward"})
+BATCHING_GRAPHS = frozenset({"decoder_step", "cross_kv"})  # added to the format later
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
 
@@ -111,6 +114,12 @@ class OnnxStudent:
         missing = REQUIRED_GRAPHS - set(graphs[precision])
         if missing:
             raise BundleError(f"bundle {bundle_dir} lacks the {precision} graphs {sorted(missing)}")
+        if BATCHING_GRAPHS - set(graphs[precision]):
+            raise BundleError(
+                f"bundle {bundle_dir} predates the current bundle format (it has no "
+                f"{' / '.join(sorted(BATCHING_GRAPHS))} graphs); export it again with "
+                f"`chatdistill export --bundle {bundle_dir} --out <new folder>` and serve that"
+            )
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = inter_op_threads
@@ -152,17 +161,6 @@ class OnnxStudent:
     @property
     def model_version(self) -> str:
         return self.manifest.model_version
-
-    @property
-    def has_step_graph(self) -> bool:
-        """Whether the bundle has `decoder_step` (padded caches of different lengths)."""
-        return "decoder_step" in self._sessions
-
-    @property
-    def joins_in_step(self) -> bool:
-        """Whether a new request's first step can run inside the batched step (the bundle has
-        `decoder_step` and `cross_kv`)."""
-        return self.has_step_graph and "cross_kv" in self._sessions
 
     @property
     def bos(self) -> int:

@@ -8,13 +8,12 @@ Cache layout (h heads, d head size; one K and one V per decoder layer):
     cross K/V  [B,h,S,d]  right-padded like the encoder input; enc_mask [B,S]
     pending    [B]        the token each row feeds next (its last output)
 
-`advance(newcomers)` is one iteration. With the bundle's `decoder_step` and `cross_kv` graphs,
-newcomers join with an empty past (encoder + cross K/V only) and their first token comes from
-the same batched step as everyone else's: the decoder's weights are read once per iteration, not
-once more per arrival. Older bundles prefill newcomers apart (encoder + first decoder step);
-without `decoder_step`, rows are stepped in groups of equal past length with
-`decoder_with_past`, slicing each group's unpadded cache. Rows leave by request id, and the
-caches are trimmed to the longest remaining row.
+`advance(newcomers)` is one iteration: with the bundle's `cross_kv` graph, newcomers join with an
+empty past (encoder + cross K/V only), and with `decoder_step` their first token comes from the
+same batched step as everyone else's: the decoder's weights are read once per iteration, not
+once more per arrival. (`prefill` instead gives newcomers their first token apart, encoder +
+first decoder step: a batch built at once, as the serving benchmark does.) Rows leave by request
+id, and the caches are trimmed to the longest remaining row.
 Not thread-safe: one worker thread owns it.
 """
 
@@ -23,7 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TypeVar, cast
+from typing import TypeVar
 
 import numpy as np
 
@@ -62,16 +61,6 @@ class RowState:
     sent: str = ""  # text already streamed
 
 
-def _pad(arr: A, width: int, axis: int, left: bool) -> A:
-    """Zero-pad `arr` to `width` along `axis`, on the left or the right."""
-    missing = width - arr.shape[axis]
-    if missing <= 0:
-        return arr
-    spec = [(0, 0)] * arr.ndim
-    spec[axis] = (missing, 0) if left else (0, missing)
-    return cast(A, np.pad(arr, spec))
-
-
 class RunningBatch:
     def __init__(self, student: OnnxStudent) -> None:
         self.student = student
@@ -97,18 +86,13 @@ class RunningBatch:
     def advance(self, newcomers: list[tuple[int, str, float]]) -> dict[int, int]:
         """One iteration: newcomers (request id, encoder source, submit time) join, every row
         produces one token -> request id -> token (EOS included)."""
-        if self.student.joins_in_step:
-            if newcomers:
-                self.join(newcomers)
-            return self.step() if self.rows else {}
-        produced = self.step() if self.rows else {}
         if newcomers:
-            produced.update(self.prefill(newcomers))
-        return produced
+            self.join(newcomers)
+        return self.step() if self.rows else {}
 
     def join(self, items: list[tuple[int, str, float]]) -> None:
-        """Newcomers join with an empty past and BOS pending (needs `cross_kv`); the next
-        `step` produces their first token."""
+        """Newcomers join with an empty past and BOS pending; the next `step` produces their
+        first token."""
         s = self.student
         ids, mask = s.encode_texts([source for _, source, _ in items])
         hidden, pooled, intent_logits = s.encode(ids, mask)
@@ -144,28 +128,11 @@ class RunningBatch:
 
     def step(self) -> dict[int, int]:
         """One decoder step for every row -> the token each produced."""
-        s = self.student
-        batch, width = self._self_mask.shape
+        batch = self._self_mask.shape[0]
         mask_in = np.concatenate([self._self_mask, np.ones((batch, 1), dtype=np.int64)], axis=1)
-        if s.has_step_graph:
-            logits, hidden, present = s.padded_step(
-                self._pending, self._lengths, mask_in, self._enc_mask, self._past, self._cross
-            )
-        else:  # older bundles: one call per group of equal past length, unpadded
-            logits = np.zeros((batch, 0), dtype=np.float32)
-            hidden = np.zeros((batch, 0), dtype=np.float32)
-            present = [_pad(p, width + 1, 2, left=True) for p in self._past]
-            for length in np.unique(self._lengths):
-                idx = np.flatnonzero(self._lengths == length)
-                past = [p[idx][:, :, width - length :] for p in self._past]
-                cross = [c[idx] for c in self._cross]
-                lg, hd, pres = s.next_step(self._pending[idx], self._enc_mask[idx], past, cross)
-                if logits.shape[1] == 0:
-                    logits = np.zeros((batch, lg.shape[1]), dtype=np.float32)
-                    hidden = np.zeros((batch, hd.shape[1]), dtype=np.float32)
-                logits[idx], hidden[idx] = lg, hd
-                for full, part in zip(present, pres, strict=True):
-                    full[idx, :, width - length :] = part
+        logits, hidden, present = self.student.padded_step(
+            self._pending, self._lengths, mask_in, self._enc_mask, self._past, self._cross
+        )
         self._past, self._self_mask = present, mask_in
         self._lengths = self._lengths + 1
         self._trim()

@@ -32,13 +32,18 @@ from chat_api.routes import (
     admin,
     approved_answers,
     health,
-    metrics_series,
     openai_compat,
-    operator,
+    operator_auth,
+    operator_conversations,
+    operator_corrections,
+    operator_metrics,
+    operator_models,
     promotion,
     runs,
     web,
     widget,
+    widget_messages,
+    widget_ratings,
     widget_stream,
 )
 from chat_api.runtime.serving import ReplyEngine, ServingOptions, load_deployed
@@ -154,13 +159,18 @@ def create_app(
     )
     install_error_handlers(app)
     app.include_router(widget.router)
+    app.include_router(widget_messages.router)
     app.include_router(widget_stream.router)
-    app.include_router(operator.router)
+    app.include_router(widget_ratings.router)
+    app.include_router(operator_auth.router)
+    app.include_router(operator_conversations.router)
+    app.include_router(operator_corrections.router)
+    app.include_router(operator_metrics.router)
+    app.include_router(operator_models.router)
     app.include_router(approved_answers.router)
     app.include_router(admin.router)
     app.include_router(openai_compat.router)
     app.include_router(health.router)
-    app.include_router(metrics_series.router)
     app.include_router(promotion.router)
     app.include_router(runs.router)
     app.include_router(web.router)

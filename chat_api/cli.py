@@ -5,7 +5,6 @@ Settings are read here, once, from the environment (`CHATDISTILL_...`), and pass
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import sys
@@ -22,10 +21,9 @@ from sqlalchemy.orm import Session
 from bundle_runtime.deploy import deploy_bundle
 from bundle_runtime.manifest import BundleError
 from chat_api.settings_view import masked_settings
-from feedback import migrate
+from feedback import aliases, migrate
 from feedback.db import make_engine, make_session_factory, session_scope
-from feedback.errors import FeedbackError
-from feedback.events import publish_model_change
+from feedback.errors import FeedbackError, SchemaOutOfDate
 from feedback.models import ActorType, OperatorRole
 from feedback.repositories.audit import AuditRepository
 from feedback.repositories.model_versions import PRODUCTION
@@ -45,13 +43,11 @@ def _fail(message: str) -> NoReturn:
 def _migrated_engine(settings: Settings) -> Engine:
     """An engine on a database whose schema matches the code, or a clear exit."""
     engine = make_engine(settings)
-    current, head = migrate.current_revision(engine), migrate.head_revision()
-    if current != head:
+    try:
+        migrate.require_head(engine)
+    except SchemaOutOfDate as exc:
         engine.dispose()
-        _fail(
-            f"the database is at revision {current or 'none (empty)'}, the code needs {head}; "
-            "run `chatdistill db upgrade` first"
-        )
+        _fail(str(exc))
     return engine
 
 
@@ -67,18 +63,35 @@ def app_factory() -> FastAPI:
     return create_app(settings)
 
 
-# Commands that train, label or export need torch; they live in distill_worker and are imported
-# only when called, so that serving never loads torch.
-WORKER_COMMANDS = {
-    "teacher": "teacher",
-    "distill": "distill",
-    "export": "export",
-    "quickstart": "quickstart",
-    "import": "import_corpus",
-    "simulate": "simulate_command",
-    "worker": "worker",
-    "beat": "beat",
-}
+# distill_worker's commands, added to `chatdistill` here and only here. They are imported when
+# called (or listed by --help), never at start: `distill`, `export` and the teacher commands need
+# torch, which the serving image does not have and `chatdistill serve` must not pay for.
+WORKER_COMMANDS = (
+    "beat", "distill", "eval", "export", "import", "quickstart", "simulate", "teacher", "worker",
+)  # fmt: skip
+
+
+def _worker_command(name: str) -> click.Command:
+    """The distill_worker command `name` (one of WORKER_COMMANDS), imported now."""
+    if name == "eval":
+        from distill_worker.eval_cli import evaluate
+
+        return evaluate
+    if name in ("worker", "beat"):
+        from distill_worker.worker_cli import beat, worker
+
+        return worker if name == "worker" else beat
+    from distill_worker import cli
+
+    by_name: dict[str, click.Command] = {
+        "distill": cli.distill,
+        "export": cli.export,
+        "import": cli.import_corpus,
+        "quickstart": cli.quickstart,
+        "simulate": cli.simulate_command,
+        "teacher": cli.teacher,
+    }
+    return by_name[name]
 
 
 class _Commands(click.Group):
@@ -89,15 +102,12 @@ class _Commands(click.Group):
         if cmd_name not in WORKER_COMMANDS:
             return super().get_command(ctx, cmd_name)
         try:
-            module = importlib.import_module("distill_worker.cli")
+            return _worker_command(cmd_name)
         except ImportError as exc:
             _fail(
                 f"`chatdistill {cmd_name}` needs the training extra ({exc.name} is missing): "
                 "pip install 'chatdistill[train]'"
             )
-        command = getattr(module, WORKER_COMMANDS[cmd_name])
-        assert isinstance(command, click.Command)
-        return command
 
 
 @click.group(cls=_Commands)
@@ -125,12 +135,9 @@ def serve(host: str | None, port: int | None, workers: int, migrate_first: bool 
         embedded = settings.database_url.startswith("sqlite")
         if migrate_first or (migrate_first is None and embedded):
             migrate.upgrade(engine)
-        current, head = migrate.current_revision(engine), migrate.head_revision()
-        if current != head:
-            _fail(
-                f"the database is at revision {current}, the code needs {head}; "
-                "run `chatdistill db upgrade` first"
-            )
+        migrate.require_head(engine)
+    except SchemaOutOfDate as exc:
+        _fail(str(exc))
     finally:
         engine.dispose()
     bind_host = host or settings.api.host
@@ -338,127 +345,12 @@ def deploy(bundle_dir: Path, alias: str, reason: str) -> None:
             )
     except BundleError as exc:
         _fail(f"{bundle_dir} cannot be deployed: {exc}")
-    publish_model_change(
-        settings, alias=alias, version_id=done.manifest.model_version, reason=reason
-    )
+    aliases.publish(settings, done.move)  # after the unit of work committed the move
     click.echo(
         f"{done.manifest.model_version} is now {alias} (was {done.previous or 'nothing'}); "
         f"bundle at {done.bundle_dir}. Running API processes swap to it (Redis event, or "
         f"within {settings.events.poll_interval_s:g} s by polling)."
     )
-
-
-# Options shared by the `eval` commands.
-_BUNDLE = click.option(
-    "--bundle",
-    "bundle_dir",
-    required=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-)
-_PRECISION = click.option(
-    "--precision", type=click.Choice(["auto", "fp32", "int8"]), default="auto", show_default=True
-)
-_SPLIT = click.option("--split", default="val", show_default=True, help="Split of a CLINC150 JSON.")
-
-
-@main.group("eval")
-def evaluate() -> None:
-    """Evaluate an exported bundle (ONNX Runtime, as served)."""
-
-
-@evaluate.command("intents")
-@_BUNDLE
-@click.option(
-    "--data",
-    "data_path",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="CSV text,category / CLINC150 JSON / JSONL with intents.",
-)
-@_SPLIT
-@_PRECISION
-@click.option("--batch-size", type=int, default=64, show_default=True)
-def eval_intents(
-    bundle_dir: Path, data_path: Path, split: str, precision: str, batch_size: int
-) -> None:
-    """Print intent metrics as JSON: accuracy, macro_f1, oos_recall (when the data has `oos`)."""
-    from bundle_runtime.intents import evaluate_intents
-    from distill_worker.data.loaders import DataError, load_utterances
-
-    try:
-        rows = load_utterances(data_path, split=split)
-    except DataError as exc:
-        _fail(str(exc))
-    try:
-        result = evaluate_intents(bundle_dir, rows, precision=precision, batch_size=batch_size)
-    except BundleError as exc:
-        _fail(str(exc))
-    click.echo(json.dumps(result, indent=2))
-
-
-@evaluate.command("replies")
-@_BUNDLE
-@click.option(
-    "--data",
-    "data_path",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Prompts, with reference replies where there are: CSV with a reply column, JSONL "
-    "with reply and context, or CLINC150 JSON (no replies: degeneration figures only).",
-)
-@click.option(
-    "--train",
-    "train_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The retrieval baseline's index (training prompts with replies). Default: the "
-    "evaluated rows themselves, each row left out of its own search.",
-)
-@_SPLIT
-@_PRECISION
-@click.option("--limit", type=int, default=300, show_default=True, help="Rows, spread evenly.")
-@click.option(
-    "--json",
-    "json_out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write the report to this file.",
-)
-def eval_replies(
-    bundle_dir: Path,
-    data_path: Path,
-    train_path: Path | None,
-    split: str,
-    precision: str,
-    limit: int,
-    json_out: Path | None,
-) -> None:
-    """Serve each prompt through the bundle as the API does and print reply figures as JSON:
-    chrF and ROUGE-L against the references, degenerate share, length, handoffs, latency,
-    beside a TF-IDF retrieval baseline."""
-    from distill_worker.data.loaders import DataError, load_utterances
-    from distill_worker.stages.reply_eval import evaluate_replies
-
-    try:
-        rows = load_utterances(data_path, split=split)
-        train = load_utterances(train_path, split="train") if train_path else None
-    except DataError as exc:
-        _fail(str(exc))
-    overrides = Settings().serving.decoding.model_dump(exclude_none=True)
-    try:
-        report = evaluate_replies(
-            bundle_dir,
-            rows,
-            train=train,
-            precision="fp32" if precision == "fp32" else "int8" if precision == "int8" else "auto",
-            decoding_overrides=overrides,
-            limit=limit,
-        )
-    except (BundleError, ValueError) as exc:
-        _fail(str(exc))
-    text = json.dumps(report, indent=2, ensure_ascii=False)
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(text + "\n", encoding="utf-8")
-    click.echo(text)
 
 
 @main.group()

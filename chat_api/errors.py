@@ -33,8 +33,15 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from chat_api.schemas import ErrorBody
 from chat_api.security_headers import ALWAYS_HEADERS
-from feedback.errors import AuthError, Conflict, FeedbackError, InvalidInput, NotFound
+from feedback.errors import (
+    AuthError,
+    Conflict,
+    FeedbackError,
+    InvalidInput,
+    NotFound,
+)
 
 
 class ApiError(Exception):
@@ -99,6 +106,24 @@ class RateLimited(ApiError):
 class ServiceUnavailable(ApiError):
     status_code = 503
     code = "service_unavailable"
+
+
+# The errors every widget route may answer, documented on each of the widget's routers.
+WIDGET_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "Missing, invalid or expired widget token."},
+    403: {"model": ErrorBody, "description": "The token belongs to another conversation."},
+    404: {"model": ErrorBody, "description": "No such conversation or message."},
+    413: {"model": ErrorBody, "description": "Request body too large."},
+    422: {"model": ErrorBody, "description": "Invalid input."},
+    429: {"model": ErrorBody, "description": "Rate limited; see Retry-After."},
+}
+
+# The errors every operator route may answer (login, review, metrics, models).
+OPERATOR_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "Missing, invalid, revoked or expired token."},
+    404: {"model": ErrorBody, "description": "Not found."},
+    422: {"model": ErrorBody, "description": "Invalid input."},
+}
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:

@@ -4,8 +4,8 @@ passed on to the store to fail there as a 500.
     Text        free text without C0 control characters (tab, newline and CR allowed) or
                 unpaired surrogates: PostgreSQL refuses NUL in text, and UTF-8 cannot carry
                 a lone surrogate
-    QueryTime   a datetime in 1970..9999 that converts to UTC without overflowing
-                (a zone-less one is taken as UTC, as the routes read it)
+    QueryTime   a datetime in 1970..9999 that converts to UTC without overflowing; a
+                zone-less one is taken as UTC (the value always has a zone)
     Score       an integer that is not a boolean (`true` is not CSAT 1)
     Offset      a page offset bounded well inside a 64-bit integer
 """
@@ -56,7 +56,12 @@ def utc_range(value: dt.datetime) -> dt.datetime:
     return value
 
 
+def taken_as_utc(value: dt.datetime) -> dt.datetime:
+    """A zone-less datetime is taken as UTC; one with a zone is kept as given."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
 Text = Annotated[str, AfterValidator(storable_text)]
-QueryTime = Annotated[dt.datetime, AfterValidator(utc_range)]
+QueryTime = Annotated[dt.datetime, AfterValidator(utc_range), AfterValidator(taken_as_utc)]
 Score = StrictInt
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Rows to skip.")]

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 from sqlalchemy.orm import Session
 
 from distill_worker.config import DistillConfig
-from distill_worker.data.importers.command import import_corpus  # noqa: F401 - `chatdistill import`
-from distill_worker.loop.commands import beat, worker  # noqa: F401 - `chatdistill worker|beat`
-from distill_worker.simulate.cli import simulate_command  # noqa: F401 - `chatdistill simulate`
+from distill_worker.data.importers.command import import_corpus as import_corpus
+from distill_worker.run_config import RunConfig, default_of
+from distill_worker.simulate.cli import simulate_command as simulate_command
 from feedback.settings import Settings
 
 _SIZE_OPTIONS = {
@@ -26,20 +27,28 @@ _SIZE_OPTIONS = {
     "stage1_epochs": "Stage 1 (encoder) epochs.",
     "stage2_epochs": "Stage 2 (decoder + reward) epochs.",
 }
+_HELP = {name: field.description or "" for name, field in RunConfig.model_fields.items()}
 
 
-# Time caps that keep `distill` on ~10,000 labelled lines within about 30 minutes on 2 cores
-# (encoder teacher 8 + stage 1 8 + about 200 teacher replies + stage 2 6 + evaluation/export).
+# Stage time caps that keep `distill` on ~10,000 labelled lines within about 30 minutes on 2
+# cores (encoder teacher 8 (RunConfig.teacher_max_minutes) + stage 1 8 + about 200 teacher
+# replies + stage 2 6 + evaluation/export), unless a --config file says otherwise.
 DEFAULT_CAPS = {"stage1_max_minutes": 8.0, "stage2_max_minutes": 6.0}
 
 
-def _config(config_file: Path | None, overrides: dict[str, Any]) -> DistillConfig:
-    base: dict[str, Any] = dict(DEFAULT_CAPS)
+def _config(config_file: Path | None, sizes: dict[str, Any], knobs: dict[str, Any]) -> RunConfig:
+    """The run's config: the --config file (a RunConfig, or a DistillConfig alone), else the
+    default caps; then the size options given, then the teacher and data options."""
+    stored: dict[str, Any] = {"distill": dict(DEFAULT_CAPS)}
     if config_file is not None:
-        base = json.loads(config_file.read_text(encoding="utf-8"))
-    base.update({k: v for k, v in overrides.items() if v is not None})
+        stored = json.loads(config_file.read_text(encoding="utf-8"))
+        if not isinstance(stored, dict):
+            raise click.UsageError(f"{config_file}: a JSON object of RunConfig fields is expected")
+        stored = stored if "distill" in stored else {"distill": stored}
     try:
-        return DistillConfig.from_dict(base)
+        base = RunConfig.from_row(stored)
+        sizes = {k: v for k, v in sizes.items() if v is not None}
+        return base.with_changes(distill=sizes, **knobs)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -142,7 +151,7 @@ def teacher_finetune(
     default=None,
     help="Company policies (Markdown) to ground the teacher's replies.",
 )
-@click.option("--split", default="train", show_default=True, help="Split of a CLINC150 JSON.")
+@click.option("--split", default=default_of("split"), show_default=True, help=_HELP["split"])
 @click.option(
     "--work-dir",
     type=click.Path(path_type=Path),
@@ -152,18 +161,30 @@ def teacher_finetune(
 @click.option(
     "--reply-budget",
     type=int,
-    default=200,
+    default=default_of("reply_budget"),
     show_default=True,
-    help="Teacher-generated replies for stage 2 (the slow part on a CPU).",
+    help=_HELP["reply_budget"],
 )
-@click.option("--eval-replies", type=int, default=24, show_default=True)
-@click.option("--teacher-epochs", type=int, default=3, show_default=True)
+@click.option(
+    "--eval-replies",
+    type=int,
+    default=default_of("eval_replies"),
+    show_default=True,
+    help=_HELP["eval_replies"],
+)
+@click.option(
+    "--teacher-epochs",
+    type=int,
+    default=default_of("teacher_epochs"),
+    show_default=True,
+    help=_HELP["teacher_epochs"],
+)
 @click.option(
     "--config",
     "config_file",
     type=click.Path(exists=True, path_type=Path),
     default=None,
-    help="DistillConfig JSON; options below override it.",
+    help="RunConfig JSON (or DistillConfig JSON alone); options below override it.",
 )
 @click.option("--enc-layers", type=int, default=None, help=_SIZE_OPTIONS["enc_layers"])
 @click.option("--dec-layers", type=int, default=None, help=_SIZE_OPTIONS["dec_layers"])
@@ -171,7 +192,7 @@ def teacher_finetune(
 @click.option("--stage1-epochs", type=int, default=None, help=_SIZE_OPTIONS["stage1_epochs"])
 @click.option("--stage2-epochs", type=int, default=None, help=_SIZE_OPTIONS["stage2_epochs"])
 @click.option("--seed", type=int, default=None)
-@click.option("--int8/--no-int8", default=True, show_default=True, help="Add INT8 graphs.")
+@click.option("--int8/--no-int8", default=default_of("int8"), show_default=True, help=_HELP["int8"])
 def distill(
     data_path: Path | None,
     out: Path,
@@ -186,33 +207,27 @@ def distill(
     **sizes: Any,
 ) -> None:
     """Distil a student from the teachers on a labelled file and export a bundle."""
-    _run(
-        data_path,
-        out,
-        knowledge,
-        split,
-        work_dir,
-        reply_budget,
-        eval_replies,
-        teacher_epochs,
-        _config(config_file, sizes),
-        int8,
-    )
+    knobs = {
+        "split": split,
+        "reply_budget": reply_budget,
+        "eval_replies": eval_replies,
+        "teacher_epochs": teacher_epochs,
+        "int8": int8,
+    }
+    given = click.get_current_context().get_parameter_source
+    # An option left at its default (RunConfig's) does not override the --config file.
+    knobs = {k: v for k, v in knobs.items() if given(k) is not ParameterSource.DEFAULT}
+    config = _config(config_file, sizes, knobs)
+    _run(out, config, data_path=data_path, knowledge=knowledge, work_dir=work_dir)
 
 
 def _run(
-    data_path: Path | None,
     out: Path,
-    knowledge: Path | None,
-    split: str,
-    work_dir: Path | None,
-    reply_budget: int,
-    eval_replies: int,
-    teacher_epochs: int,
-    config: DistillConfig,
-    int8: bool,
-    teacher_lr: float = 5e-5,
-    teacher_max_minutes: float | None = 8.0,
+    config: RunConfig,
+    *,
+    data_path: Path | None = None,
+    knowledge: Path | None = None,
+    work_dir: Path | None = None,
 ) -> Path:
     from dataclasses import replace
 
@@ -235,13 +250,6 @@ def _run(
         config=config,
         data_path=data_path,
         knowledge_path=knowledge,
-        split=split,
-        reply_budget=reply_budget,
-        eval_replies=eval_replies,
-        teacher_epochs=teacher_epochs,
-        teacher_lr=teacher_lr,
-        teacher_max_minutes=teacher_max_minutes,
-        int8=int8,
     )
     try:
         cache = TeacherCache.in_store(settings)
@@ -260,7 +268,13 @@ def _run(
     return out
 
 
-QUICKSTART_CONFIG = DistillConfig(stage1_epochs=3, stage2_epochs=60, stage2_lr=1e-3)
+QUICKSTART_CONFIG = RunConfig(
+    distill=DistillConfig(stage1_epochs=3, stage2_epochs=60, stage2_lr=1e-3),
+    reply_budget=64,
+    eval_replies=12,
+    teacher_epochs=4,
+    teacher_lr=1e-4,
+)
 
 
 @click.command()
@@ -269,7 +283,13 @@ QUICKSTART_CONFIG = DistillConfig(stage1_epochs=3, stage2_epochs=60, stage2_lr=1
 @click.option(
     "--serve/--no-serve", default=True, show_default=True, help="Start the API at the end."
 )
-@click.option("--reply-budget", type=int, default=64, show_default=True)
+@click.option(
+    "--reply-budget",
+    type=int,
+    default=QUICKSTART_CONFIG.reply_budget,
+    show_default=True,
+    help=_HELP["reply_budget"],
+)
 def quickstart(host: str | None, port: int | None, serve: bool, reply_budget: int) -> None:
     """Prepare the teachers, distil a demo student for an online shop, deploy it, serve it."""
     from bundle_runtime.deploy import deploy_bundle
@@ -281,7 +301,7 @@ def quickstart(host: str | None, port: int | None, serve: bool, reply_budget: in
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = settings.data_dir / "quickstart" / f"demo-{stamp}"
     click.echo("quickstart: distilling a demo student (online shop) on this machine's CPU")
-    _run(None, out, None, "train", None, reply_budget, 12, 4, QUICKSTART_CONFIG, True, 1e-4)
+    _run(out, QUICKSTART_CONFIG.with_changes(reply_budget=reply_budget))
     engine = make_engine(settings)
     try:
         migrate.upgrade(engine)
@@ -294,7 +314,7 @@ def quickstart(host: str | None, port: int | None, serve: bool, reply_budget: in
                 reason="quickstart",
                 actor_type=ActorType.CLI,
             )
-            seeded = _seed_demo_corpus(session, QUICKSTART_CONFIG.seed)
+            seeded = _seed_demo_corpus(session, QUICKSTART_CONFIG.distill.seed)
     finally:
         engine.dispose()
     click.echo(f"quickstart: {done.manifest.model_version} deployed as production")

@@ -13,8 +13,9 @@ least `min_sample` observations on both sides:
 No figure judged yet -> wait. Nothing worse and `promote_after` rated canary replies (with
 `auto_promote`) -> promote. Otherwise keep.
 
-`CanaryDecision.apply` moves the alias and writes the audit row in the caller's transaction;
-after the commit, `announce` tells the API processes (they also poll).
+This module only decides; `feedback.aliases.apply_canary_decision` carries a decision out (the
+alias move and its audit row, in the caller's transaction), and `feedback.aliases.publish`
+tells the API processes after the commit (they also poll).
 """
 
 from __future__ import annotations
@@ -25,15 +26,9 @@ from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
-from feedback.events import publish_model_change
-from feedback.models import ActorType
 from feedback.monitor import WindowMetrics, window_metrics
-from feedback.repositories.audit import AuditRepository
-from feedback.repositories.model_versions import PRODUCTION, ModelVersionRepository
+from feedback.repositories.model_versions import CANARY, PRODUCTION, ModelVersionRepository
 from feedback.settings import CanarySettings, Settings
-
-CANARY = "canary"
-ACTOR = "canary-check"
 
 Action = Literal["none", "wait", "keep", "rollback", "promote"]
 
@@ -50,55 +45,6 @@ class CanaryDecision:
     @property
     def moves_an_alias(self) -> bool:
         return self.action in ("rollback", "promote")
-
-    def apply(self, session: Session) -> str | None:
-        """Carry out a rollback or promotion in the caller's transaction (no commit here);
-        -> the alias that moved, or None (nothing to do, or the aliases changed since the
-        check: a stale decision is dropped, the next check decides afresh)."""
-        if not self.moves_an_alias or self.canary_version is None:
-            return None
-        repo = ModelVersionRepository(session)
-        champion, canary = repo.resolve_alias(PRODUCTION), repo.resolve_alias(CANARY)
-        if champion is None or canary is None:
-            return None
-        if (champion.id, canary.id) != (self.champion_version, self.canary_version):
-            return None
-        if self.action == "rollback":
-            alias, target = CANARY, champion.id
-            reason = f"canary {canary.id} rolled back: {self.reason}"
-        else:
-            alias, target = PRODUCTION, canary.id
-            reason = f"canary {canary.id} promoted: {self.reason}"
-        previous = repo.set_alias(alias, target, reason=reason)
-        AuditRepository(session).record(
-            actor_type=ActorType.SYSTEM,
-            actor_id=ACTOR,
-            action=f"model.canary_{self.action}",
-            target_type="model_version",
-            target_id=canary.id,
-            details={
-                "alias": alias,
-                "previous": previous,
-                "now": target,
-                "reason": self.reason,
-                "since": self.since.isoformat() if self.since else None,
-                "numbers": self.numbers,
-            },
-        )
-        return alias
-
-
-def announce(settings: Settings, decision: CanaryDecision) -> None:
-    """After the transaction that applied `decision` committed: tell the API processes."""
-    if decision.action == "rollback" and decision.champion_version:
-        alias, version = CANARY, decision.champion_version
-    elif decision.action == "promote" and decision.canary_version:
-        alias, version = PRODUCTION, decision.canary_version
-    else:
-        return
-    publish_model_change(
-        settings, alias=alias, version_id=version, reason=f"canary {decision.action}"
-    )
 
 
 def check_canary(

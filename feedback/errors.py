@@ -4,7 +4,8 @@ FeedbackError
 ├── NotFound            the thing asked for does not exist
 ├── Conflict            the request contradicts the current state
 ├── InvalidInput        a value is out of range or malformed
-└── AuthError           credentials missing, wrong, expired or revoked
+├── AuthError           credentials missing, wrong, expired or revoked
+└── SchemaOutOfDate     the database is not at the code's migration revision
 """
 
 from __future__ import annotations
@@ -30,3 +31,17 @@ class InvalidInput(FeedbackError):
 
 class AuthError(FeedbackError):
     code = "unauthorized"
+
+
+class SchemaOutOfDate(FeedbackError):
+    """The database's migration revision is not the code's (`feedback.migrate.require_head`)."""
+
+    code = "schema_out_of_date"
+    action = "run `chatdistill db upgrade` first"
+
+    def __init__(self, current: str | None, head: str | None) -> None:
+        self.current, self.head = current, head
+        self.problem = (
+            f"the database is at revision {current or 'none (empty)'}, the code needs {head}"
+        )
+        super().__init__(f"{self.problem}; {self.action}")

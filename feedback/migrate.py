@@ -1,4 +1,5 @@
-"""Apply, revert and check the Alembic migrations in `migrations/` from code."""
+"""Apply, revert and check the Alembic migrations in `migrations/` from code; `require_head` is
+the one check, for every entry point, that a database is at the code's revision."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 import migrations
+from feedback.errors import SchemaOutOfDate
 
 MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
 
@@ -42,3 +44,10 @@ def current_revision(engine: Engine) -> str | None:
 
 def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def require_head(engine: Engine) -> None:
+    """Raise SchemaOutOfDate unless the database is at the code's migration revision."""
+    current, head = current_revision(engine), head_revision()
+    if current != head:
+        raise SchemaOutOfDate(current, head)

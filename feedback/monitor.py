@@ -1,6 +1,9 @@
-"""Quality and latency figures over a time window, per model version or overall.
+"""Quality and latency figures over a time window, per model version or overall, or over a
+series of contiguous windows (the dashboard's charts): rates and percentiles from the counts
+that `feedback.repositories.monitor_figures` queries, one grouped query per figure family
+whatever the number of windows.
 
-The operator metrics summary reads these; so does the continual loop's monitor, which adds
+The operator metrics summary and charts read these; so does the continual loop's monitor, which adds
 thresholds and hysteresis (`feedback.monitor_rules`) and the recorded decisions of each tick
 (`feedback.monitor_loop`).
 """
@@ -8,16 +11,15 @@ thresholds and hysteresis (`feedback.monitor_rules`) and the recorded decisions 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Select, and_, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
-from feedback.models import Conversation, Correction, Message, MessageRole, Rating
-
-# Latencies considered for percentiles; bounded so the summary stays cheap on a busy store.
-MAX_LATENCY_SAMPLES = 20_000
+from feedback.repositories.monitor_figures import (
+    BucketCounts,
+    MonitorFigureRepository,
+    TimeBuckets,
+)
 
 
 class WindowMetrics(BaseModel):
@@ -61,6 +63,17 @@ def _ratio(num: int, den: int) -> float | None:
     return num / den if den else None
 
 
+def window_series(
+    session: Session, buckets: TimeBuckets, *, model_version: str | None = None
+) -> list[WindowMetrics]:
+    """The figures of every bucket, in order, from one grouped query per figure family."""
+    counts = MonitorFigureRepository(session).counts(buckets, model_version=model_version)
+    return [
+        _metrics(c, since=since, until=until, model_version=model_version)
+        for c, (since, until) in zip(counts, buckets.windows(), strict=True)
+    ]
+
+
 def window_metrics(
     session: Session,
     *,
@@ -68,122 +81,38 @@ def window_metrics(
     until: dt.datetime | None = None,
     model_version: str | None = None,
 ) -> WindowMetrics:
-    def in_window(stmt: Select[Any], column: Any) -> Select[Any]:
-        if since is not None:
-            stmt = stmt.where(column >= since)
-        if until is not None:
-            stmt = stmt.where(column < until)
-        return stmt
+    """The figures of one window (either side may be open): the series of one bucket."""
+    buckets = TimeBuckets((since, until))
+    return window_series(session, buckets, model_version=model_version)[0]
 
-    replies = in_window(
-        select(Message).where(Message.role == MessageRole.ASSISTANT.value), Message.created_at
-    )
-    if model_version is not None:
-        replies = replies.where(Message.model_version == model_version)
-    reply_ids = replies.with_only_columns(Message.id).subquery()
 
-    conv_stmt = in_window(select(func.count(Conversation.id)), Conversation.created_at)
-    handed_stmt = conv_stmt.where(Conversation.handed_off.is_(True))
-    customer_stmt = in_window(
-        select(func.count(Message.id)).where(Message.role == MessageRole.CUSTOMER.value),
-        Message.created_at,
-    )
-    if model_version is not None:
-        served = select(Message.conversation_id).where(Message.model_version == model_version)
-        conv_stmt = conv_stmt.where(Conversation.id.in_(served))
-        handed_stmt = handed_stmt.where(Conversation.id.in_(served))
-        customer_stmt = customer_stmt.where(Message.conversation_id.in_(served))
-    conversations = int(session.scalar(conv_stmt) or 0)
-    handed_off = int(session.scalar(handed_stmt) or 0)
-    customer_messages = int(session.scalar(customer_stmt) or 0)
-    assistant_replies = int(session.scalar(select(func.count()).select_from(reply_ids)) or 0)
-
-    thumbs_rows = session.execute(
-        select(Rating.thumbs, func.count())
-        .where(Rating.message_id.in_(select(reply_ids.c.id)), Rating.thumbs.is_not(None))
-        .group_by(Rating.thumbs)
-    ).all()
-    thumbs = {int(value): int(count) for value, count in thumbs_rows if value is not None}
-    up, down = thumbs.get(1, 0), thumbs.get(-1, 0)
-
-    csat_stmt = in_window(
-        select(func.count(Rating.csat), func.avg(Rating.csat)).where(Rating.csat.is_not(None)),
-        Rating.updated_at,
-    )
-    if model_version is not None:
-        csat_stmt = csat_stmt.where(
-            Rating.conversation_id.in_(
-                select(Message.conversation_id).where(Message.model_version == model_version)
-            )
-        )
-    csat_count, csat_mean = session.execute(csat_stmt).one()
-
-    # Operator-verified intents: the newest labelling correction of each message that has a
-    # predicted intent, compared with the prediction.
-    later = aliased(Correction)
-    newest_label = (
-        select(Correction.message_id, Correction.corrected_intent)
-        .where(Correction.corrected_intent.is_not(None))
-        .where(
-            ~select(later.id)
-            .where(
-                and_(
-                    later.message_id == Correction.message_id,
-                    later.corrected_intent.is_not(None),
-                    later.created_at > Correction.created_at,
-                )
-            )
-            .exists()
-        )
-        .subquery()
-    )
-    verified_stmt = in_window(
-        select(Message.intent, newest_label.c.corrected_intent)
-        .join(newest_label, newest_label.c.message_id == Message.id)
-        .where(Message.intent.is_not(None)),
-        Message.created_at,
-    )
-    if model_version is not None:
-        verified_stmt = verified_stmt.where(Message.model_version == model_version)
-    verified = session.execute(verified_stmt).all()
-    correct = sum(1 for predicted, label in verified if predicted == label)
-
-    guarded, approved = session.execute(
-        select(
-            func.count(Message.guard_reason),
-            func.count(Message.id).filter(Message.reply_source == "approved"),
-        ).where(Message.id.in_(select(reply_ids.c.id)))
-    ).one()
-
-    latencies = sorted(
-        float(v)
-        for v in session.scalars(
-            replies.with_only_columns(Message.latency_ms)
-            .where(Message.latency_ms.is_not(None))
-            .order_by(Message.created_at.desc())
-            .limit(MAX_LATENCY_SAMPLES)
-        )
-        if v is not None
-    )
+def _metrics(
+    counts: BucketCounts,
+    *,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    model_version: str | None,
+) -> WindowMetrics:
+    up, down = counts.thumbs_up, counts.thumbs_down
     return WindowMetrics(
         since=since,
         until=until,
         model_version=model_version,
-        conversations=conversations,
-        customer_messages=customer_messages,
-        assistant_replies=assistant_replies,
+        conversations=counts.conversations,
+        customer_messages=counts.customer_messages,
+        assistant_replies=counts.assistant_replies,
         thumbs_up=up,
         thumbs_down=down,
         positive_rate=_ratio(up, up + down),
-        csat_count=int(csat_count or 0),
-        csat_mean=float(csat_mean) if csat_mean is not None else None,
-        handed_off=handed_off,
-        handoff_rate=_ratio(handed_off, conversations),
-        verified_intents=len(verified),
-        intent_accuracy=_ratio(correct, len(verified)),
-        latency_p50_ms=percentile(latencies, 0.50),
-        latency_p95_ms=percentile(latencies, 0.95),
-        guarded_replies=int(guarded or 0),
-        approved_replies=int(approved or 0),
-        fallback_rate=_ratio(int(guarded or 0), assistant_replies),
+        csat_count=counts.csat_count,
+        csat_mean=counts.csat_mean,
+        handed_off=counts.handed_off,
+        handoff_rate=_ratio(counts.handed_off, counts.conversations),
+        verified_intents=counts.verified_intents,
+        intent_accuracy=_ratio(counts.correct_intents, counts.verified_intents),
+        latency_p50_ms=percentile(counts.latencies, 0.50),
+        latency_p95_ms=percentile(counts.latencies, 0.95),
+        guarded_replies=counts.guarded_replies,
+        approved_replies=counts.approved_replies,
+        fallback_rate=_ratio(counts.guarded_replies, counts.assistant_replies),
     )

@@ -405,9 +405,13 @@ class WorkerSettings(BaseModel):
         default_factory=lambda: {"enc_layers": 1, "dec_layers": 1},
         description="DistillConfig overrides of latency (compression) runs, over `distill`.",
     )
-    reply_budget: int = Field(default=200, ge=1, description="Teacher replies per run.")
-    teacher_epochs: int = Field(default=3, ge=1, description="Encoder-teacher fine-tuning.")
-    int8: bool = Field(default=True, description="Export INT8 graphs too.")
+    # A run's teacher knobs; None: the default of the RunConfig field of the same name
+    # (distill_worker/run_config.py), written there once.
+    reply_budget: int | None = Field(default=None, ge=1, description="Teacher replies per run.")
+    teacher_epochs: int | None = Field(
+        default=None, ge=1, description="Encoder-teacher fine-tuning epochs."
+    )
+    int8: bool | None = Field(default=None, description="Export INT8 graphs too.")
     gate: GateSettings = Field(default_factory=GateSettings)
 
 

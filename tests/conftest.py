@@ -24,6 +24,12 @@ PG_ADMIN_URL = os.environ.get(
 REDIS_URL = os.environ.get("CHATDISTILL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 TEST_SECRET = "test-secret-key-0123456789abcdef"
 
+# Fixtures and builders shared by test modules live in tests/fixtures/ (no test module imports
+# another); their asserts are rewritten like a test's, and the modules defining pytest fixtures
+# are plugins (tiny_bundle first: hot_swap imports it).
+pytest.register_assert_rewrite("tests.fixtures")
+pytest_plugins = ["tests.fixtures.tiny_bundle", "tests.fixtures.cli", "tests.fixtures.hot_swap"]
+
 
 def _pg_url(database: str) -> str:
     return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + database

@@ -161,7 +161,7 @@ class Batcher:
         priority: int = 1,
         route_key: str | None = None,
     ) -> tuple[str, StudentReply]:
-        """-> (model version, reply): `ReplyEngine.reply` through the batch."""
+        """-> (model version, reply): one whole reply through the batch."""
         ticket = self.submit(
             turns, max_new_tokens=max_new_tokens, priority=priority, route_key=route_key
         )

@@ -1,17 +1,19 @@
 """OpenAI-compatible API for existing server-to-server clients (API key auth).
 
 `/v1/models` lists the registered student versions. `/v1/chat/completions` answers with the
-deployed student (greedy decoding: `temperature` is accepted and ignored; `max_tokens` caps the
-reply); without a deployed model it says so (503). `user` turns are the customer's, `assistant`
-turns the assistant's, `system` turns are not read (the student has no instructions channel).
-Nothing is stored. Replies go through the batcher; `stream: true` answers in OpenAI's chunk
-format over SSE (`data: {chat.completion.chunk}` lines, then `data: [DONE]`); a failure after
-the stream started is sent as `data: {"error": {...}}`. A full queue answers 503 (Retry-After).
+deployed student (greedy: `temperature` is ignored; `max_tokens` caps the reply), or 503 without
+one. `user` turns are the customer's, `assistant` turns the assistant's; `system` turns are not
+read. Nothing is stored. Replies pass the widget's guard (`chat_api.replies.guard_unstored`): an
+unfit reply is replaced by its intent's approved answer (finish_reason "stop"); a cut the
+client's own `max_tokens` asked for is not unfit. `stream: true` answers in OpenAI's chunk format
+over SSE, the deltas held until the guard has seen the whole reply; a failure after the stream
+started is sent as `data: {"error": {...}}`. A full queue answers 503 (Retry-After).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -19,12 +21,14 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from chat_api.batching.loop import Completed, Ticket, TokenDelta
 from chat_api.batching.scheduler import BatchingError, Overloaded
 from chat_api.dependencies import CurrentApiKey, DbSession
 from chat_api.errors import error_response
-from chat_api.routes.widget import batching_error_code
+from chat_api.replies import batching_error_code, guard_unstored
 from chat_api.routing import TransactionEndingRoute
 from chat_api.runtime.serving import NoModelLoaded
 from chat_api.schemas import (
@@ -39,6 +43,8 @@ from chat_api.schemas import (
 )
 from chat_api.state import app_state
 from feedback.repositories.model_versions import ModelVersionRepository
+
+logger = logging.getLogger(__name__)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing, invalid or revoked API key."},
@@ -94,15 +100,21 @@ async def chat_completions(
         return error_response(
             503, "overloaded", str(exc), headers={"Retry-After": str(exc.retry_after_s)}
         )
+    customer_text = next(m.content for m in reversed(body.messages) if m.role == "user")
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    factory = state["session_factory"]
     if body.stream:
-        chunks = _chunks(ticket, completion_id, created)
+        chunks = _chunks(ticket, factory, customer_text, body.max_tokens, completion_id, created)
         return StreamingResponse(chunks, media_type="text/event-stream")
     try:
         done = await ticket.result()
     except BatchingError as exc:
         return error_response(503, batching_error_code(exc), f"{exc}; retry the request")
     reply = done.reply
+    sent = await run_in_threadpool(
+        guard_unstored, factory, reply, customer_text, client_max_tokens=body.max_tokens
+    )
+    approved = sent.source == "approved"
     return ChatCompletion(
         id=completion_id,
         created=created,
@@ -110,8 +122,8 @@ async def chat_completions(
         choices=[
             ChatCompletionChoice(
                 index=0,
-                message=ChatCompletionMessage(content=reply.text),
-                finish_reason=reply.finish_reason,
+                message=ChatCompletionMessage(content=sent.text),
+                finish_reason="stop" if approved else reply.finish_reason,
             )
         ],
         usage=ChatCompletionUsage(
@@ -131,8 +143,16 @@ def _no_model() -> JSONResponse:
     )
 
 
-async def _chunks(ticket: Ticket, completion_id: str, created: int) -> AsyncIterator[str]:
-    """OpenAI `chat.completion.chunk` events: the role, content deltas, the finish reason."""
+async def _chunks(
+    ticket: Ticket,
+    factory: sessionmaker[Session],
+    customer_text: str,
+    max_tokens: int | None,
+    completion_id: str,
+    created: int,
+) -> AsyncIterator[str]:
+    """OpenAI `chat.completion.chunk` events: the role, content deltas, the finish reason. The
+    deltas are held until the guard has seen the whole reply: a sent delta cannot be taken back."""
 
     def chunk(delta: dict[str, str], finish: str | None = None) -> str:
         data = {
@@ -144,17 +164,37 @@ async def _chunks(ticket: Ticket, completion_id: str, created: int) -> AsyncIter
         }
         return f"data: {json.dumps(data, separators=(',', ':'))}\n\n"
 
+    def error(code: str, message: str) -> str:
+        return f"data: {json.dumps({'error': {'code': code, 'message': message}})}\n\n"
+
     yield chunk({"role": "assistant", "content": ""})
+    deltas: list[str] = []
+    done: Completed | None = None
     events = ticket.events()
     try:
         async for event in events:
             if isinstance(event, TokenDelta):
-                yield chunk({"content": event.text})
-            elif isinstance(event, Completed):
-                yield chunk({}, event.reply.finish_reason)
+                deltas.append(event.text)
+            else:
+                done = event
     except BatchingError as exc:
-        error = {"error": {"code": batching_error_code(exc), "message": f"{exc}; retry"}}
-        yield f"data: {json.dumps(error)}\n\n"
+        yield error(batching_error_code(exc), f"{exc}; retry")
     finally:
         await events.aclose()
+    if done is not None:
+        try:
+            sent = await run_in_threadpool(
+                guard_unstored, factory, done.reply, customer_text, client_max_tokens=max_tokens
+            )
+        except Exception:
+            logger.exception("the guard could not check completion %s", completion_id)
+            yield error("reply_failed", "the reply could not be checked; retry")
+        else:
+            if sent.source == "approved":
+                yield chunk({"content": sent.text})
+                yield chunk({}, "stop")
+            else:
+                for text in deltas:
+                    yield chunk({"content": text})
+                yield chunk({}, done.reply.finish_reason)
     yield "data: [DONE]\n\n"

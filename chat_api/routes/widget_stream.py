@@ -1,9 +1,10 @@
 """The widget's streaming reply: `POST /v1/widget/conversations/{id}/messages/stream` (SSE).
 
-Same auth, body and validation as the non-streaming endpoint. The customer message is stored
-by the request's unit of work (committed before the stream starts), then the reply is generated
-in the batch, streamed token by token, and stored in its own unit of work (`session_scope`)
-once generation ends. Events, in order:
+Same auth, body and validation as the non-streaming endpoint, and the same reply service
+(`chat_api.replies`): the customer message is stored by the request's unit of work (committed
+before the stream starts), then the reply is generated in the batch, streamed token by token,
+and stored as the guard lets it out in its own unit of work (`session_scope`) once generation
+ends; the `reply` event carries what was stored. Events, in order:
 
     event: message   the stored customer message (MessageOut)
     event: token     {"text": "<delta>"}                      zero or more
@@ -32,23 +33,20 @@ from starlette.concurrency import run_in_threadpool
 from chat_api.batching.loop import Batcher, Completed, TokenDelta
 from chat_api.batching.scheduler import BatchingError
 from chat_api.dependencies import DbSession, WidgetWrite, per_ip_limit
+from chat_api.errors import WIDGET_ERRORS
 from chat_api.metrics import ApiMetrics
-from chat_api.routes.widget import (
-    _ERRORS,
+from chat_api.replies import (
     NO_MODEL_DETAIL,
     batching_error_code,
-    check_capacity,
     check_text,
-    model_turns,
+    store_customer_turn,
     store_reply,
 )
 from chat_api.routing import TransactionEndingRoute
 from chat_api.runtime.serving import NoModelLoaded
 from chat_api.schemas import MessageOut, PostMessage
-from chat_api.state import app_state
+from chat_api.state import app_state, settings_of
 from feedback.db import session_scope
-from feedback.models import MessageRole
-from feedback.repositories.conversations import ConversationRepository
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +55,7 @@ router = APIRouter(
     prefix="/v1/widget",
     tags=["widget"],
     dependencies=[Depends(per_ip_limit)],
-    responses=_ERRORS,
+    responses=WIDGET_ERRORS,
 )
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -82,23 +80,18 @@ def sse(event: str, data: dict[str, Any]) -> str:
 def post_message_stream(
     request: Request, conversation_id: WidgetWrite, body: PostMessage, session: DbSession
 ) -> StreamingResponse:
-    check_text(request, body)
+    check_text(settings_of(request).api, body.text)
     state = app_state(request)
-    repo = ConversationRepository(session)
-    conversation = repo.get(conversation_id)
-    handed_off = conversation.handed_off
-    if not handed_off:
-        check_capacity(state["batcher"])
-    message = repo.add_message(conversation, role=MessageRole.CUSTOMER, text=body.text)
+    turn = store_customer_turn(session, state["batcher"], conversation_id, body.text)
     state["metrics"].customer_messages.inc()
-    stored = MessageOut.model_validate(message).model_dump(mode="json")
-    turns = None if handed_off else model_turns(repo, conversation_id)
+    stored = MessageOut.model_validate(turn.message).model_dump(mode="json")
+    turns = None if turn.handed_off else turn.turns
     # Committed here, in the handler's thread, before the stream starts (the dependency's
     # teardown would wait for a free threadpool slot while holding the transaction).
     session.commit()
     events = _events(
         state["batcher"], state["session_factory"], state["metrics"], conversation_id, stored,
-        turns,
+        turns, body.text,
     )  # fmt: skip
     return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
 
@@ -110,6 +103,7 @@ async def _events(
     conversation_id: uuid.UUID,
     stored: dict[str, Any],
     turns: list[tuple[str, str]] | None,
+    customer_text: str,
 ) -> AsyncIterator[str]:
     yield sse("message", stored)
     if turns is None:  # handed off: a human has the conversation, the bot stays quiet
@@ -139,7 +133,7 @@ async def _events(
     assert done is not None
     try:
         answer = await run_in_threadpool(
-            _store, factory, metrics, conversation_id, done, turns[-1][1] if turns else ""
+            _store, factory, metrics, conversation_id, done, customer_text
         )
     except Exception:
         logger.exception("storing the streamed reply of conversation %s failed", conversation_id)
@@ -160,9 +154,8 @@ def _store(
     customer_text: str,
 ) -> dict[str, Any] | None:
     with session_scope(factory) as session:
-        repo = ConversationRepository(session)
         answer = store_reply(
-            repo, conversation_id, done.version, done.reply, metrics, customer_text
+            session, conversation_id, done.version, done.reply, metrics, customer_text
         )
         if answer is None:
             return None

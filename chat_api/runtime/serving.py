@@ -2,9 +2,8 @@
 
 `load` builds the new runtime beside the current one and then swaps one reference: a call in
 flight keeps the object it started with, later calls get the new one, nothing is dropped.
-The API's replies go through the batcher (`chat_api.batching.loop.Batcher`), which binds each
+Every reply goes through the batcher (`chat_api.batching.loop.Batcher`), which binds each
 request to `current` when it is submitted, so in-flight requests finish on their model.
-`reply` / `reply_async` answer one conversation directly (CLI, evaluation, tests).
 
 Canary: a second model (`load(..., canary=True)`) answers `options.canary_share` of the
 conversations, chosen by a hash of the conversation id so a conversation keeps its model;
@@ -28,10 +27,9 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.concurrency import run_in_threadpool
 
 from bundle_runtime.manifest import BundleError, bundle_checksum, load_manifest
-from bundle_runtime.onnx_student import OnnxStudent, Precision, Provider, StudentReply
+from bundle_runtime.onnx_student import OnnxStudent, Precision, Provider
 from feedback.db import session_scope
 from feedback.repositories.model_versions import PRODUCTION, ModelVersionRepository
 
@@ -129,9 +127,18 @@ class ReplyEngine:
         canary: bool = False,
     ) -> LoadedModel:
         """Verify and load a bundle beside the current one, then swap (the canary slot with
-        `canary`). With `checksum` (the registry's), a bundle whose manifest changed since
-        registration is refused. Blocking: call it from a worker thread. Raises BundleError;
-        the model in that slot then stays."""
+        `canary`): `prepare` then `install`. Blocking: call it from a worker thread. Raises
+        BundleError; the model in that slot then stays."""
+        loaded = self.prepare(bundle_dir, version_id, checksum=checksum)
+        self.install(loaded, canary=canary)
+        return loaded
+
+    def prepare(
+        self, bundle_dir: Path, version_id: str, *, checksum: str | None = None
+    ) -> LoadedModel:
+        """Verify and load a bundle without serving it (`install` serves it). With `checksum`
+        (the registry's), a bundle whose manifest changed since registration is refused.
+        Blocking. Raises BundleError."""
         with self._load_lock:
             try:
                 actual = bundle_checksum(bundle_dir) if checksum is not None else None
@@ -152,14 +159,18 @@ class ReplyEngine:
                 decoding_overrides=self.options.decoding,
                 guard_min_reward=self.options.guard_min_reward,
             )
-            if student.model_version != version_id:
-                logger.warning(
-                    "bundle %s calls itself %s; serving it as %s (the registry's id)",
-                    bundle_dir,
-                    student.model_version,
-                    version_id,
-                )
-            loaded = LoadedModel(version_id=version_id, student=student)
+        if student.model_version != version_id:
+            logger.warning(
+                "bundle %s calls itself %s; serving it as %s (the registry's id)",
+                bundle_dir,
+                student.model_version,
+                version_id,
+            )
+        return LoadedModel(version_id=version_id, student=student)
+
+    def install(self, loaded: LoadedModel, *, canary: bool = False) -> None:
+        """Serve a prepared model (in the canary slot with `canary`): one reference swap."""
+        with self._load_lock:
             if canary:
                 previous, self._canary = self._canary, loaded
             else:
@@ -167,26 +178,11 @@ class ReplyEngine:
         logger.info(
             "serving %s %s from %s (%s, was %s)",
             "canary" if canary else "model",
-            version_id,
-            bundle_dir,
-            student.precision,
+            loaded.version_id,
+            loaded.student.bundle_dir,
+            loaded.student.precision,
             previous.version_id if previous else "none",
         )
-        return loaded
-
-    def reply(
-        self, turns: list[tuple[str, str]], max_new_tokens: int | None = None
-    ) -> tuple[str, StudentReply]:
-        """-> (model version, reply). Blocking: call from a worker thread (sync routes are)."""
-        loaded = self._current
-        if loaded is None:
-            raise NoModelLoaded("no model is loaded")
-        return loaded.version_id, loaded.student.reply(turns, max_new_tokens)
-
-    async def reply_async(
-        self, turns: list[tuple[str, str]], max_new_tokens: int | None = None
-    ) -> tuple[str, StudentReply]:
-        return await run_in_threadpool(self.reply, turns, max_new_tokens)
 
 
 def route_bucket(route_key: str) -> float:

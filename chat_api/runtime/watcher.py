@@ -26,12 +26,10 @@ from bundle_runtime.manifest import BundleError
 from chat_api.runtime.serving import LoadedModel, ReplyEngine, bundle_path
 from feedback.db import session_scope
 from feedback.events import model_changes
-from feedback.repositories.model_versions import PRODUCTION, ModelVersionRepository
+from feedback.repositories.model_versions import CANARY, PRODUCTION, ModelVersionRepository
 from feedback.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-CANARY = "canary"
 
 
 @dataclass(frozen=True)

@@ -4,13 +4,14 @@ in this process (engines are not shared across a fork), plus the run configs per
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from distill_worker.config import DistillConfig
+from distill_worker.run_config import RunConfig
 from feedback.db import make_engine, make_session_factory
 from feedback.models import RunTrigger
 from feedback.settings import Settings
@@ -37,17 +38,31 @@ class LoopContext:
     def snapshots_dir(self) -> Path:
         return self.settings.data_dir / "snapshots"
 
-    def run_config(self, trigger: RunTrigger) -> dict[str, Any]:
-        """The DistillConfig (as JSON) of a run opened by `trigger`, validated now, so that a
-        bad setting fails the opener rather than a worker hours later. Latency runs train a
-        compression-oriented student (the `compression` overrides) and export INT8."""
+    def run_settings(self, trigger: RunTrigger) -> RunConfig:
+        """The RunConfig of a run opened by `trigger`, from the worker's settings (fields left
+        unset there keep RunConfig's defaults). Latency runs train a compression-oriented
+        student (the `compression` overrides) and export INT8. The run's own reply-quality
+        check decodes at most 8 held-out replies (the gate decodes `gate.eval_replies`)."""
         worker = self.settings.worker
-        fields: dict[str, Any] = dict(worker.distill)
+        distill: dict[str, Any] = dict(worker.distill)
         if trigger is RunTrigger.LATENCY:
-            fields.update(worker.compression)
-        config = DistillConfig.from_dict(fields)
+            distill.update(worker.compression)
+        knobs = {
+            "reply_budget": worker.reply_budget,
+            "teacher_epochs": worker.teacher_epochs,
+            "int8": True if trigger is RunTrigger.LATENCY else worker.int8,
+        }
+        return RunConfig(
+            distill=DistillConfig.from_dict(distill),
+            eval_replies=min(worker.gate.eval_replies, 8),
+            **{k: v for k, v in knobs.items() if v is not None},
+        )
+
+    def run_config(self, trigger: RunTrigger) -> dict[str, Any]:
+        """`run_settings` as stored on the run's row, validated now, so that a bad setting
+        fails the opener rather than a worker hours later; `compression` tells the train step
+        not to warm-start the smaller student from the champion."""
         return {
-            "distill": asdict(config),
-            "int8": worker.int8 or trigger is RunTrigger.LATENCY,
+            **self.run_settings(trigger).to_row(),
             "compression": trigger is RunTrigger.LATENCY,
         }

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from distill_worker.loop.context import LoopContext
-from feedback.canary import announce, check_canary
+from feedback.aliases import apply_canary_decision, publish
+from feedback.canary import check_canary
 from feedback.db import session_scope
 from feedback.models import RunTrigger, utcnow
 from feedback.monitor_gauges import MonitorGauges
@@ -46,10 +47,14 @@ def canary_check(ctx: LoopContext) -> dict[str, Any]:
     champion's, promote it when it held up; the API processes hear of a move once it commits."""
     with session_scope(ctx.sessions()) as session:
         decision = check_canary(session, ctx.settings)
-        moved = decision.apply(session)
-    if moved:
-        announce(ctx.settings, decision)
-    return {"action": decision.action, "reason": decision.reason, "moved": moved}
+        moved = apply_canary_decision(session, decision)
+    if moved is not None:
+        publish(ctx.settings, moved)
+    return {
+        "action": decision.action,
+        "reason": decision.reason,
+        "moved": moved.alias if moved else None,
+    }
 
 
 def scheduled_run(ctx: LoopContext, send: Send) -> dict[str, Any]:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bundle_runtime.deploy import deploy_bundle, store_bundle
-from bundle_runtime.manifest import BundleError, bundle_checksum, verify_bundle
+from bundle_runtime.deploy import seed_approved_answers, store_bundle
+from bundle_runtime.manifest import BundleError, bundle_checksum, load_manifest, verify_bundle
 from distill_worker.config import DistillConfig
 from distill_worker.data.snapshots import SnapshotError, create_snapshot, load_snapshot
 from distill_worker.loop.bundle_eval import evaluate_bundle
@@ -26,12 +26,14 @@ from distill_worker.loop.context import LoopContext
 from distill_worker.loop.errors import PermanentRunError, RetryableRunError
 from distill_worker.loop.gate import judge
 from distill_worker.loop.lease import Lease
+from distill_worker.run_config import RunConfig
 from distill_worker.teacher.base import TeacherError
 from distill_worker.teacher.cache import TeacherCache
 from distill_worker.teacher.openai_compat import OpenAIResponder
 from distill_worker.teacher.prepare import META_FILE, prepared_responder_dir
+from feedback import aliases
 from feedback.db import session_scope
-from feedback.models import ActorType
+from feedback.models import ActorType, RunTrigger
 from feedback.repositories.audit import AuditRepository
 from feedback.repositories.model_versions import PRODUCTION, ModelVersionRepository
 from feedback.repositories.runs import RunRepository
@@ -133,7 +135,9 @@ def train(ctx: LoopContext, state: RunState, lease: Lease, stage: Stage) -> dict
     # run from the teacher alone.
     fresh = state.config.get("compression") or state.config.get("warm_start") is False
     warm = champion[1] if champion and not fresh else None
-    config = DistillConfig.from_dict(state.config["distill"])
+    # As stored when the run was opened; a row from before the teacher and data knobs were
+    # stored takes them from the worker's settings, as it did then.
+    config = RunConfig.from_row(state.config, fallback=ctx.run_settings(RunTrigger.MANUAL))
     cache = TeacherCache(ctx.sessions())
 
     def on_step(name: str, fraction: float) -> None:
@@ -146,10 +150,6 @@ def train(ctx: LoopContext, state: RunState, lease: Lease, stage: Stage) -> dict
         responder_dir=responder,
         config=config,
         knowledge_path=worker.knowledge_path,
-        reply_budget=worker.reply_budget,
-        eval_replies=min(worker.gate.eval_replies, 8),
-        teacher_epochs=worker.teacher_epochs,
-        int8=bool(state.config.get("int8", worker.int8)),
         model_version=version,
         teacher_cache=cache,
         snapshot_dir=Path(state.steps["snapshot"]["path"]),
@@ -232,41 +232,41 @@ def register(ctx: LoopContext, state: RunState, lease: Lease) -> dict[str, Any]:
 
 
 def promote(ctx: LoopContext, state: RunState, lease: Lease) -> dict[str, Any]:
-    """Point production at the candidate and audit it with the gate's numbers, in one
-    transaction with the step's checkpoint; then tell the API processes."""
+    """Point production at the candidate (registered by `register`) and seed its approved
+    answers, with one audit row carrying the gate's numbers, in one transaction with the
+    step's checkpoint; after the commit, tell the API processes."""
     verdict = state.steps["evaluate"]
     version = state.steps["register"]["model_version"]
     reason = f"run {state.id} ({state.trigger}): the gate passed the candidate"
+    actor = aliases.Actor(ActorType.SYSTEM, f"run:{state.id}")
+    moved: aliases.Move | None = None
     with session_scope(ctx.sessions()) as session:
         run = _hold(session, state, lease)
         current = ModelVersionRepository(session).resolve_alias(PRODUCTION)
         if current is None or current.id != version:
-            deployed = deploy_bundle(
-                session,
-                Path(state.steps["register"]["bundle_dir"]),
-                ctx.settings.bundles_dir,
-                alias=PRODUCTION,
-                reason=reason,
-                actor_type=ActorType.SYSTEM,
-                actor_id=f"run:{state.id}",
-            )
-            previous = deployed.previous
-        else:
+            manifest = load_manifest(Path(state.steps["register"]["bundle_dir"]))
+            seeded = seed_approved_answers(session, manifest)
+            moved = aliases.promote(
+                session, version, actor=actor, reason=reason, action="run.promote",
+                details={"run": str(state.id), "gate": _numbers(verdict),
+                         "seeded_approved_answers": seeded},
+            )  # fmt: skip
+            previous = moved.previous_version_id
+        else:  # already in production (deployed by hand): nothing moves, the run is recorded
             previous = verdict.get("champion_version")
-        AuditRepository(session).record(
-            actor_type=ActorType.SYSTEM,
-            actor_id=f"run:{state.id}",
-            action="run.promote",
-            target_type="model_version",
-            target_id=version,
-            details={"run": str(state.id), "previous": previous, "gate": _numbers(verdict)},
-        )
+            AuditRepository(session).record(
+                actor_type=actor.type,
+                actor_id=actor.id,
+                action="run.promote",
+                target_type="model_version",
+                target_id=version,
+                details={"run": str(state.id), "previous": previous, "gate": _numbers(verdict)},
+            )
         steps = dict(run.steps or {})
         steps["promote"] = {"done": True, "model_version": version, "previous": previous}
         run.steps = steps
-    from feedback.events import publish_model_change
-
-    publish_model_change(ctx.settings, alias=PRODUCTION, version_id=version, reason=reason)
+    if moved is not None:
+        aliases.publish(ctx.settings, moved)
     return {"model_version": version, "previous": previous}
 
 

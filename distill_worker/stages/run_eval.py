@@ -7,11 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tokenizers import Tokenizer
 
 from bundle_runtime.decoding import Decoding, trim_to_sentence
 from bundle_runtime.quality import degenerate_counts
-from bundle_runtime.vocab import DecoderVocab
 from distill_worker.data.building import (
     SourceTokenizer,
     sample_prompts,
@@ -22,6 +20,8 @@ from distill_worker.data.labelling import greedy_replies
 from distill_worker.data.loaders import Utterance
 from distill_worker.data.run_teachers import open_cache
 from distill_worker.model.student import Student
+from distill_worker.run_config import RunConfig
+from distill_worker.run_state import RunState
 from distill_worker.stages.calibrate import fit_temperature, fold_temperature
 from distill_worker.stages.evaluate import (
     corpus_chrf,
@@ -32,10 +32,7 @@ from distill_worker.stages.evaluate import (
     rouge_l,
 )
 from distill_worker.stages.training import pad
-from distill_worker.teacher.base import Responder
 from distill_worker.teacher.cache import TeacherCache
-from distill_worker.teacher.encoder import EncoderTeacher
-from distill_worker.teacher.grounding import Knowledge
 
 
 def calibrate(
@@ -58,23 +55,14 @@ def calibrate(
 
 
 def evaluate_run(
-    student: Student,
-    teacher: EncoderTeacher,
-    responder: Responder,
-    knowledge: Knowledge | None,
-    source: SourceTokenizer,
-    dev: list[Utterance],
-    labels: list[str],
-    oos_label: str | None,
-    vocab: DecoderVocab,
-    *,
-    responder_dir: Path,
-    cache: TeacherCache | None,
-    work_dir: Path,
-    eval_replies: int,
-    seed: int,
-    max_reply_tokens: int,
+    state: RunState, config: RunConfig, *, cache: TeacherCache | None, work_dir: Path
 ) -> dict[str, Any]:
+    """The student (and the encoder teacher) on the held-out rows; reply quality against the
+    responder's greedy replies to `config.eval_replies` held-out prompts (through `cache`, or an
+    SQLite cache in `work_dir`); the torch latency of one reply."""
+    student, source, dev = state.student, state.source, state.data.dev
+    labels, oos_label = state.data.labels, state.data.oos_label
+    seed, max_reply_tokens = config.distill.seed, config.distill.max_reply_tokens
     index = {label: i for i, label in enumerate(labels)}
     labelled = [r for r in dev if r.intent in index]
     ids = source.ids([r.turns() for r in labelled])
@@ -84,7 +72,9 @@ def evaluate_run(
     intent: dict[str, Any] = dict(intent_metrics(pred, gold, labels, oos_label))
     texts = [source.text(r.turns()) for r in labelled]
     teacher_pred = (
-        teacher_logits_in_order(teacher, texts, labels).argmax(dim=-1).tolist() if texts else []
+        teacher_logits_in_order(state.teacher, texts, labels).argmax(dim=-1).tolist()
+        if texts
+        else []
     )
     intent["teacher"] = intent_metrics(teacher_pred, gold, labels, oos_label)
     # Per intent, so that forgetting of old intents after an incremental run shows.
@@ -94,22 +84,25 @@ def evaluate_run(
         if (n := gold.count(c))
     }
 
-    prompts = sample_prompts(dev, eval_replies, seed + 1)
-    chats = [teacher_messages(knowledge, p.turns()) for p in prompts]
+    prompts = sample_prompts(dev, config.eval_replies, seed + 1)
+    chats = [teacher_messages(state.knowledge, p.turns()) for p in prompts]
     store, owned = open_cache(cache, work_dir)
     try:
-        refs, ref_stats = greedy_replies(responder, chats, store, max_new_tokens=max_reply_tokens)
+        refs, ref_stats = greedy_replies(
+            state.responder, chats, store, max_new_tokens=max_reply_tokens
+        )
     finally:
         if owned:
             store.close()
-    decoder_tokenizer = Tokenizer.from_file(str(responder_dir / "tokenizer.json"))
     prompt_ids = source.ids([p.turns() for p in prompts])
     # As served: the bundle's decoding controls and the sentence-boundary trim of cut replies.
     generated = generate_replies(student, prompt_ids, max_reply_tokens, decoding=Decoding())
     finish = ["length" if len(g) >= max_reply_tokens else "stop" for g in generated]
     hyps = []
     for g, why in zip(generated, finish, strict=True):
-        text = decoder_tokenizer.decode(vocab.to_responder(g), skip_special_tokens=True).strip()
+        text = state.decoder_tokenizer.decode(
+            state.vocab.to_responder(g), skip_special_tokens=True
+        ).strip()
         hyps.append(trim_to_sentence(text) if why == "length" and text else text)
     degenerate = degenerate_counts(zip(hyps, finish, strict=True))
     replies = {

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from distill_worker.teacher.base import TeacherSetupError
 from feedback import migrate
 from feedback.db import make_engine, make_session_factory, session_scope
+from feedback.errors import SchemaOutOfDate
 from feedback.repositories.teacher_outputs import NewTeacherOutput, TeacherOutputRepository
 from feedback.settings import Settings
 
@@ -88,14 +89,11 @@ class TeacherCache:
         engine = make_engine(settings)
         if settings.database_url.startswith("sqlite"):
             migrate.upgrade(engine)
-        current, head = migrate.current_revision(engine), migrate.head_revision()
-        if current != head:
+        try:
+            migrate.require_head(engine)
+        except SchemaOutOfDate as exc:
             engine.dispose()
-            raise TeacherSetupError(
-                "teacher-cache",
-                f"the database is at revision {current or 'none (empty)'}, the code needs {head}",
-                "run `chatdistill db upgrade` first",
-            )
+            raise TeacherSetupError("teacher-cache", exc.problem, exc.action) from None
         return cls(make_session_factory(engine), owned_engine=engine)
 
     def close(self) -> None:

@@ -1,7 +1,12 @@
-"""The model registry: register bundles, point aliases (such as `production`) at them."""
+"""The model registry: register bundles, point aliases (`production`, `canary`) at them.
+
+The aliases move through `feedback.aliases` (one audit row per move, published after commit);
+`set_alias` is its storage step.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -14,6 +19,7 @@ from feedback.models import ModelAlias, ModelAliasEvent, ModelVersion, utcnow
 from feedback.redaction import redact_text
 
 PRODUCTION = "production"
+CANARY = "canary"  # served to `canary.share` of conversations (feedback.canary)
 
 
 class ModelVersionRepository:
@@ -93,4 +99,18 @@ class ModelVersionRepository:
             select(ModelAliasEvent)
             .where(ModelAliasEvent.alias == alias)
             .order_by(ModelAliasEvent.id.desc())
+        ).all()
+
+    def alias_moves_between(
+        self, start: dt.datetime, end: dt.datetime, alias: str = PRODUCTION
+    ) -> Sequence[ModelAliasEvent]:
+        """The alias's moves in [start, end), oldest first (the promotions a chart draws)."""
+        return self.session.scalars(
+            select(ModelAliasEvent)
+            .where(
+                ModelAliasEvent.alias == alias,
+                ModelAliasEvent.at >= start,
+                ModelAliasEvent.at < end,
+            )
+            .order_by(ModelAliasEvent.at)
         ).all()

@@ -57,7 +57,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     pytest.importorskip("torch", reason="the tiny student bundle is built with the `train` extra")
-    from tests.distill_worker.test_export import build_tiny_bundle
+    from tests.fixtures.tiny_bundle import build_tiny_bundle
 
     bundle = build_tiny_bundle(tmp_path_factory.mktemp("bundle"))
     with running_stack(tmp_path_factory.mktemp("stack"), bundle.path) as running:

@@ -21,7 +21,7 @@ APPROVED = "Your parcel is on its way. Track it under My orders."
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     pytest.importorskip("torch", reason="the tiny student bundle is built with the `train` extra")
-    from tests.distill_worker.test_export import build_tiny_bundle
+    from tests.fixtures.tiny_bundle import build_tiny_bundle
 
     bundle = build_tiny_bundle(tmp_path_factory.mktemp("guarded-bundle"))
     env = {"CHATDISTILL_SERVING__GUARD_MIN_REWARD": "1.0"}  # every generated reply is unfit

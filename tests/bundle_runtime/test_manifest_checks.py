@@ -22,7 +22,7 @@ from bundle_runtime.manifest import (
     sha256_file,
     verify_bundle,
 )
-from tests.cli.test_cli import run, sqlite_env  # noqa: F401 - the fixture
+from tests.fixtures.cli import run
 
 FILES = {"encoder.onnx": b"graph bytes", "encoder_tokenizer.json": b"{}"}
 
@@ -69,8 +69,9 @@ def test_a_version_that_is_not_a_plain_name_is_refused(tmp_path: Path, version: 
 
 
 @pytest.mark.parametrize("version", ["v1", "v20240501-120000-1a2b3c", "run-0123abcd.int8", "A_b"])
-def test_plain_versions_pass(version: str) -> None:
-    check_model_version(version)
+def test_plain_versions_pass(tmp_path: Path, version: str) -> None:
+    check_model_version(version)  # does not raise
+    assert verify_bundle(write_bundle(tmp_path / "b", version)).model_version == version
 
 
 def test_store_bundle_refuses_an_escaping_version_and_writes_nothing(tmp_path: Path) -> None:

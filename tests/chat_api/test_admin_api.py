@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from feedback.credentials import verify_password
 from feedback.models import ApiKey, Operator, OperatorRole, OperatorSession
-from tests.chat_api.operator_fixtures import (
+from tests.fixtures.operators import (
     assert_error,
     audit_entries,
     auth,

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from feedback.credentials import hash_token
 from feedback.models import ActorType, ApiKey, OperatorRole
 from feedback.repositories.audit import AuditRepository
-from tests.chat_api.operator_fixtures import (
+from tests.fixtures.operators import (
     DEFAULT_PASSWORD,
     assert_error,
     audit_entries,

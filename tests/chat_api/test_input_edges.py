@@ -14,14 +14,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from feedback.models import Conversation, Message, OperatorRole, Rating
-from tests.chat_api.operator_fixtures import (
+from tests.fixtures.operators import (
     assert_error,
     auth,
     make_api_key,
     make_conversation,
     operator_headers,
 )
-from tests.chat_api.test_widget_api import assistant_reply, start
+from tests.fixtures.widget import assistant_reply, start
 
 
 def assert_names_field(response: Any, field: str, code: str = "validation_error") -> None:

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from chat_api.app import create_app
 from feedback.models import Operator, utcnow
 from feedback.settings import Settings
-from tests.chat_api.operator_fixtures import assert_error, audit_entries, make_operator
 from tests.conftest import REDIS_URL
+from tests.fixtures.operators import assert_error, audit_entries, make_operator
 
 WRONG = "not the password at all"
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from feedback.models import OperatorRole, OperatorSession, utcnow
 from feedback.repositories.operators import OperatorRepository
 from feedback.settings import Settings
-from tests.chat_api.operator_fixtures import (
+from tests.fixtures.operators import (
     assert_error,
     audit_entries,
     auth,

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from feedback.repositories.conversations import ConversationRepository
 from feedback.repositories.ratings import CorrectionRepository, RatingRepository
-from tests.chat_api.operator_fixtures import (
+from tests.fixtures.operators import (
     add_assistant_reply,
     add_customer_message,
     assert_error,

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from feedback.models import Correction, Message, OperatorRole
-from tests.chat_api.operator_fixtures import (
+from tests.fixtures.operators import (
     add_assistant_reply,
     add_customer_message,
     assert_error,

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from feedback.models import DistillRun, ModelAliasEvent, OperatorRole, RunStatus, RunTrigger
 from feedback.repositories.model_versions import PRODUCTION, ModelVersionRepository
 from feedback.repositories.ratings import RatingRepository
-from tests.chat_api.operator_fixtures import (
+from tests.fixtures.operators import (
     add_assistant_reply,
     assert_error,
     audit_entries,

@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from chat_api.app import create_app
 from chat_api.ratelimit import InProcessRateLimiter, RedisRateLimiter
 from feedback.settings import Settings
-from tests.chat_api.operator_fixtures import assert_error, auth, make_api_key
 from tests.conftest import REDIS_URL
 from tests.event_loop import run_async
+from tests.fixtures.operators import assert_error, auth, make_api_key
 
 
 def limited(settings: Settings, **limits: int) -> Settings:

@@ -10,60 +10,25 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bundle_runtime.manifest import bundle_checksum
 from bundle_runtime.onnx_student import OnnxStudent
-from chat_api.app import create_app
-from chat_api.routes.widget import HANDOFF_NOTICE
+from chat_api.batching.loop import Batcher
+from chat_api.batching.scheduler import SchedulerConfig
+from chat_api.replies import HANDOFF_NOTICE
 from chat_api.runtime.serving import ReplyEngine, ServingOptions
 from feedback.models import Conversation, Message
-from feedback.repositories.model_versions import PRODUCTION, ModelVersionRepository
 from feedback.settings import Settings
-from tests.chat_api.operator_fixtures import assert_error, auth, make_api_key
 from tests.event_loop import run_async
-
-pytest.importorskip("torch", reason="building the tiny bundle needs the `train` extra (torch)")
-from tests.distill_worker.test_export import TinyBundle, tiny_bundle
-
-__all__ = ["tiny_bundle"]  # the session fixture, shared with the export tests
-
-VERSION = "tiny-prod-1"
-
-
-def register(db: Session, bundle: Path, version: str = VERSION) -> None:
-    repo = ModelVersionRepository(db)
-    repo.register(version_id=version, bundle_uri=bundle.as_uri(), checksum=bundle_checksum(bundle))
-    repo.set_alias(PRODUCTION, version, reason="test")
-    db.flush()
-
-
-@contextmanager
-def serving(
-    settings: Settings, session_factory: sessionmaker[Session], **options: Any
-) -> Iterator[TestClient]:
-    app = create_app(settings, session_factory=session_factory, serving=ServingOptions(**options))
-    with TestClient(app) as client:
-        yield client
-
-
-def start(client: TestClient) -> tuple[str, dict[str, str]]:
-    response = client.post("/v1/widget/conversations", json={})
-    assert response.status_code == 201, response.text
-    return response.json()["conversation_id"], auth(response.json()["token"])
-
-
-def post(client: TestClient, cid: str, headers: dict[str, str], text: str) -> Any:
-    url = f"/v1/widget/conversations/{cid}/messages"
-    return client.post(url, json={"text": text}, headers=headers)
+from tests.fixtures.operators import assert_error, auth, make_api_key
+from tests.fixtures.serving import VERSION, register, serving
+from tests.fixtures.tiny_bundle import TinyBundle
+from tests.fixtures.widget import post, start
 
 
 def test_widget_message_gets_the_students_reply_and_stores_it(
@@ -247,7 +212,14 @@ def test_engine_swaps_models_and_in_flight_holders_keep_theirs(tiny_bundle: Tiny
     assert engine.current is second and held is first and held.version_id == "v-a"
     turns = [("customer", "where is my order")]
     assert held.student.reply(turns).text == "your order is on its way"
-    version, reply = run_async(engine.reply_async(turns))
+    # New requests go to the model current when they are submitted (through the batcher,
+    # as the API's replies do).
+    batcher = Batcher(engine, SchedulerConfig())
+    batcher.start()
+    try:
+        version, reply = run_async(batcher.reply(turns))
+    finally:
+        batcher.stop()
     assert version == "v-b" and reply.text == "your order is on its way"
     with pytest.raises(Exception, match="does not match the checksum"):
         engine.load(tiny_bundle.path, "v-c", checksum="0" * 64)

@@ -1,15 +1,16 @@
 """The serving guard on a real tiny bundle: an unfit generated reply is replaced by the intent's
 approved answer (set by an operator from a reply, audited), or handed off when the intent has
-none; every stored reply records its source."""
+none; every stored reply records its source. The OpenAI-compatible route sends the same
+decision (and stores nothing)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bundle_runtime.deploy import deploy_bundle
@@ -18,13 +19,10 @@ from feedback.models import ActorType, AuditEntry, Conversation, Message
 from feedback.monitor import window_metrics
 from feedback.repositories.approved_answers import ApprovedAnswerRepository
 from feedback.settings import Settings
-from tests.chat_api.operator_fixtures import assert_error, operator_headers
-
-pytest.importorskip("torch", reason="building the tiny bundle needs the `train` extra (torch)")
-from tests.chat_api.test_replies import VERSION, post, register, serving, start
-from tests.distill_worker.test_export import TinyBundle, tiny_bundle
-
-__all__ = ["tiny_bundle"]
+from tests.fixtures.operators import assert_error, auth, make_api_key, operator_headers
+from tests.fixtures.serving import VERSION, register, serving
+from tests.fixtures.tiny_bundle import TinyBundle
+from tests.fixtures.widget import post, start
 
 
 def test_the_decision() -> None:
@@ -129,6 +127,67 @@ def test_fit_replies_are_sent_as_generated(
         body = post(client, cid, widget, "where is my order").json()
     assert body["reply"]["text"] == "your order is on its way"
     assert body["reply"]["reply_source"] == "generated"
+
+
+def test_the_openai_route_sends_what_the_guard_lets_out(
+    tiny_bundle: TinyBundle, db: Session, settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    register(db, tiny_bundle.path)
+    _, key = make_api_key(db)
+    approved = "Your order is on its way; track it in the app."
+    ApprovedAnswerRepository(db).set("track_order", approved, operator_id=None)
+    db.flush()
+    stored_before = db.scalar(select(func.count()).select_from(Message))
+    chat = {"messages": [{"role": "user", "content": "where is my order"}]}
+    # Every generated reply scores below 1.0: the approved answer stands in, as on the widget.
+    with serving(settings, session_factory, guard_min_reward=1.0) as client:
+        plain = client.post("/v1/chat/completions", headers=auth(key), json=chat)
+        assert plain.status_code == 200, plain.text
+        choice = plain.json()["choices"][0]
+        assert choice["message"] == {"role": "assistant", "content": approved}
+        assert choice["finish_reason"] == "stop"
+        assert plain.json()["usage"]["completion_tokens"] > 0  # what the model generated
+
+        streamed = client.post(
+            "/v1/chat/completions", headers=auth(key), json={**chat, "stream": True}
+        )
+        lines = [line for line in streamed.text.split("\n\n") if line]
+        assert lines[-1] == "data: [DONE]"
+        chunks = [json.loads(line[len("data: ") :]) for line in lines[:-1]]
+        text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+        assert text == approved
+        assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    # Without the guard's threshold the generated reply is fit and sent as it is.
+    with serving(settings, session_factory) as client:
+        fit = client.post("/v1/chat/completions", headers=auth(key), json=chat).json()
+        assert fit["choices"][0]["message"]["content"] == "your order is on its way"
+    # Nothing is stored for this route.
+    assert db.scalar(select(func.count()).select_from(Message)) == stored_before
+
+
+def test_a_cut_the_openai_client_asked_for_is_not_replaced(
+    tiny_bundle: TinyBundle, db: Session, settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    register(db, tiny_bundle.path)
+    _, key = make_api_key(db)
+    ApprovedAnswerRepository(db).set("track_order", "Track it in the app.", operator_id=None)
+    db.flush()
+    chat = {"messages": [{"role": "user", "content": "where is my order"}], "max_tokens": 2}
+    with serving(settings, session_factory) as client:
+        plain = client.post("/v1/chat/completions", headers=auth(key), json=chat).json()
+        streamed = client.post(
+            "/v1/chat/completions", headers=auth(key), json={**chat, "stream": True}
+        )
+    choice = plain["choices"][0]
+    # The client's own limit cut the reply: it gets the cut reply, not the approved answer.
+    assert choice["finish_reason"] == "length"
+    assert plain["usage"]["completion_tokens"] == 2
+    assert choice["message"]["content"].startswith("your")  # the generated reply, cut
+    lines = [line for line in streamed.text.split("\n\n") if line][:-1]
+    chunks = [json.loads(line[len("data: ") :]) for line in lines]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert text == choice["message"]["content"]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"
 
 
 def test_deploying_a_bundle_seeds_its_approved_answers(

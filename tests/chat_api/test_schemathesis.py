@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from feedback.models import OperatorRole
 from feedback.repositories.operators import OperatorRepository
-from tests.chat_api.operator_fixtures import auth, make_operator
+from tests.fixtures.operators import auth, make_operator
 
 EXAMPLES = int(os.environ.get("CHATDISTILL_FUZZ_EXAMPLES", "5"))
 WIDGET_PREFIX = "/v1/widget/conversations/{conversation_id}"

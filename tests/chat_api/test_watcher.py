@@ -9,94 +9,26 @@ database of its own, committed for real and dropped at the end."""
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine
-from sqlalchemy.orm import Session
 
-from bundle_runtime.manifest import bundle_checksum
 from chat_api.app import create_app
-from feedback import migrate
-from feedback.events import channel_name, publish_model_change
+from feedback.events import publish_model_change
 from feedback.models import OperatorRole
 from feedback.repositories.model_versions import PRODUCTION, ModelVersionRepository
-from feedback.settings import Settings
-from tests.chat_api.operator_fixtures import make_operator
-from tests.conftest import REDIS_URL, TEST_SECRET, create_database, drop_database
+from tests.conftest import REDIS_URL
+from tests.fixtures.hot_swap import app_settings, in_store, wait_for, wait_subscribed
+from tests.fixtures.operators import make_operator
 from tests.live.server import free_port
-
-pytest.importorskip("torch", reason="building the tiny bundle needs the `train` extra (torch)")
-from tests.distill_worker.test_export import TinyBundle, tiny_bundle
-
-__all__ = ["tiny_bundle"]
-
-
-@pytest.fixture(scope="module")
-def store_url(worker_id_str: str) -> Iterator[str]:
-    name = f"chatdistill_watch_{worker_id_str}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    url = create_database(name)
-    engine = create_engine(url)
-    migrate.upgrade(engine)
-    engine.dispose()
-    yield url
-    drop_database(name)
-
-
-def in_store(url: str, work: Callable[[Session], object]) -> None:
-    engine = create_engine(url)
-    try:
-        with Session(engine) as session:
-            work(session)
-            session.commit()
-    finally:
-        engine.dispose()
-
-
-@pytest.fixture
-def versions(store_url: str, tiny_bundle: TinyBundle, tmp_path: Path) -> dict[str, str]:
-    """Two good versions (copies of the tiny bundle), one whose files changed after it was
-    registered, and production on the first; -> role -> version id."""
-    tag = uuid.uuid4().hex[:8]
-    ids = {"a": f"mv-a-{tag}", "b": f"mv-b-{tag}", "bad": f"mv-bad-{tag}"}
-    folders = {k: Path(shutil.copytree(tiny_bundle.path, tmp_path / k)) for k in ids}
-
-    def register(session: Session) -> None:
-        repo = ModelVersionRepository(session)
-        for role, version in ids.items():
-            checksum = bundle_checksum(folders[role])
-            if role == "bad":
-                checksum = "f" * 64
-            repo.register(version_id=version, bundle_uri=str(folders[role]), checksum=checksum)
-        repo.set_alias(PRODUCTION, ids["a"], reason="test start")
-        repo.set_alias("canary", ids["a"], reason="test start: no canary")
-
-    in_store(store_url, register)
-    return ids
 
 
 def move_production(url: str, version: str) -> None:
     in_store(url, lambda s: ModelVersionRepository(s).set_alias(PRODUCTION, version, reason="test"))
-
-
-def app_settings(tmp_path: Path, url: str, **overrides: object) -> Settings:
-    values: dict[str, object] = {
-        "data_dir": tmp_path,
-        "database": {"url": url},
-        "auth": {"secret_key": TEST_SECRET},
-        "rate_limit": {"enabled": False},
-        "events": {"poll_interval_s": 3600},
-    }
-    values.update(overrides)
-    return Settings.model_validate(values)
 
 
 def served_version(client: TestClient) -> str:
@@ -113,28 +45,6 @@ def served_version(client: TestClient) -> str:
     version = response.json()["reply"]["model_version"]
     assert isinstance(version, str)
     return version
-
-
-def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> float:
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > timeout_s:
-            raise AssertionError(f"{what} did not happen within {timeout_s} s")
-        time.sleep(0.1)
-    return time.monotonic() - start
-
-
-def wait_subscribed(settings: Settings, count: int = 1) -> None:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        channel = channel_name(settings)
-        wait_for(
-            lambda: dict(client.pubsub_numsub(channel)).get(channel.encode(), 0) >= count,
-            10,
-            "the app's Redis subscription",
-        )
-    finally:
-        client.close()
 
 
 def test_an_event_on_redis_swaps_a_running_app_without_a_failed_request(

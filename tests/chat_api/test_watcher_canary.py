@@ -13,22 +13,13 @@ from sqlalchemy.orm import Session
 
 from chat_api.app import create_app
 from chat_api.runtime.serving import route_bucket
-from feedback.canary import CANARY, announce, check_canary
+from feedback.aliases import Move, apply_canary_decision, publish
+from feedback.canary import check_canary
 from feedback.models import OperatorRole
-from feedback.repositories.model_versions import PRODUCTION, ModelVersionRepository
-from tests.chat_api.operator_fixtures import make_operator
-from tests.chat_api.test_watcher import (
-    app_settings,
-    in_store,
-    store_url,
-    tiny_bundle,
-    versions,
-    wait_for,
-    wait_subscribed,
-)
+from feedback.repositories.model_versions import CANARY, PRODUCTION, ModelVersionRepository
 from tests.conftest import REDIS_URL
-
-__all__ = ["store_url", "tiny_bundle", "versions"]
+from tests.fixtures.hot_swap import app_settings, in_store, wait_for, wait_subscribed
+from tests.fixtures.operators import make_operator
 
 
 def converse(client: TestClient, turns: int = 2) -> list[str]:
@@ -75,16 +66,18 @@ def test_a_share_of_conversations_sticks_to_the_canary_until_it_is_rolled_back(
         # Customers dislike the canary's replies: the check rolls it back, the app follows.
         wait_subscribed(settings)
         decisions = []
+        moves: list[Move | None] = []
 
         def check_and_apply(session: Session) -> None:
             decision = check_canary(session, settings)
             decisions.append(decision)
-            decision.apply(session)
+            moves.append(apply_canary_decision(session, decision))
 
         in_store(store_url, _rate_all_replies(champion, canary))
         in_store(store_url, check_and_apply)
         assert decisions[0].action == "rollback", decisions[0].reason
-        announce(settings, decisions[0])
+        assert moves[0] is not None
+        publish(settings, moves[0])
         wait_for(lambda: converse(client, 1)[0] == champion and _all_on(client, champion), 10, "")
         history = client.get(
             "/v1/operator/models/history",

@@ -12,32 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from chat_api.widget_tokens import WidgetTokenSigner
-from feedback.models import Conversation, Message, MessageRole, Rating
-from feedback.repositories.conversations import ConversationRepository
+from feedback.models import Conversation, Message, Rating
 from tests.conftest import TEST_SECRET
-
-
-def start(client: TestClient, **body: Any) -> tuple[str, dict[str, str]]:
-    response = client.post("/v1/widget/conversations", json=body)
-    assert response.status_code == 201, response.text
-    data = response.json()
-    return data["conversation_id"], {"Authorization": f"Bearer {data['token']}"}
-
-
-def assistant_reply(db: Session, conversation_id: str, text: str = "Happy to help.") -> Message:
-    repo = ConversationRepository(db)
-    conversation = repo.get(uuid.UUID(conversation_id))
-    message = repo.add_message(
-        conversation,
-        role=MessageRole.ASSISTANT,
-        text=text,
-        intent="track_order",
-        intent_confidence=0.9,
-        model_version="v-test",
-        latency_ms=12.5,
-    )
-    db.flush()
-    return message
+from tests.fixtures.widget import assistant_reply, start
 
 
 def test_start_conversation_returns_bound_token(client: TestClient, db: Session) -> None:

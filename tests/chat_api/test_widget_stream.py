@@ -10,22 +10,18 @@ import uuid
 from typing import Any
 
 import httpx
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from chat_api.app import create_app
 from chat_api.batching.scheduler import SchedulerConfig
-from chat_api.routes.widget import HANDOFF_NOTICE
+from chat_api.replies import HANDOFF_NOTICE
 from feedback.models import Message
 from feedback.settings import Settings
-
-pytest.importorskip("torch", reason="building the tiny bundle needs the `train` extra (torch)")
-from tests.chat_api.test_replies import VERSION, post, register, serving, start
-from tests.distill_worker.test_export import TinyBundle, tiny_bundle
-
-__all__ = ["tiny_bundle"]
+from tests.fixtures.serving import VERSION, register, serving
+from tests.fixtures.tiny_bundle import TinyBundle
+from tests.fixtures.widget import post, start
 
 
 def stream(client: TestClient, cid: str, headers: dict[str, str], text: str) -> httpx.Response:

@@ -12,8 +12,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from tests.cli.test_cli import run
-from tests.distill_worker.test_export import TOY, TinyBundle, tiny_bundle  # noqa: F401
+from tests.fixtures.cli import run
+from tests.fixtures.tiny_bundle import TOY, TinyBundle
 from tests.live.server import running_server
 
 

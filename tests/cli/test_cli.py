@@ -3,41 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import create_database, drop_database
+from tests.fixtures.cli import run
 from tests.live.server import running_server
-
-CLI = [sys.executable, "-m", "chat_api.cli"]
-
-
-def run(
-    env: dict[str, str], *args: str, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-@pytest.fixture
-def sqlite_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHATDISTILL_")}
-    env["CHATDISTILL_DATA_DIR"] = str(tmp_path / "data")
-    return env
 
 
 @pytest.fixture

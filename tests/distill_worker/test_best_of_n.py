@@ -4,6 +4,7 @@ keeps the greedy reply. The pipeline with the real teachers is in test_pipeline_
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from distill_worker.config import DistillConfig
 from distill_worker.data.best_of_n import (
+    BestOfN,
     BestOfNReport,
     RewardScorer,
     label_best_of_n,
@@ -26,7 +28,7 @@ from distill_worker.stages.warm_start import Champion
 from distill_worker.teacher.base import Message
 from distill_worker.teacher.cache import TeacherCache
 from distill_worker.teacher.encoder import locate_minilm
-from tests.distill_worker.test_teacher_cache import EchoResponder
+from tests.fixtures.teachers import EchoResponder
 
 MAX_SOURCE, MAX_REPLY = 32, 16
 
@@ -96,6 +98,7 @@ def test_the_reward_heads_pick_is_kept_and_variants_are_asked_once(
 
     # The choice is the argmax of the reward head over the distinct variants, greedy first.
     scorer = best.scorer
+    gains, greedy_picks = [], 0
     for reply in replies:
         text = reply.utterance.text
         candidates = [
@@ -109,10 +112,17 @@ def test_the_reward_heads_pick_is_kept_and_variants_are_asked_once(
             for i, c in zip(ids, candidates, strict=True)
         ]
         scores = reward_scores(scorer.student, examples, max_source=MAX_SOURCE, max_reply=MAX_REPLY)
-        assert reply.text == candidates[max(range(3), key=lambda k: (scores[k], -k))]
+        pick = max(range(3), key=lambda k: (scores[k], -k))
+        assert reply.text == candidates[pick]
+        gains.append(scores[pick] - scores[0])
+        greedy_picks += pick == 0
         assert reply.token_ids == [len(w) for w in reply.text.split()] + [2]  # scored by teacher
     assert report.prompts == 4 and report.mean_candidates == 3.0
-    assert 0 <= report.chose_greedy <= 4 and report.mean_reward_gain >= 0.0
+    # The report's figures are those of the picks recomputed above (the gain is the chosen
+    # minus the greedy reward logit, so it is 0 exactly when every pick was the greedy reply).
+    assert report.chose_greedy == greedy_picks
+    assert report.mean_reward_gain == pytest.approx(sum(gains) / len(gains), abs=1e-4)
+    assert (report.mean_reward_gain > 0.0) == (greedy_picks < len(replies))
     assert report.variant_cache == {"hits": 0, "misses": 5, "stored": 5}
     assert (stats.misses, stats.hits) == (5 + 4, 0)
 
@@ -123,6 +133,39 @@ def test_the_reward_heads_pick_is_kept_and_variants_are_asked_once(
     )
     assert again == replies and (stats.hits, stats.misses) == (5 + 4, 0)
     assert (teacher.generated, teacher.scored) == (2 * len(prompts), 4)
+
+
+class WordCountJudge(RewardScorer):
+    """A judge whose reward is the reply's word count: a longer variant always wins."""
+
+    def __init__(self) -> None:
+        self.name = "word-count"
+
+    def score(
+        self, turns: Sequence[list[tuple[str, str]]], replies: Sequence[str]
+    ) -> tuple[list[float], int, int]:
+        return [float(len(r.split())) for r in replies], 0, 0
+
+
+def test_a_variant_the_judge_prefers_is_picked_and_its_gain_reported(
+    session_factory: sessionmaker[Session],
+) -> None:
+    prompts = [Utterance(f"where is order {i}", "a") for i in range(3)]
+    report = BestOfNReport(n=3)
+    replies, _ = label_best_of_n(
+        VariantResponder(),
+        prompts,
+        None,
+        TeacherCache(session_factory),
+        BestOfN(WordCountJudge(), 3, 0.8),
+        report,
+        max_new_tokens=8,
+        top_k=1,
+    )
+    # greedy "about <text>", variants "+ really sure" and "+ really really sure": the last wins
+    assert [r.text for r in replies] == [f"about {p.text} really really sure" for p in prompts]
+    assert report.chose_greedy == 0 and report.prompts == 3
+    assert report.mean_reward_gain == 3.0  # three more words than the greedy reply, each time
 
 
 def test_words_outside_the_champions_vocabulary_are_counted_not_scored(

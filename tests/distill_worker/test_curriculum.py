@@ -12,7 +12,7 @@ from distill_worker.config import DistillConfig
 from distill_worker.data.curriculum import assign_tiers, difficulty
 from distill_worker.data.examples import IntentExample
 from distill_worker.stages.training import epoch_order
-from tests.distill_worker.test_stages import CONFIG, run_encoder, same_state, tiny_student
+from tests.fixtures.tiny_student import CONFIG, run_encoder, same_state, tiny_student
 
 
 def example(margin: float, length: int = 5, label: int = 0) -> IntentExample:

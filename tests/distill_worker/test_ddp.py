@@ -29,7 +29,7 @@ from distill_worker.config import DistillConfig  # noqa: E402
 from distill_worker.data.examples import IntentExample  # noqa: E402
 from distill_worker.stages.decoder_stage import DecoderStage  # noqa: E402
 from distill_worker.stages.encoder_stage import EncoderStage  # noqa: E402
-from tests.distill_worker.test_stages import (  # noqa: E402
+from tests.fixtures.tiny_student import (  # noqa: E402
     FEATURES,
     context,
     reply_examples,

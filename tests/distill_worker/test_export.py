@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +15,6 @@ torch = pytest.importorskip("torch", reason="the export needs the `train` extra 
 pytest.importorskip("onnx", reason="the export needs onnx")
 
 from tokenizers import Tokenizer  # noqa: E402
-from tokenizers.models import WordLevel  # noqa: E402
-from tokenizers.normalizers import Lowercase  # noqa: E402
-from tokenizers.pre_tokenizers import Whitespace  # noqa: E402
 
 from bundle_runtime.manifest import (  # noqa: E402
     MANIFEST,
@@ -30,117 +27,7 @@ from bundle_runtime.onnx_student import OnnxStudent  # noqa: E402
 from bundle_runtime.source import format_source  # noqa: E402
 from distill_worker.model.student import Student, StudentConfig  # noqa: E402
 from distill_worker.stages.export_onnx import ExportError, export_bundle  # noqa: E402
-
-INTENTS = ["track_order", "refund", "out_of_scope"]
-TOY: dict[str, tuple[list[str], str]] = {
-    "track_order": (
-        ["where is my order", "track my package please", "when will my parcel arrive",
-         "has my order shipped yet"],
-        "your order is on its way",
-    ),
-    "refund": (
-        ["i want a refund", "give me my money back", "refund my purchase please",
-         "can i return this for a refund"],
-        "we will refund you within five days",
-    ),
-    "out_of_scope": (
-        ["what is the weather today", "tell me a joke", "who won the game last night",
-         "what is your favourite colour"],
-        "sorry i can only help with orders and refunds",
-    ),
-}  # fmt: skip
-ENC_SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
-DEC_SPECIAL = ["<pad>", "<bos>", "<eos>", "<unk>"]
-CONTEXT_TURNS = 4
-
-
-@dataclass(frozen=True)
-class TinyBundle:
-    path: Path
-    student: Student
-    sources: list[str]  # encoder texts, one per toy example
-    samples: list[list[int]]  # their encoder ids, [CLS] ... [SEP]
-    labels: list[int]
-    replies: list[str]
-
-
-def word_level(words: list[str], special: list[str], unk: str, path: Path) -> Tokenizer:
-    vocab = {w: i for i, w in enumerate(special + sorted(set(words) - set(special)))}
-    tokenizer = Tokenizer(WordLevel(vocab, unk_token=unk))
-    tokenizer.normalizer = Lowercase()
-    tokenizer.pre_tokenizer = Whitespace()
-    tokenizer.add_special_tokens(special)
-    tokenizer.save(str(path))
-    return tokenizer
-
-
-def encoder_ids(tokenizer: Tokenizer, text: str) -> list[int]:
-    ids = tokenizer.encode(text, add_special_tokens=False).ids
-    return [ENC_SPECIAL.index("[CLS]"), *ids, ENC_SPECIAL.index("[SEP]")]
-
-
-def build_tiny_bundle(root: Path) -> TinyBundle:
-    """Tokenizers from the toy vocabulary, a tiny student trained 150 steps, exported."""
-    rows = [(text, INTENTS.index(i), reply) for i, (texts, reply) in TOY.items() for text in texts]
-    sources = [format_source([("customer", text)], CONTEXT_TURNS) for text, _, _ in rows]
-    enc_words = " ".join([*sources, "assistant : |"]).replace(":", " : ").split()
-    enc_tok = word_level(enc_words, ENC_SPECIAL, "[UNK]", root / "enc.json")
-    dec_tok = word_level(" ".join(r for _, _, r in rows).split(), DEC_SPECIAL, "<unk>",
-                         root / "dec.json")  # fmt: skip
-    cfg = StudentConfig(
-        n_intents=len(INTENTS), enc_vocab_size=enc_tok.get_vocab_size(), enc_hidden=32,
-        enc_heads=2, enc_layers=1, enc_ffn=64, enc_max_positions=64,
-        dec_vocab_size=dec_tok.get_vocab_size(), dec_hidden=32, dec_heads=2, dec_layers=1,
-        dec_ffn=64, dec_max_positions=64, dec_bos_id=1, dec_eos_id=2, dec_pad_id=0,
-        reward_hidden=16, dropout=0.0,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    student = Student(cfg)
-    samples = [encoder_ids(enc_tok, s) for s in sources]
-    width = max(map(len, samples))
-    ids = torch.tensor([s + [0] * (width - len(s)) for s in samples])
-    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in samples])
-    targets = [[*dec_tok.encode(r, add_special_tokens=False).ids, 2] for _, _, r in rows]
-    t_width = max(map(len, targets))
-    dec_out = torch.tensor([t + [0] * (t_width - len(t)) for t in targets])
-    dec_in = torch.cat([torch.ones(len(rows), 1, dtype=torch.long), dec_out[:, :-1]], dim=1)
-    dec_mask = torch.tensor([[1] * len(t) + [0] * (t_width - len(t)) for t in targets])
-    labels = torch.tensor([label for _, label, _ in rows])
-    optimizer = torch.optim.Adam(student.parameters(), lr=1e-2)
-    for _ in range(150):
-        out = student(ids, mask, dec_in, dec_mask)
-        token_loss = torch.nn.functional.cross_entropy(
-            out["logits"].transpose(1, 2), dec_out.masked_fill(dec_mask == 0, -100)
-        )
-        loss = token_loss + torch.nn.functional.cross_entropy(out["intent_logits"], labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    student.eval()
-    export_bundle(
-        student, root / "bundle", model_version="tiny-1", intent_labels=INTENTS,
-        oos_label="out_of_scope", encoder_tokenizer_json=root / "enc.json",
-        decoder_tokenizer_json=root / "dec.json",
-        special_tokens={"enc_cls": 2, "enc_sep": 3, "enc_pad": 0, "dec_bos": 1, "dec_eos": 2,
-                        "dec_pad": 0},
-        max_source_tokens=48, max_new_tokens=16, context_turns=CONTEXT_TURNS,
-        handoff_threshold=0.5, metrics={"intent_accuracy": 1.0}, run_id=None,
-        parity_samples=samples, approved_seeds={"refund": "We will refund you within five days."},
-    )  # fmt: skip
-    return TinyBundle(
-        root / "bundle", student, sources, samples, labels.tolist(), [r for _, _, r in rows]
-    )
-
-
-_BUILT: dict[str, TinyBundle] = {}
-
-
-@pytest.fixture(scope="session")
-def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> TinyBundle:
-    """Built once per test session (test modules that import this fixture share it)."""
-    if "bundle" not in _BUILT:
-        _BUILT["bundle"] = build_tiny_bundle(tmp_path_factory.mktemp("tiny"))
-    return _BUILT["bundle"]
+from tests.fixtures.tiny_bundle import INTENTS, TinyBundle  # noqa: E402
 
 
 def copy_of(bundle: TinyBundle, tmp_path: Path) -> Path:

@@ -12,12 +12,7 @@ from tokenizers import Tokenizer  # noqa: E402
 from distill_worker.data.loaders import Utterance  # noqa: E402
 from distill_worker.loop.bundle_eval import BundleEvaluator, evaluate_bundle  # noqa: E402
 from distill_worker.stages.evaluate import generate_replies  # noqa: E402
-from tests.distill_worker.test_export import (  # noqa: E402, F401 - the fixture
-    INTENTS,
-    TOY,
-    TinyBundle,
-    tiny_bundle,
-)
+from tests.fixtures.tiny_bundle import INTENTS, TOY, TinyBundle  # noqa: E402
 
 
 def test_intents_and_replies_match_the_torch_student(tiny_bundle: TinyBundle) -> None:

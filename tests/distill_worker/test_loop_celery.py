@@ -123,7 +123,7 @@ def test_an_embedded_worker_runs_a_queued_run(tmp_path: Path) -> None:
 def test_the_worker_refuses_a_bad_run_config_at_start(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from distill_worker.loop.commands import worker
+    from distill_worker.worker_cli import worker
 
     env = {
         "CHATDISTILL_DATA_DIR": str(tmp_path),

@@ -18,7 +18,7 @@ from feedback.db import make_session_factory, session_scope
 from feedback.errors import InvalidInput
 from feedback.models import DistillRun, OperatorRole, RunStatus, utcnow
 from feedback.repositories.runs import RunRepository
-from tests.chat_api.operator_fixtures import assert_error, operator_headers
+from tests.fixtures.operators import assert_error, operator_headers
 
 OPENERS = 8
 

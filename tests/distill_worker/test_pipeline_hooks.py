@@ -11,11 +11,11 @@ import torch
 from safetensors.torch import save_file
 
 from bundle_runtime.manifest import FORMAT_VERSION, Manifest, sha256_file
-from distill_worker.config import DistillConfig
 from distill_worker.data.snapshots.records import SnapshotRecord, example_key
 from distill_worker.data.snapshots.split import balance_report
 from distill_worker.model.student import Student, StudentConfig
 from distill_worker.pipeline import STEP_START, DistillRequest, RunCancelled, run_distillation
+from distill_worker.run_config import RunConfig
 from distill_worker.stages.training import pad
 from distill_worker.stages.warm_start import (
     INTENT_ROWS,
@@ -127,7 +127,7 @@ def test_on_step_and_should_stop_cancel_between_steps(tmp_path: Path) -> None:
         out_dir=tmp_path / "bundle",
         work_dir=tmp_path / "run",
         responder_dir=tmp_path / "no-responder-needed-before-the-teacher-step",
-        config=DistillConfig(),
+        config=RunConfig(),
         snapshot_dir=_snapshot_folder(tmp_path),
         on_step=lambda name, fraction: steps.append((name, fraction)),
         should_stop=lambda: next(asked),

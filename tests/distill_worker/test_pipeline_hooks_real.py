@@ -16,6 +16,7 @@ from distill_worker.data.importers.records import SeedRecord
 from distill_worker.data.importers.store import store_records
 from distill_worker.data.snapshots import create_snapshot, load_snapshot
 from distill_worker.pipeline import STEP_START, DistillRequest, run_distillation
+from distill_worker.run_config import RunConfig
 from feedback.models import MessageRole
 from feedback.repositories.conversations import ConversationRepository
 from feedback.repositories.ratings import RatingRepository
@@ -54,12 +55,10 @@ def test_incremental_run_from_snapshot_with_warm_start(
             out_dir=tmp_path / f"bundle_{name}",
             work_dir=tmp_path / f"run_{name}",
             responder_dir=responder_dir,
-            config=TINY,
+            config=RunConfig(
+                distill=TINY, reply_budget=4, eval_replies=1, teacher_epochs=1, int8=False
+            ),
             knowledge_path=demo_knowledge_path(),
-            reply_budget=4,
-            eval_replies=1,
-            teacher_epochs=1,
-            int8=False,
             snapshot_dir=snapshot,
             **extra,  # type: ignore[arg-type]
         )

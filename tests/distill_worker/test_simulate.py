@@ -138,9 +138,7 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
 
 
 pytest.importorskip("torch", reason="building the tiny bundle needs the `train` extra (torch)")
-from tests.distill_worker.test_export import TOY, TinyBundle, tiny_bundle  # noqa: E402
-
-__all__ = ["tiny_bundle"]
+from tests.fixtures.tiny_bundle import TOY, TinyBundle  # noqa: E402
 
 
 @pytest.fixture

@@ -3,123 +3,27 @@ learning on a toy task, time limits; plus the config and the reply batches."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 torch = pytest.importorskip("torch", reason="the stages need the `train` extra (torch)")
 
 from distill_worker.config import DistillConfig, RewardObjective  # noqa: E402
-from distill_worker.data.examples import IntentExample, ReplyExample  # noqa: E402
-from distill_worker.model.student import Student, StudentConfig  # noqa: E402
-from distill_worker.stages.decoder_stage import DecoderStage, collate_replies  # noqa: E402
+from distill_worker.data.examples import ReplyExample  # noqa: E402
+from distill_worker.stages.decoder_stage import collate_replies  # noqa: E402
 from distill_worker.stages.encoder_stage import EncoderStage  # noqa: E402
-
-torch.set_num_threads(1)
-FEATURES = 8
-CONFIG = DistillConfig(
-    max_source_tokens=16,
-    max_reply_tokens=8,
-    stage1_epochs=2,
-    stage1_batch_size=8,
-    stage2_epochs=2,
-    stage2_batch_size=8,
-    warmup_fraction=0.2,
-    log_every=1,
-    checkpoint_every=1000,
-    curriculum_tiers=1,  # the pinned losses are without a curriculum (test_curriculum.py has it)
+from tests.fixtures.tiny_student import (  # noqa: E402
+    CONFIG,
+    FEATURES,
+    intent_examples,
+    logged_losses,
+    run_decoder,
+    run_encoder,
+    same_state,
+    tiny_student,
 )
-
-
-def tiny_student(dropout: float = 0.0, seed: int = 0) -> Student:
-    torch.manual_seed(seed)
-    cfg = StudentConfig(
-        n_intents=3, enc_vocab_size=50, enc_hidden=32, enc_heads=2, enc_layers=1, enc_ffn=64,
-        dec_vocab_size=60, dec_hidden=32, dec_heads=2, dec_layers=1, dec_ffn=64,
-        dec_max_positions=32, dropout=dropout,
-    )  # fmt: skip
-    return Student(cfg)
-
-
-def context(i: int, cls: int, g: torch.Generator) -> list[int]:
-    """[CLS] + 3..8 tokens from the class's own range + [SEP]: the class is learnable."""
-    n = 3 + i % 6
-    return [1, *(3 + cls * 15 + torch.randint(0, 15, (n,), generator=g)).tolist(), 2]
-
-
-def intent_examples(n: int = 24) -> list[IntentExample]:
-    g = torch.Generator().manual_seed(1)
-    out = []
-    for i in range(n):
-        cls = i % 3
-        logits = [3.0 if c == cls else 0.0 for c in range(3)]
-        features = [float(cls == f % 3) + 0.1 * f for f in range(FEATURES)]
-        out.append(
-            IntentExample(
-                input_ids=context(i, cls, g),
-                label=-1 if i % 4 == 3 else cls,
-                teacher_logits=logits,
-                teacher_features=None if i % 5 == 4 else features,
-            )
-        )
-    return out
-
-
-def reply_examples(n: int = 24) -> list[ReplyExample]:
-    g = torch.Generator().manual_seed(2)
-    out = []
-    for i in range(n):
-        cls = i % 3
-        reply = [3 + cls * 5 + j for j in range(2 + i % 3)]
-        topk = None
-        if i % 2 == 0:
-            topk = [([t, 50, 51, 52], [-0.2, -2.0, -3.0, -4.0]) for t in [*reply, 2]]
-        label = {0: 1.0, 1: 0.0}.get(i % 4)
-        out.append(
-            ReplyExample(
-                input_ids=context(i, cls, g),
-                reply_ids=reply,
-                teacher_topk=topk,
-                weight=1.0 if i % 5 else 0.5,
-                reward_label=label,
-            )
-        )
-    return out
-
-
-def logged_losses(path: Path) -> list[float]:
-    lines = [json.loads(line) for line in path.read_text().splitlines()]
-    return [r["loss"] for r in lines if "loss" in r and r.get("event") is None]
-
-
-def run_encoder(
-    tmp: Path, config: DistillConfig, student: Student, max_steps: int | None = None
-) -> tuple[EncoderStage, dict[str, Any]]:
-    stage = EncoderStage(
-        student, config, intent_examples(), FEATURES, tmp / "s1.jsonl", tmp / "ck1"
-    )
-    stage.setup()
-    metrics = stage.train(max_steps=max_steps)
-    stage.cleanup()
-    return stage, metrics
-
-
-def run_decoder(
-    tmp: Path, config: DistillConfig, student: Student, max_steps: int | None = None
-) -> tuple[DecoderStage, dict[str, Any]]:
-    stage = DecoderStage(student, config, reply_examples(), tmp / "s2.jsonl", tmp / "ck2")
-    stage.setup()
-    metrics = stage.train(max_steps=max_steps)
-    stage.cleanup()
-    return stage, metrics
-
-
-def same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
 
 # Pinned per-step total losses of the tiny runs below. If they change, the training maths
 # changed (losses, weights, schedule, data order, initialisation): check that this was meant,

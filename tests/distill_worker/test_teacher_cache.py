@@ -12,11 +12,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from distill_worker.data.labelling import label_replies
 from distill_worker.data.loaders import Utterance
-from distill_worker.teacher.base import Message, ScoredReply, TeacherSetupError
+from distill_worker.teacher.base import TeacherSetupError
 from distill_worker.teacher.cache import TeacherCache, cache_key
 from feedback.repositories.teacher_outputs import NewTeacherOutput, TeacherOutputRepository
 from feedback.settings import Settings
 from tests.conftest import create_database, drop_database
+from tests.fixtures.teachers import EchoResponder
 
 CHAT = [{"role": "user", "content": "where is my parcel?"}]
 
@@ -94,38 +95,6 @@ def test_a_key_written_twice_keeps_the_first_answer(session_factory: sessionmake
         assert repo.add_many([NewTeacherOutput(key, "t", "reply", {"reply": "second"})]) == 0
         assert repo.get_many([key, "0" * 64]) == {key: {"reply": "first"}}
         assert repo.count("t") == 1
-
-
-class EchoResponder:
-    """A deterministic Responder that counts its calls (the cache logic is what is tested here;
-    the real teachers are in test_teachers_real.py and test_vllm_real.py)."""
-
-    teacher_id = "test:echo"
-
-    def __init__(self) -> None:
-        self.generated = 0
-        self.scored = 0
-
-    def generate(
-        self,
-        messages_batch: list[list[Message]],
-        *,
-        n: int = 1,
-        max_new_tokens: int,
-        temperature: float,
-        seed: int | None,
-    ) -> list[list[str]]:
-        self.generated += len(messages_batch)
-        last = [m[-1]["content"] for m in messages_batch]
-        return [[f"about {text}" if "silent" not in text else ""] * n for text in last]
-
-    def score(self, messages: list[Message], reply: str, *, top_k: int) -> ScoredReply:
-        self.scored += 1
-        ids = [len(word) for word in reply.split()] + [2]
-        return ScoredReply(ids, [-0.5] * len(ids), [[i] for i in ids], [[-0.5]] * len(ids))
-
-    def tokenize(self, text: str) -> list[int]:
-        return [len(word) for word in text.split()]
 
 
 def test_label_replies_through_the_cache(session_factory: sessionmaker[Session]) -> None:

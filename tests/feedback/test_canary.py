@@ -12,14 +12,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from distill_worker.loop.context import LoopContext
 from distill_worker.loop.dispatch import monitor_tick
-from feedback.canary import CANARY, CanaryDecision, check_canary
+from feedback.aliases import Move, apply_canary_decision
+from feedback.canary import CanaryDecision, check_canary
 from feedback.models import MessageRole
 from feedback.repositories.audit import AuditRepository
 from feedback.repositories.conversations import ConversationRepository
-from feedback.repositories.model_versions import PRODUCTION, ModelVersionRepository
+from feedback.repositories.model_versions import CANARY, PRODUCTION, ModelVersionRepository
 from feedback.repositories.ratings import CorrectionRepository, RatingRepository
 from feedback.settings import Settings
-from tests.chat_api.operator_fixtures import make_conversation
+from tests.fixtures.operators import make_conversation
 
 CHAMPION, CANDIDATE = "mv-champ", "mv-canary"
 
@@ -78,7 +79,7 @@ def test_no_canary_without_the_alias_or_when_it_is_the_champion(
     repo.set_alias(CANARY, CHAMPION)
     decision = check_canary(db, settings)
     assert decision.action == "none"
-    assert decision.apply(db) is None
+    assert apply_canary_decision(db, decision) is None
 
 
 def test_waits_for_the_minimum_sample(
@@ -100,7 +101,7 @@ def test_a_worse_canary_is_rolled_back_and_audited(
     assert decision.action == "rollback"
     assert "positive_rate 0.583 < champion 0.900" in decision.reason
     assert decision.numbers["judged"] == ["positive_rate", "latency_p95_ms"]
-    assert decision.apply(db) == CANARY
+    assert _moved(apply_canary_decision(db, decision)) == CANARY
     assert canary_running.resolve_alias(CANARY).id == CHAMPION  # type: ignore[union-attr]
     assert canary_running.resolve_alias(PRODUCTION).id == CHAMPION  # type: ignore[union-attr]
     event = canary_running.alias_history(CANARY)[0]
@@ -142,7 +143,7 @@ def test_a_canary_that_held_up_is_kept_then_promoted(
     replies(db, CANDIDATE, up=10, down=0)  # 30 rated replies: promote_after
     decision = check_canary(db, settings)
     assert decision.action == "promote", decision.reason
-    assert decision.apply(db) == PRODUCTION
+    assert _moved(apply_canary_decision(db, decision)) == PRODUCTION
     assert canary_running.resolve_alias(PRODUCTION).id == CANDIDATE  # type: ignore[union-attr]
     assert canary_running.alias_history(PRODUCTION)[0].previous_version_id == CHAMPION
     assert [e.action for e in AuditRepository(db).recent(action="model.canary_promote")] == [
@@ -169,7 +170,7 @@ def test_a_stale_decision_moves_nothing(
     assert decision.action == "rollback"
     canary_running.register(version_id="mv-other", bundle_uri="/o", checksum="0" * 64)
     canary_running.set_alias(CANARY, "mv-other", reason="an admin started another canary")
-    assert decision.apply(db) is None
+    assert apply_canary_decision(db, decision) is None
     assert canary_running.resolve_alias(CANARY).id == "mv-other"  # type: ignore[union-attr]
 
 
@@ -195,3 +196,8 @@ def test_the_workers_monitor_tick_rolls_a_worse_canary_back(
     assert summary["canary"]["action"] == "rollback" and summary["canary"]["moved"] == CANARY
     assert canary_running.resolve_alias(CANARY).id == CHAMPION  # type: ignore[union-attr]
     assert monitor_tick(ctx, lambda run_id: "task")["canary"]["action"] == "none"
+
+
+def _moved(move: Move | None) -> str | None:
+    """The alias a move moved (None: nothing moved)."""
+    return move.alias if move is not None else None

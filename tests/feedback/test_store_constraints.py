@@ -29,10 +29,15 @@ def test_only_one_active_run(db: Session) -> None:
 
 
 def test_finished_runs_do_not_block(db: Session) -> None:
-    for _ in range(3):
-        db.add(DistillRun(trigger=RunTrigger.SCHEDULE.value, status=RunStatus.SUCCEEDED.value))
-    db.add(DistillRun(trigger=RunTrigger.MANUAL.value, status=RunStatus.RUNNING.value))
+    finished = [
+        DistillRun(trigger=RunTrigger.SCHEDULE.value, status=RunStatus.SUCCEEDED.value)
+        for _ in range(3)
+    ]
+    running = DistillRun(trigger=RunTrigger.MANUAL.value, status=RunStatus.RUNNING.value)
+    db.add_all([*finished, running])
     db.flush()
+    assert [run.active_slot for run in finished] == [None, None, None]
+    assert running.active_slot == 1 and running.id is not None
 
 
 def test_message_text_is_redacted_by_the_repository(db: Session) -> None:

@@ -33,9 +33,7 @@ from tests.conftest import TEST_SECRET, create_database, drop_database
 from tests.live.server import running_server
 
 pytest.importorskip("torch", reason="the tiny bundle is trained and exported with torch")
-from tests.distill_worker.test_export import TOY, TinyBundle, tiny_bundle
-
-__all__ = ["tiny_bundle"]
+from tests.fixtures.tiny_bundle import TOY, TinyBundle
 
 OFF_TOPIC = TOY["out_of_scope"][0][0]  # the tiny student hands these off
 ON_TOPIC = TOY["track_order"][0]  # its texts

@@ -34,7 +34,7 @@ from tests.conftest import REDIS_URL, TEST_SECRET, create_database, drop_databas
 from tests.live.server import running_server
 
 pytest.importorskip("torch", reason="the tiny bundle is trained and exported with torch")
-from tests.distill_worker.test_export import TOY, TinyBundle, tiny_bundle  # noqa: F401
+from tests.fixtures.tiny_bundle import TOY, TinyBundle
 
 ADMIN_EMAIL = "ops.admin@example.com"
 ADMIN_PASSWORD = "a long enough admin password"

@@ -16,6 +16,7 @@ from distill_worker.data.importers.store import import_into_store, write_jsonl
 from distill_worker.data.loaders import DataError
 from feedback import migrate
 from feedback.db import make_engine, make_session_factory
+from feedback.errors import SchemaOutOfDate
 from feedback.settings import Settings
 
 
@@ -50,15 +51,12 @@ def import_corpus(format_name: str, path: Path, dry_run: bool, out: Path | None)
     try:
         if settings.database_url.startswith("sqlite"):
             migrate.upgrade(engine)
-        current, head = migrate.current_revision(engine), migrate.head_revision()
-        if current != head:
-            raise click.ClickException(
-                f"the database is at revision {current or 'none (empty)'}, the code needs "
-                f"{head}; run `chatdistill db upgrade` first"
-            )
+        migrate.require_head(engine)
         report = import_into_store(
             make_session_factory(engine), format_name, path, records, dry_run=dry_run
         )
+    except SchemaOutOfDate as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
         engine.dispose()
     click.echo(report.summary() + (" (dry run: nothing written)" if dry_run else ""))

@@ -1,4 +1,5 @@
-"""One snapshot example as a JSON line, its dedup key, and reading/writing snapshot files.
+"""One snapshot example as a JSON line, its dedup key, and reading snapshot files (the build
+writes them, `distill_worker.data.snapshots.build`).
 
 A record is one customer turn: its text and bounded earlier turns, an intent label (with where
 the label came from), an optional reply (with where it came from and its rating) and an
@@ -78,12 +79,6 @@ class SnapshotRecord:
             reward=self.reward,
             rejected=self.rejected,
         )
-
-
-def write_records(path: Path, records: Iterable[SnapshotRecord]) -> None:
-    with path.open("w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(record.to_json() + "\n")
 
 
 def read_records(path: Path) -> list[SnapshotRecord]:

@@ -1,13 +1,11 @@
 """The batcher with a real tiny bundle on ONNX Runtime: continuous batching gives the same replies
-as one-at-a-time decoding (with the padded `decoder_step` graph and without it), streaming and
+as one-at-a-time decoding (through the padded `decoder_step` graph), streaming and
 non-streaming give the same text, aborts and deadlines free the batch, a full queue refuses and
 recovers, and a hot swap under load loses no request."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import shutil
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -20,11 +18,7 @@ from chat_api.batching.loop import Batcher, Completed, TokenDelta
 from chat_api.batching.scheduler import DeadlineExceeded, Overloaded, SchedulerConfig
 from chat_api.runtime.serving import ReplyEngine, ServingOptions
 from tests.event_loop import run_async
-
-pytest.importorskip("torch", reason="building the tiny bundle needs the `train` extra (torch)")
-from tests.distill_worker.test_export import TinyBundle, tiny_bundle
-
-__all__ = ["tiny_bundle"]
+from tests.fixtures.tiny_bundle import TinyBundle
 
 T = TypeVar("T")
 PROMPTS = [
@@ -58,39 +52,15 @@ async def staggered(batcher: Batcher, prompts: list[str], gap_s: float = 0.002) 
     return list(await asyncio.gather(*(one(i, t) for i, t in enumerate(prompts))))
 
 
-def old_bundle(bundle: Path, tmp_path: Path) -> Path:
-    """A copy without the `decoder_step` and `cross_kv` graphs, as older bundles are."""
-    copy = Path(shutil.copytree(bundle, tmp_path / "old"))
-    manifest = json.loads((copy / "manifest.json").read_text())
-    for graphs in manifest["graphs"].values():
-        for role in ("decoder_step", "cross_kv"):
-            name = graphs.pop(role)
-            manifest["files"].pop(name)
-            (copy / name).unlink()
-    (copy / "manifest.json").write_text(json.dumps(manifest))
-    return copy
-
-
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_continuous_batching_gives_the_one_at_a_time_replies(
     tiny_bundle: TinyBundle, precision: str
 ) -> None:
     reference = OnnxStudent(tiny_bundle.path, precision=precision)  # type: ignore[arg-type]
     expected = [reference.reply([("customer", p)]).text for p in PROMPTS * 2]
-    assert reference.has_step_graph
     got = run_with(tiny_bundle.path, lambda b: staggered(b, PROMPTS * 2), precision)
     assert got == expected
     assert "your order is on its way" in got
-
-
-def test_bundles_without_the_step_graph_batch_by_past_length(
-    tiny_bundle: TinyBundle, tmp_path: Path
-) -> None:
-    bundle = old_bundle(tiny_bundle.path, tmp_path)
-    reference = OnnxStudent(bundle, precision="fp32")
-    assert not reference.has_step_graph
-    expected = [reference.reply([("customer", p)]).text for p in PROMPTS]
-    assert run_with(bundle, lambda b: staggered(b, PROMPTS)) == expected
 
 
 def test_streaming_and_non_streaming_give_the_same_text(tiny_bundle: TinyBundle) -> None:

@@ -16,11 +16,7 @@ import pytest
 from bundle_runtime.manifest import BundleError
 from bundle_runtime.onnx_student import OnnxStudent
 from chat_api.runtime.serving import ReplyEngine, ServingOptions
-
-pytest.importorskip("torch", reason="building the tiny bundle needs the `train` extra (torch)")
-from tests.distill_worker.test_export import TinyBundle, tiny_bundle
-
-__all__ = ["tiny_bundle"]
+from tests.fixtures.tiny_bundle import TinyBundle
 
 HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
 

@@ -1,6 +1,7 @@
 """`RunningBatch` on a real tiny bundle: rows that join at different steps share one step call
 over left-padded caches, and each row gets exactly what decoding it alone gives (tokens, reward,
-intent); leaving rows shrink the caches; older bundles take the grouped path."""
+intent); leaving rows shrink the caches; bundles of the format before the batched step are
+refused."""
 
 from __future__ import annotations
 
@@ -9,14 +10,10 @@ from pathlib import Path
 import pytest
 
 from bundle_runtime.decoding import Decoding
+from bundle_runtime.manifest import BundleError
 from bundle_runtime.onnx_student import OnnxStudent
 from bundle_runtime.running_batch import RunningBatch
-
-pytest.importorskip("torch", reason="building the tiny bundle needs the `train` extra (torch)")
-from tests.chat_api.batching.test_loop import old_bundle
-from tests.distill_worker.test_export import TinyBundle, tiny_bundle
-
-__all__ = ["tiny_bundle"]
+from tests.fixtures.tiny_bundle import TinyBundle, old_bundle
 
 TEXTS = {1: "where is my order", 2: "i want a refund", 3: "what is the weather today"}
 
@@ -57,31 +54,27 @@ def test_rows_joining_late_decode_as_if_alone(tiny_bundle: TinyBundle, precision
     for rid, text in TEXTS.items():
         ids, mask = student.encode_texts([student.source_of([("customer", text)])])
         assert tokens[rid] == student.generate(ids, mask, 16)[0], text
-    assert student.joins_in_step  # newcomers' first step runs inside the batched step
     # Row 1 had fed 3 tokens when 2 and 3 joined: the past is 3 wide (theirs are padded).
     assert [w[0] for w in widths[:3]] == [1, 2, 3]
     assert widths[2][1] >= widths[0][1]  # the cross caches are padded to the longest source
 
 
-def test_older_bundles_decode_rows_by_past_length(tiny_bundle: TinyBundle, tmp_path: Path) -> None:
-    student = OnnxStudent(old_bundle(tiny_bundle.path, tmp_path), precision="fp32")
-    assert not student.has_step_graph and not student.joins_in_step
-    tokens, widths = decode_staggered(student)
-    assert [w[0] for w in widths[:3]] == [1, 2, 3]
-    for rid, text in TEXTS.items():
-        ids, mask = student.encode_texts([student.source_of([("customer", text)])])
-        assert tokens[rid] == student.generate(ids, mask, 16)[0], text
+def test_older_bundles_are_refused_with_the_command_that_exports_them_again(
+    tiny_bundle: TinyBundle, tmp_path: Path
+) -> None:
+    old = old_bundle(tiny_bundle.path, tmp_path)
+    with pytest.raises(BundleError, match="predates the current bundle format") as refused:
+        OnnxStudent(old, precision="fp32")
+    assert f"chatdistill export --bundle {old} --out" in str(refused.value)
 
 
-@pytest.mark.parametrize("old", [False, True], ids=["step-graph", "older-bundle"])
 def test_repetition_control_decodes_the_same_in_the_batch_and_alone(
-    tiny_bundle: TinyBundle, tmp_path: Path, old: bool
+    tiny_bundle: TinyBundle,
 ) -> None:
     """Strict controls (no token twice, at least 10 tokens) change the toy replies; the batcher
     and the single-request loop still produce the same tokens."""
     strict = Decoding(no_repeat_ngram=1, repetition_penalty=1.5, min_new_tokens=10)
-    path = old_bundle(tiny_bundle.path, tmp_path) if old else tiny_bundle.path
-    student = OnnxStudent(path, precision="fp32", decoding=strict)
+    student = OnnxStudent(tiny_bundle.path, precision="fp32", decoding=strict)
     tokens, _ = decode_staggered(student)
     changed = 0
     for rid, text in TEXTS.items():

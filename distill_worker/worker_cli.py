@@ -1,6 +1,9 @@
 """`chatdistill worker` and `chatdistill beat`: the Celery worker and scheduler, on the app
 built from the settings. The database must be at the code's migration revision (the embedded
-SQLite file is migrated here, as `serve` does)."""
+SQLite file is migrated here, as `serve` does).
+
+The one module of distill_worker's commands that starts the Celery app; `loop/` holds the loop's
+logic and never imports the app or its tasks."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import click
 
 from feedback import migrate
 from feedback.db import make_engine
+from feedback.errors import SchemaOutOfDate
 from feedback.models import RunTrigger
 from feedback.settings import Settings
 
@@ -18,14 +22,11 @@ def _ready_settings() -> Settings:
     try:
         if settings.database_url.startswith("sqlite"):
             migrate.upgrade(engine)
-        current, head = migrate.current_revision(engine), migrate.head_revision()
+        migrate.require_head(engine)
+    except SchemaOutOfDate as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
         engine.dispose()
-    if current != head:
-        raise click.ClickException(
-            f"the database is at revision {current or 'none (empty)'}, the code needs {head}; "
-            "run `chatdistill db upgrade` first"
-        )
     from distill_worker.loop.context import LoopContext
 
     for trigger in RunTrigger:  # a bad worker.distill / worker.compression fails here, not later

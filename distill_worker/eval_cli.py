@@ -1,0 +1,132 @@
+"""`chatdistill eval intents` and `chatdistill eval replies`: an exported bundle evaluated on a
+data file, served by ONNX Runtime as the API serves it. `eval intents` needs no torch; `eval
+replies` imports its evaluation (which does) when run."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import click
+
+from bundle_runtime.manifest import BundleError
+from distill_worker.data.loaders import DataError, load_utterances
+from feedback.settings import Settings
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+# Options shared by the `eval` commands.
+_BUNDLE = click.option(
+    "--bundle",
+    "bundle_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+)
+_PRECISION = click.option(
+    "--precision", type=click.Choice(["auto", "fp32", "int8"]), default="auto", show_default=True
+)
+_SPLIT = click.option("--split", default="val", show_default=True, help="Split of a CLINC150 JSON.")
+
+
+@click.group("eval")
+def evaluate() -> None:
+    """Evaluate an exported bundle (ONNX Runtime, as served)."""
+
+
+@evaluate.command("intents")
+@_BUNDLE
+@click.option(
+    "--data",
+    "data_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV text,category / CLINC150 JSON / JSONL with intents.",
+)
+@_SPLIT
+@_PRECISION
+@click.option("--batch-size", type=int, default=64, show_default=True)
+def eval_intents(
+    bundle_dir: Path, data_path: Path, split: str, precision: str, batch_size: int
+) -> None:
+    """Print intent metrics as JSON: accuracy, macro_f1, oos_recall (when the data has `oos`)."""
+    from bundle_runtime.intents import evaluate_intents
+
+    try:
+        rows = load_utterances(data_path, split=split)
+    except DataError as exc:
+        _fail(str(exc))
+    try:
+        result = evaluate_intents(bundle_dir, rows, precision=precision, batch_size=batch_size)
+    except BundleError as exc:
+        _fail(str(exc))
+    click.echo(json.dumps(result, indent=2))
+
+
+@evaluate.command("replies")
+@_BUNDLE
+@click.option(
+    "--data",
+    "data_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Prompts, with reference replies where there are: CSV with a reply column, JSONL "
+    "with reply and context, or CLINC150 JSON (no replies: degeneration figures only).",
+)
+@click.option(
+    "--train",
+    "train_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The retrieval baseline's index (training prompts with replies). Default: the "
+    "evaluated rows themselves, each row left out of its own search.",
+)
+@_SPLIT
+@_PRECISION
+@click.option("--limit", type=int, default=300, show_default=True, help="Rows, spread evenly.")
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the report to this file.",
+)
+def eval_replies(
+    bundle_dir: Path,
+    data_path: Path,
+    train_path: Path | None,
+    split: str,
+    precision: str,
+    limit: int,
+    json_out: Path | None,
+) -> None:
+    """Serve each prompt through the bundle as the API does and print reply figures as JSON:
+    chrF and ROUGE-L against the references, degenerate share, length, handoffs, latency,
+    beside a TF-IDF retrieval baseline."""
+    from distill_worker.stages.reply_eval import evaluate_replies  # torch: imported when run
+
+    try:
+        rows = load_utterances(data_path, split=split)
+        train = load_utterances(train_path, split="train") if train_path else None
+    except DataError as exc:
+        _fail(str(exc))
+    overrides = Settings().serving.decoding.model_dump(exclude_none=True)
+    try:
+        report = evaluate_replies(
+            bundle_dir,
+            rows,
+            train=train,
+            precision="fp32" if precision == "fp32" else "int8" if precision == "int8" else "auto",
+            decoding_overrides=overrides,
+            limit=limit,
+        )
+    except (BundleError, ValueError) as exc:
+        _fail(str(exc))
+    text = json.dumps(report, indent=2, ensure_ascii=False)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(text + "\n", encoding="utf-8")
+    click.echo(text)

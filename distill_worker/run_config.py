@@ -1,0 +1,95 @@
+"""`RunConfig`: everything one distillation run is trained with, typed, validated, stored as JSON.
+
+It embeds the model's hyperparameters (`DistillConfig`) and adds the teacher and data knobs
+(how many teacher replies, how long the encoder teacher trains, the held-out share, ...). Each
+default is written here once: the CLI options, the worker's settings and the quickstart build
+a `RunConfig` and take their defaults from its fields.
+
+A run's config is stored on its row (`to_row`) and read back with `from_row`. Rows written
+before the teacher and data knobs were stored hold only `distill` (and the loop's own flags,
+`int8`, `compression`, `warm_start`, which `from_row` ignores or reads); the knobs they lack
+come from the `fallback` config (the worker's settings), as they did at training time then.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from distill_worker.config import DistillConfig
+
+
+class RunConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    distill: DistillConfig = Field(
+        default_factory=DistillConfig, description="The student's and the stages' hyperparameters."
+    )
+    split: str = Field(default="train", min_length=1, description="Split of a CLINC150 JSON.")
+    reply_budget: int = Field(
+        default=200, ge=0, description="Teacher replies for stage 2 (the slow part on a CPU)."
+    )
+    eval_replies: int = Field(
+        default=24, ge=0, description="Extra teacher replies on held-out prompts (reply quality)."
+    )
+    top_k: int = Field(
+        default=20, ge=1, description="Token-level KD keeps the teacher's top-k next tokens."
+    )
+    teacher_epochs: int = Field(default=3, ge=1, description="Encoder-teacher fine-tuning epochs.")
+    teacher_lr: float = Field(
+        default=5e-5, gt=0.0, allow_inf_nan=False, description="Encoder-teacher learning rate."
+    )
+    teacher_max_minutes: float | None = Field(
+        default=8.0,
+        gt=0.0,
+        allow_inf_nan=False,
+        description="Time cap of the encoder teacher's fine-tuning in minutes; None: no cap.",
+    )
+    dev_fraction: float = Field(
+        default=0.1, ge=0.0, lt=1.0, description="Without a snapshot: the held-out share."
+    )
+    adversarial_fraction: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="Noisy copies of labelled train rows, for stage 1 (never the decoder).",
+    )
+    context_turns: int = Field(
+        default=4, ge=0, description="Earlier turns of a conversation the student reads."
+    )
+    int8: bool = Field(default=True, description="Export INT8 graphs too.")
+
+    @field_validator("distill", mode="before")
+    @classmethod
+    def _distill_from_dict(cls, value: Any) -> Any:
+        """A stored dict goes through DistillConfig's own checks (unknown fields, bounds)."""
+        return DistillConfig.from_dict(value) if isinstance(value, dict) else value
+
+    def to_row(self) -> dict[str, Any]:
+        """The JSON-ready dict stored on the run's row (and logged at the start of a run)."""
+        return self.model_dump(mode="json")
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any], fallback: RunConfig | None = None) -> RunConfig:
+        """The config stored on a run's row; keys that are not RunConfig fields (the loop's
+        `compression`, `warm_start`, `kind`) are ignored, missing fields come from `fallback`
+        (default: RunConfig's defaults)."""
+        base = (fallback or cls()).to_row()
+        return cls.model_validate(base | {k: v for k, v in row.items() if k in cls.model_fields})
+
+    def with_changes(self, **changes: Any) -> RunConfig:
+        """A validated copy with `changes` (fields of RunConfig, and `distill` as a dict of
+        DistillConfig fields over the current ones)."""
+        data = self.to_row()
+        if isinstance(changes.get("distill"), dict):
+            changes["distill"] = data["distill"] | changes["distill"]
+        return type(self).model_validate(data | changes)
+
+
+def default_of(name: str) -> Any:
+    """The default of a RunConfig field, for a CLI option's default."""
+    return RunConfig.model_fields[name].default

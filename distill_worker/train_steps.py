@@ -1,0 +1,145 @@
+"""Steps 4-7 of a distillation run (`distill_worker.pipeline`), over the prepared `RunState`.
+
+[4/7] train_encoder   stage 1 (feature / intent KD / task CE), then the intent confidence
+                      calibrated on the held-out split
+[5/7] train_decoder   stage 2 (decoder + reward head)
+[6/7] evaluate        held-out metrics (`stages.run_eval.evaluate_run`) and the run's figures
+[7/7] export          the parity-checked bundle (`stages.export_onnx.export_bundle`)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from bundle_runtime.manifest import Manifest
+from distill_worker.config import DistillConfig
+from distill_worker.data.approved_seeds import central_replies
+from distill_worker.data.building import intent_examples
+from distill_worker.run_request import DistillRequest
+from distill_worker.run_state import RunState
+from distill_worker.stages.decoder_stage import DecoderStage
+from distill_worker.stages.encoder_stage import EncoderStage
+from distill_worker.stages.export_onnx import export_bundle
+from distill_worker.stages.run_eval import calibrate, evaluate_run
+
+Log = Callable[[str], None]
+
+
+def train_encoder(req: DistillRequest, state: RunState, log: Log) -> None:
+    """[4/7] Stage 1 on the train rows and their variants; calibration on the held-out rows."""
+    data = state.data
+    examples = intent_examples(data.stage1_rows, data.labels, state.source, state.teacher)
+    log(f"[4/7] stage 1 (encoder): {len(examples)} examples")
+    stage1 = EncoderStage(
+        state.student,
+        req.config.distill,
+        examples,
+        state.teacher.hidden_size,
+        req.work_dir / "logs" / "stage1.jsonl",
+        req.work_dir / "stage1",
+    )
+    stage1.setup()
+    metrics = stage1.train()
+    stage1.cleanup()
+    _note_cap(metrics, "stage 1", "--stage1-epochs or stage1_max_minutes", log)
+    state.stage_metrics["stage1"] = _plain(metrics)
+    temperature = calibrate(state.student, state.source, data.dev, data.labels)
+    log(f"      intent confidence calibrated on the held-out split: temperature {temperature:.3f}")
+
+
+def train_decoder(req: DistillRequest, state: RunState, log: Log) -> None:
+    """[5/7] Stage 2: the decoder and the reward head on the teacher replies and references."""
+    log(f"[5/7] stage 2 (decoder + reward): {len(state.stage2_examples)} examples")
+    stage2 = DecoderStage(
+        state.student,
+        req.config.distill,
+        state.stage2_examples,
+        req.work_dir / "logs" / "stage2.jsonl",
+        req.work_dir / "stage2",
+    )
+    stage2.setup()
+    metrics = stage2.train()
+    stage2.cleanup()
+    _note_cap(metrics, "stage 2", "--stage2-epochs or stage2_max_minutes", log)
+    state.stage_metrics["stage2"] = _plain(metrics)
+
+
+def evaluate(req: DistillRequest, state: RunState, log: Log) -> None:
+    """[6/7] Held-out metrics, and the run's own figures, into `state.metrics`."""
+    log("[6/7] evaluating on the held-out split")
+    data, metrics = state.data, state.metrics
+    metrics |= evaluate_run(state, req.config, cache=req.teacher_cache, work_dir=req.work_dir)
+    metrics |= state.stage_metrics  # stage1, stage2
+    metrics["reply_budget"] = {"prompts": state.prompts, "bounded": state.bounded}
+    metrics["teacher_cache"] = state.cache_stats.as_dict()
+    metrics["best_of_n"] = state.best_of_n.as_dict()
+    metrics["train_rows"], metrics["dev_rows"] = len(data.train), len(data.dev)
+    metrics["adversarial_rows"] = {kind: len(rows) for kind, rows in data.adversarial.items()}
+    if req.snapshot_dir is not None:
+        metrics["snapshot"] = {"path": str(req.snapshot_dir), "content_hash": req.snapshot_dir.name}
+    log("      " + json.dumps({k: metrics[k] for k in ("intent", "replies")}, default=str))
+
+
+def export(req: DistillRequest, state: RunState, log: Log, started: float) -> Manifest:
+    """[7/7] The bundle at `req.out_dir`, parity-checked on up to 8 held-out rows; `started`:
+    the run's `time.monotonic()` at its start, for `metrics["wall_seconds"]`."""
+    cfg = req.config.distill
+    data, student, teacher = state.data, state.student, state.teacher
+    version = req.model_version or _version_id(cfg)
+    log(f"[7/7] exporting bundle {version} to {req.out_dir}")
+    state.metrics["wall_seconds"] = round(time.monotonic() - started, 1)
+    manifest = export_bundle(
+        student,
+        req.out_dir,
+        model_version=version,
+        intent_labels=data.labels,
+        oos_label=data.oos_label,
+        encoder_tokenizer_json=state.source.path,
+        decoder_tokenizer_json=state.responder_dir / "tokenizer.json",
+        special_tokens={
+            "enc_cls": teacher.cls_id,
+            "enc_sep": teacher.sep_id,
+            "enc_pad": teacher.pad_id,
+            "dec_bos": student.cfg.dec_bos_id,
+            "dec_eos": student.cfg.dec_eos_id,
+            "dec_pad": student.cfg.dec_pad_id,
+        },
+        max_source_tokens=cfg.max_source_tokens,
+        max_new_tokens=cfg.max_reply_tokens,
+        context_turns=req.config.context_turns,
+        handoff_threshold=cfg.handoff_threshold,
+        metrics=state.metrics,
+        run_id=str(req.run_id) if req.run_id else None,
+        int8=req.config.int8,
+        parity_samples=state.source.ids([r.turns() for r in (data.dev or data.train)[:8]]),
+        decoder_vocab=list(state.vocab.ids),
+        approved_seeds=central_replies(data.train, oos_label=data.oos_label),
+    )
+    log(f"      done in {state.metrics['wall_seconds']} s: {req.out_dir}")
+    return manifest
+
+
+def _note_cap(metrics: dict[str, Any], name: str, knob: str, log: Log) -> None:
+    if metrics.get("stop_reason") == "time_limit":
+        log(
+            f"      {name} stopped at its time cap after {metrics.get('step')} of "
+            f"{metrics.get('total_steps')} steps (raise {knob} to train longer)"
+        )
+
+
+def _version_id(cfg: DistillConfig) -> str:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    return f"v{stamp}-{hashlib.sha256(cfg.to_json().encode()).hexdigest()[:6]}"
+
+
+def _plain(data: Any) -> Any:
+    """Metrics dicts as plain JSON values."""
+    return json.loads(
+        json.dumps(data if not hasattr(data, "__dataclass_fields__") else asdict(data), default=str)
+    )

@@ -1,0 +1,108 @@
+"""`RunConfig`: one validated config per run, stored on the run's row and read back (old rows
+included), built the same way by the CLI and the worker's settings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from pydantic import ValidationError
+
+from distill_worker import cli
+from distill_worker.config import DistillConfig
+from distill_worker.loop.context import LoopContext
+from distill_worker.run_config import RunConfig, default_of
+from feedback.models import RunTrigger
+from feedback.settings import Settings
+
+
+def test_a_config_round_trips_through_its_row() -> None:
+    config = RunConfig(distill=DistillConfig(seed=7, dec_layers=2), reply_budget=5, int8=False)
+    row = json.loads(json.dumps(config.to_row()))  # as the JSON column stores it
+    assert row["distill"]["seed"] == 7 and row["reply_budget"] == 5
+    assert RunConfig.from_row(row) == config
+    assert RunConfig.model_validate_json(config.to_json()) == config
+
+
+def test_bad_values_are_refused_with_the_field_named() -> None:
+    with pytest.raises(ValidationError, match="reply_budget"):
+        RunConfig(reply_budget=-1)
+    with pytest.raises(ValidationError, match="teacher_max_minutes"):
+        RunConfig(teacher_max_minutes=0.0)
+    with pytest.raises(ValidationError, match="dev_fraction"):
+        RunConfig(dev_fraction=1.0)
+    with pytest.raises(ValidationError, match="unknown DistillConfig fields"):
+        RunConfig.from_row({"distill": {"learning_rate": 3.0}})
+    with pytest.raises(ValidationError, match="must be divisible by dec_heads"):
+        RunConfig.from_row({"distill": {"dec_hidden": 65, "dec_heads": 2}})
+    with pytest.raises(ValueError, match="top_k"):  # pydantic's error is a ValueError
+        RunConfig().with_changes(top_k=0)
+
+
+def test_an_old_row_with_only_the_distill_config_still_loads() -> None:
+    old = {"distill": {"seed": 3}, "int8": False, "compression": False, "warm_start": False}
+    fallback = RunConfig(reply_budget=6, teacher_epochs=1, eval_replies=4)
+    config = RunConfig.from_row(old, fallback=fallback)
+    assert config.distill == DistillConfig(seed=3)
+    assert config.int8 is False  # the row's own value
+    assert (config.reply_budget, config.teacher_epochs, config.eval_replies) == (6, 1, 4)
+    assert RunConfig.from_row({"distill": {}}).reply_budget == default_of("reply_budget")
+
+
+def test_the_worker_settings_build_the_run_config() -> None:
+    defaults = LoopContext(Settings()).run_settings(RunTrigger.MANUAL)
+    assert defaults == RunConfig(eval_replies=8)  # unset settings keep RunConfig's defaults
+    settings = Settings(
+        worker={
+            "reply_budget": 6,
+            "teacher_epochs": 1,
+            "int8": False,
+            "distill": {"seed": 2},
+            "compression": {"enc_layers": 1},
+            "gate": {"eval_replies": 4},
+        }
+    )
+    ctx = LoopContext(settings)
+    manual = ctx.run_settings(RunTrigger.MANUAL)
+    assert (manual.reply_budget, manual.teacher_epochs, manual.eval_replies) == (6, 1, 4)
+    assert manual.int8 is False and manual.distill == DistillConfig(seed=2)
+    latency = ctx.run_settings(RunTrigger.LATENCY)
+    assert latency.int8 is True and latency.distill == DistillConfig(seed=2, enc_layers=1)
+    row = ctx.run_config(RunTrigger.LATENCY)
+    assert row["compression"] is True and RunConfig.from_row(row) == latency
+
+
+def test_the_distill_command_builds_one_run_config(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    seen: list[RunConfig] = []
+
+    def fake_run(out: Path, config: RunConfig, **_: object) -> Path:
+        seen.append(config)
+        return out
+
+    monkeypatch.setattr(cli, "_run", fake_run)
+    runner = CliRunner()
+    result = runner.invoke(cli.distill, ["--out", str(tmp_path / "b"), "--dec-layers", "2"])
+    assert result.exit_code == 0, result.output
+    caps = DistillConfig(dec_layers=2, **cli.DEFAULT_CAPS)
+    assert seen.pop() == RunConfig(distill=caps)  # every other default is RunConfig's
+
+    config_file = tmp_path / "run.json"
+    config_file.write_text(RunConfig(reply_budget=9, top_k=5).to_json(), encoding="utf-8")
+    args = ["--out", str(tmp_path / "b"), "--config", str(config_file), "--no-int8"]
+    result = runner.invoke(cli.distill, args)
+    assert result.exit_code == 0, result.output
+    # options left at their defaults keep the file's values; given ones override them
+    assert seen.pop() == RunConfig(reply_budget=9, top_k=5, int8=False)
+
+    old_file = tmp_path / "distill.json"
+    old_file.write_text(DistillConfig(seed=4).to_json(), encoding="utf-8")
+    result = runner.invoke(cli.distill, ["--out", str(tmp_path / "b"), "--config", str(old_file)])
+    assert result.exit_code == 0, result.output
+    assert seen.pop().distill == DistillConfig(seed=4)
+
+    result = runner.invoke(cli.distill, ["--out", str(tmp_path / "b"), "--reply-budget", "-2"])
+    assert result.exit_code == 2 and "reply_budget" in result.output
