@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from feedback.models import MessageRole
 from tests.conftest import create_database, drop_database
-from tests.distill_worker.test_export import TOY, build_tiny_bundle
+from tests.fixtures.tiny_bundle import TOY, build_tiny_bundle
 from tests.live.test_load_and_handoff import operator_token, post, serve_tiny, start, stored
 
 # The operator's side, run in its own interpreter: it waits for "go" on stdin, then times its

@@ -25,6 +25,8 @@ from chat_api.batching.loop import Batcher
 from chat_api.batching.scheduler import SchedulerConfig
 from chat_api.body_limit import BodySizeLimitMiddleware
 from chat_api.errors import install_error_handlers
+from chat_api.handoff_webhook import HandoffWebhook
+from chat_api.live import LiveBus
 from chat_api.login_lockout import InProcessLockoutShadow, LockoutShadow, RedisLockoutShadow
 from chat_api.metrics import ApiMetrics, MetricsMiddleware
 from chat_api.ratelimit import InProcessRateLimiter, RateLimiter, RedisRateLimiter
@@ -36,12 +38,15 @@ from chat_api.routes import (
     operator_auth,
     operator_conversations,
     operator_corrections,
+    operator_handoff,
+    operator_inbox,
     operator_metrics,
     operator_models,
     promotion,
     runs,
     web,
     widget,
+    widget_events,
     widget_messages,
     widget_ratings,
     widget_stream,
@@ -123,6 +128,11 @@ def create_app(
         batcher.start()
         watcher = BundleWatcher(reply_engine, factory, settings)
         await watcher.start()
+        live = LiveBus(settings.redis.url, settings.redis.key_prefix)
+        await live.start()
+        webhook = (
+            HandoffWebhook(settings.handoff, factory) if settings.handoff.webhook_url else None
+        )
         logger.info(
             "chat API starting (database %s, rate limits %s, model %s)",
             "postgresql" if settings.database_url.startswith("postgresql") else "sqlite",
@@ -139,8 +149,13 @@ def create_app(
                 "metrics": metrics,
                 "engine": reply_engine,
                 "batcher": batcher,
+                "live": live,
+                "webhook": webhook,
             }
         finally:
+            await live.close()
+            if webhook is not None:
+                await run_in_threadpool(webhook.close)
             await watcher.stop()
             await run_in_threadpool(batcher.stop)
             await limiter.close()
@@ -162,9 +177,12 @@ def create_app(
     app.include_router(widget_messages.router)
     app.include_router(widget_stream.router)
     app.include_router(widget_ratings.router)
+    app.include_router(widget_events.router)
     app.include_router(operator_auth.router)
     app.include_router(operator_conversations.router)
     app.include_router(operator_corrections.router)
+    app.include_router(operator_inbox.router)
+    app.include_router(operator_handoff.router)
     app.include_router(operator_metrics.router)
     app.include_router(operator_models.router)
     app.include_router(approved_answers.router)

@@ -41,6 +41,7 @@ from feedback.errors import (
     FeedbackError,
     InvalidInput,
     NotFound,
+    NotPermitted,
 )
 
 
@@ -145,6 +146,7 @@ _STORE_STATUS: dict[type[FeedbackError], int] = {
     Conflict: 409,
     InvalidInput: 422,
     AuthError: 401,
+    NotPermitted: 403,
 }
 
 

@@ -36,13 +36,14 @@ from chat_api.errors import ServiceUnavailable, Unprocessable
 from chat_api.metrics import ApiMetrics
 from chat_api.routing import run_ending_transactions
 from chat_api.runtime.serving import NoModelLoaded
+from feedback import handoff
 from feedback.db import session_scope
-from feedback.models import Conversation, Message, MessageRole
+from feedback.handoff import HANDOFF_NOTICE as HANDOFF_NOTICE
+from feedback.handoff import Change
+from feedback.models import Message, MessageRole
 from feedback.repositories.approved_answers import ApprovedAnswerRepository
 from feedback.repositories.conversations import ConversationRepository
 from feedback.settings import ApiSettings
-
-HANDOFF_NOTICE = "A human agent has been asked to join this conversation. Please stay here."
 
 NO_MODEL_DETAIL = (
     "No model is deployed, so the assistant cannot reply yet. Your message was saved. "
@@ -114,6 +115,7 @@ def store_customer_turn(
     transaction before the model works (`chat_api.routing.run_ending_transactions`)."""
     repo = ConversationRepository(session)
     conversation = repo.get(conversation_id)
+    handoff.customer_wrote(session, conversation)  # a resolved case: the bot answers again
     if not conversation.handed_off:
         check_capacity(batcher)
     message = repo.add_message(conversation, role=MessageRole.CUSTOMER, text=text)
@@ -197,24 +199,18 @@ def store_reply(
     if stored is None:
         return None
     metrics.reply_sources.labels(sent.source).inc()
-    if sent.handoff_reason is not None:
-        conversation = repo.get(conversation_id)
-        session.refresh(conversation)  # current under the row lock the reply took
-        if hand_off(repo, conversation, sent.handoff_reason) is not None:
-            metrics.handoffs.labels(sent.handoff_reason).inc()
+    reason = sent.handoff_reason
+    if reason is not None and hand_off(session, conversation_id, reason, by="system"):
+        metrics.handoffs.labels(reason).inc()
     return stored
 
 
 def hand_off(
-    repo: ConversationRepository, conversation: Conversation, reason: str
-) -> Message | None:
-    """Hand the conversation to a human and tell the customer; None (and nothing posted) when it
-    already was handed off or is closed."""
-    if not repo.hand_off(conversation, reason=reason):
-        return None
-    return repo.add_message(
-        conversation, role=MessageRole.SYSTEM, text=HANDOFF_NOTICE, handoff=True
-    )
+    session: Session, conversation_id: uuid.UUID, reason: str, *, by: str = "customer"
+) -> Change | None:
+    """Put the conversation in the operators' queue and tell the customer (`feedback.handoff`);
+    None (nothing posted) when a human already has it. `by`: customer or system (the bot)."""
+    return handoff.request_human(session, conversation_id, reason=reason, actor_type=by)
 
 
 async def answer(

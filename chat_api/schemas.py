@@ -57,6 +57,8 @@ class MessageOut(BaseModel):
     # Assistant replies: generated (the model's text), approved (the intent's approved answer
     # stood in for an unfit reply) or handoff.
     reply_source: str | None = None
+    # Agent messages: the operator who wrote it.
+    operator_id: uuid.UUID | None = None
 
 
 class SetApprovedAnswer(BaseModel):
@@ -98,6 +100,10 @@ class ConversationOut(BaseModel):
     id: uuid.UUID
     created_at: dt.datetime
     status: str
+    state: Literal["bot", "waiting", "agent", "resolved"] = Field(
+        description="Who answers: bot, waiting (for an operator), agent (an operator has "
+        "it), resolved."
+    )
     handed_off: bool
     handed_off_at: dt.datetime | None
     messages: list[MessageOut]
@@ -147,6 +153,46 @@ class NoModelBody(BaseModel):
 
 
 # --- operator -----------------------------------------------------------------------------------
+
+
+class InboxItem(BaseModel):
+    conversation_id: uuid.UUID
+    state: Literal["bot", "waiting", "agent", "resolved"]
+    handoff_reason: str | None = Field(
+        description="Why it was handed off: customer_request, low_confidence, out_of_scope, ..."
+    )
+    waiting_since: dt.datetime | None = Field(description="When it entered the queue.")
+    waiting_seconds: float | None = Field(
+        description="Seconds in the queue so far (waiting conversations; null otherwise)."
+    )
+    assigned_operator_id: uuid.UUID | None
+    assigned_operator_email: str | None
+    last_customer_text: str | None
+    message_count: int
+    updated_at: dt.datetime
+
+
+class InboxOut(BaseModel):
+    waiting_count: int = Field(description="Conversations waiting for an operator.")
+    mine_count: int = Field(description="Conversations the caller has (state agent).")
+    items: list[InboxItem]
+
+
+class AgentMessageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: Text = Field(min_length=1, description="The operator's reply to the customer.")
+
+
+class AssignConversation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    operator_id: uuid.UUID = Field(description="The operator who gets the conversation.")
+
+
+class HandoffStateOut(BaseModel):
+    conversation_id: uuid.UUID
+    state: Literal["bot", "waiting", "agent", "resolved"]
+    assigned_operator_id: uuid.UUID | None
+    message: MessageOut | None = Field(description="The notice the customer sees, if any.")
 
 
 class Login(BaseModel):
@@ -208,6 +254,7 @@ class OperatorConversationOut(ConversationOut):
     site: str | None
     locale: str | None
     handoff_reason: str | None
+    assigned_operator_id: uuid.UUID | None = None
     corrections: list[CorrectionOut]
 
 
@@ -257,6 +304,11 @@ class MetricsPoint(BaseModel):
     handoff_rate: float | None
     latency_p95_ms: float | None
     fallback_rate: float | None = None  # replies the serving guard replaced
+    handed_off: int = 0  # conversations started in the bucket that were ever handed off
+    # Conversations whose first agent reply came in the bucket; the wait since the handoff.
+    first_agent_replies: int = 0
+    first_agent_reply_p50_s: float | None = None
+    first_agent_reply_p95_s: float | None = None
 
 
 class Thresholds(BaseModel):

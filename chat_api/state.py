@@ -8,6 +8,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 
 from chat_api.batching.loop import Batcher
+from chat_api.handoff_webhook import HandoffWebhook
+from chat_api.live import LiveBus
 from chat_api.login_lockout import LockoutShadow
 from chat_api.metrics import ApiMetrics
 from chat_api.ratelimit import RateLimiter
@@ -25,6 +27,8 @@ class AppState(TypedDict):
     metrics: ApiMetrics
     engine: ReplyEngine
     batcher: Batcher
+    live: LiveBus
+    webhook: HandoffWebhook | None  # set when handoff.webhook_url is
 
 
 def app_state(request: Request) -> AppState:
@@ -40,6 +44,8 @@ def app_state(request: Request) -> AppState:
             "metrics": state.metrics,
             "engine": state.engine,
             "batcher": state.batcher,
+            "live": state.live,
+            "webhook": state.webhook,
         },
     )
 

@@ -39,6 +39,7 @@ def conversation_out(
         id=conversation.id,
         created_at=conversation.created_at,
         status=conversation.status,
+        state=conversation.state,
         handed_off=conversation.handed_off,
         handed_off_at=conversation.handed_off_at,
         messages=[MessageOut.model_validate(m) for m in messages],
@@ -58,6 +59,7 @@ def operator_conversation_out(
         site=conversation.site,
         locale=conversation.locale,
         handoff_reason=conversation.handoff_reason,
+        assigned_operator_id=conversation.assigned_operator_id,
         corrections=[CorrectionOut.model_validate(c) for c in corrections],
     )
 

@@ -23,12 +23,14 @@ from distill_worker.data.approved_seeds import central_replies
 from distill_worker.data.building import intent_examples
 from distill_worker.run_request import DistillRequest
 from distill_worker.run_state import RunState
+from distill_worker.stages.agent_eval import agent_reply_figures
 from distill_worker.stages.decoder_stage import DecoderStage
 from distill_worker.stages.encoder_stage import EncoderStage
 from distill_worker.stages.export_onnx import export_bundle
 from distill_worker.stages.run_eval import calibrate, evaluate_run
 
 Log = Callable[[str], None]
+AGENT_EVAL_ROWS = 64  # agent-answered contexts the evaluation replies to (candidate, champion)
 
 
 def train_encoder(req: DistillRequest, state: RunState, log: Log) -> None:
@@ -83,6 +85,18 @@ def evaluate(req: DistillRequest, state: RunState, log: Log) -> None:
     metrics["adversarial_rows"] = {kind: len(rows) for kind, rows in data.adversarial.items()}
     if req.snapshot_dir is not None:
         metrics["snapshot"] = {"path": str(req.snapshot_dir), "content_hash": req.snapshot_dir.name}
+        agents = agent_reply_figures(
+            state,
+            req.snapshot_dir,
+            max_rows=AGENT_EVAL_ROWS,
+            max_reply_tokens=req.config.distill.max_reply_tokens,
+        )
+        if agents is not None:  # how close it comes to what human agents answered
+            metrics["agent_replies"] = agents
+            log(
+                f"      agent replies: chrF {agents['chrf_candidate']} (champion "
+                f"{agents['chrf_champion']}) over {agents['rows']} agent-answered turns"
+            )
     log("      " + json.dumps({k: metrics[k] for k in ("intent", "replies")}, default=str))
 
 

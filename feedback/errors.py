@@ -5,6 +5,7 @@ FeedbackError
 ├── Conflict            the request contradicts the current state
 ├── InvalidInput        a value is out of range or malformed
 ├── AuthError           credentials missing, wrong, expired or revoked
+├── NotPermitted        valid credentials, not allowed to act on this thing
 └── SchemaOutOfDate     the database is not at the code's migration revision
 """
 
@@ -31,6 +32,10 @@ class InvalidInput(FeedbackError):
 
 class AuthError(FeedbackError):
     code = "unauthorized"
+
+
+class NotPermitted(FeedbackError):
+    code = "forbidden"
 
 
 class SchemaOutOfDate(FeedbackError):

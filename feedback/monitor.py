@@ -47,6 +47,12 @@ class WindowMetrics(BaseModel):
     guarded_replies: int = 0
     approved_replies: int = 0
     fallback_rate: float | None = None
+    # Handoffs that reached a human: conversations whose first agent reply came in the window,
+    # and the wait from the handoff to that reply (seconds). `handed_off` / `handoff_rate`
+    # above count conversations started in the window that were ever handed off.
+    first_agent_replies: int = 0
+    first_agent_reply_p50_s: float | None = None
+    first_agent_reply_p95_s: float | None = None
 
 
 def percentile(sorted_values: list[float], q: float) -> float | None:
@@ -115,4 +121,7 @@ def _metrics(
         guarded_replies=counts.guarded_replies,
         approved_replies=counts.approved_replies,
         fallback_rate=_ratio(counts.guarded_replies, counts.assistant_replies),
+        first_agent_replies=len(counts.first_agent_waits),
+        first_agent_reply_p50_s=percentile(counts.first_agent_waits, 0.50),
+        first_agent_reply_p95_s=percentile(counts.first_agent_waits, 0.95),
     )

@@ -10,7 +10,16 @@ from feedback.models import MonitorEvaluation
 from feedback.monitor_rules import Rule
 
 # Figures shown besides the judged ones (no threshold of their own).
-EXTRA_FIGURES = ("latency_p50_ms", "assistant_replies", "thumbs_up", "thumbs_down")
+EXTRA_FIGURES = (
+    "latency_p50_ms",
+    "assistant_replies",
+    "thumbs_up",
+    "thumbs_down",
+    "handed_off",
+    "first_agent_replies",
+    "first_agent_reply_p50_s",
+    "first_agent_reply_p95_s",
+)
 
 
 class MonitorGauges:

@@ -431,6 +431,60 @@ class EventsSettings(BaseModel):
     )
 
 
+class LiveSettings(BaseModel):
+    """Live streams (`chat_api.live`): the widget's and the operators' server-sent events. With
+    Redis, every API process hears every change at once; without it, a stream re-reads the
+    store every `poll_interval_s` (changes made in its own process wake it at once)."""
+
+    poll_interval_s: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=60.0,
+        description="Seconds between a live stream's reads of the store when Redis is not "
+        "configured or its subscription is down.",
+    )
+    keepalive_s: float = Field(
+        default=15.0,
+        gt=0.0,
+        le=300.0,
+        description="A live stream with nothing to send writes a comment this often, so that "
+        "proxies keep the connection open.",
+    )
+
+
+class HandoffSettings(BaseModel):
+    """A company's own tools told of each new handoff (`chat_api.handoff_webhook`): a signed
+    POST when a conversation enters the operators' queue."""
+
+    webhook_url: str | None = Field(
+        default=None,
+        description="http(s) URL that receives `conversation.waiting` events; empty: none.",
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC-SHA256 key that signs each body (at least 16 characters); "
+        "required with a URL.",
+    )
+    webhook_timeout_s: float = Field(default=5.0, gt=0.0, le=60.0, description="Per attempt.")
+    webhook_attempts: int = Field(
+        default=4, ge=1, le=10, description="Tries per event (backoff 0.5 s, 1 s, 2 s, ...)."
+    )
+
+    @model_validator(mode="after")
+    def _secret_with_url(self) -> HandoffSettings:
+        if not self.webhook_url:
+            return self
+        if not self.webhook_url.startswith(("http://", "https://")):
+            raise ValueError("handoff.webhook_url must be an http:// or https:// URL")
+        secret = self.webhook_secret.get_secret_value() if self.webhook_secret else ""
+        if len(secret) < 16:
+            raise ValueError(
+                "handoff.webhook_secret must be set (at least 16 characters) with a webhook "
+                "URL: receivers check each body's signature with it"
+            )
+        return self
+
+
 class CanarySettings(BaseModel):
     """A `canary` alias served to a share of conversations, judged against the champion."""
 
@@ -491,6 +545,8 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     events: EventsSettings = Field(default_factory=EventsSettings)
     canary: CanarySettings = Field(default_factory=CanarySettings)
+    live: LiveSettings = Field(default_factory=LiveSettings)
+    handoff: HandoffSettings = Field(default_factory=HandoffSettings)
 
     @property
     def database_url(self) -> str:

@@ -38,7 +38,10 @@ router = APIRouter(
 DEFAULT_RANGE = dt.timedelta(hours=24)
 
 
-@router.get("/metrics/summary", summary="Ratings, CSAT, handoffs, intent accuracy, latency")
+@router.get(
+    "/metrics/summary",
+    summary="Ratings, CSAT, handoffs and time to an agent, intent accuracy, latency",
+)
 def metrics_summary(
     _operator: CurrentOperator,
     session: DbSession,
@@ -83,6 +86,10 @@ def metrics_series(
             handoff_rate=m.handoff_rate,
             latency_p95_ms=m.latency_p95_ms,
             fallback_rate=m.fallback_rate,
+            handed_off=m.handed_off,
+            first_agent_replies=m.first_agent_replies,
+            first_agent_reply_p50_s=m.first_agent_reply_p50_s,
+            first_agent_reply_p95_s=m.first_agent_reply_p95_s,
         )
         for (lo, hi), m in zip(
             windows.windows(),

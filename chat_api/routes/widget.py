@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, status
 
+from chat_api import live
 from chat_api.dependencies import (
     DbSession,
     WidgetConversation,
@@ -73,15 +74,19 @@ def ask_for_human(
 ) -> HandoffOut:
     repo = ConversationRepository(session)
     conversation = repo.get(conversation_id)
-    reason = (body.reason if body and body.reason else None) or "customer_request"
-    notice = hand_off(repo, conversation, reason)
-    if notice is not None:
-        app_state(request)["metrics"].handoffs.labels("customer_request").inc()
-    elif conversation.status == "closed":
+    if conversation.status == "closed":
         raise ConflictError("this conversation is closed; start a new one")
-    return HandoffOut(
+    reason = (body.reason if body and body.reason else None) or "customer_request"
+    change = hand_off(session, conversation_id, reason)
+    notice = change.notice if change is not None else None
+    if change is not None:
+        app_state(request)["metrics"].handoffs.labels("customer_request").inc()
+    out = HandoffOut(
         conversation_id=conversation.id,
         handed_off=conversation.handed_off,
         handed_off_at=conversation.handed_off_at,
         message=MessageOut.model_validate(notice) if notice else None,
     )
+    session.commit()  # before the operators hear of it (`chat_api.live`)
+    live.announce_change(app_state(request), change)
+    return out

@@ -12,7 +12,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import JSONResponse
 
-from chat_api import replies
+from chat_api import live, replies
 from chat_api.dependencies import DbSession, WidgetWrite, per_ip_limit
 from chat_api.errors import WIDGET_ERRORS, error_body
 from chat_api.routing import TransactionEndingRoute
@@ -50,7 +50,14 @@ async def post_message(
             session, state["batcher"], state["metrics"], conversation_id, body.text
         )
     except replies.NotAnswered as exc:
+        live.announce_conversation(state, conversation_id)
         return _unanswered(exc)
+    # Both steps committed: operators watching hear of the customer's message (and a handoff).
+    live.announce_conversation(state, conversation_id)
+    if answer.reply is not None and answer.reply.handoff:
+        live.became_waiting(state, conversation_id)
+    elif answer.handoff:
+        live.announce_inbox(state)
     return PostMessageOut(
         message=MessageOut.model_validate(answer.message),
         reply=MessageOut.model_validate(answer.reply) if answer.reply else None,

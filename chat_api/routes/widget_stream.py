@@ -30,7 +30,8 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from chat_api.batching.loop import Batcher, Completed, TokenDelta
+from chat_api import live
+from chat_api.batching.loop import Completed, TokenDelta
 from chat_api.batching.scheduler import BatchingError
 from chat_api.dependencies import DbSession, WidgetWrite, per_ip_limit
 from chat_api.errors import WIDGET_ERRORS
@@ -45,7 +46,7 @@ from chat_api.replies import (
 from chat_api.routing import TransactionEndingRoute
 from chat_api.runtime.serving import NoModelLoaded
 from chat_api.schemas import MessageOut, PostMessage
-from chat_api.state import app_state, settings_of
+from chat_api.state import AppState, app_state, settings_of
 from feedback.db import session_scope
 
 logger = logging.getLogger(__name__)
@@ -89,22 +90,23 @@ def post_message_stream(
     # Committed here, in the handler's thread, before the stream starts (the dependency's
     # teardown would wait for a free threadpool slot while holding the transaction).
     session.commit()
+    live.announce_conversation(state, conversation_id)
+    if turn.handed_off:
+        live.announce_inbox(state)  # the inbox shows the customer's last message
     events = _events(
-        state["batcher"], state["session_factory"], state["metrics"], conversation_id, stored,
-        turns, body.text,
+        state, conversation_id, stored, turns, body.text,
     )  # fmt: skip
     return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 async def _events(
-    batcher: Batcher,
-    factory: sessionmaker[Session],
-    metrics: ApiMetrics,
+    state: AppState,
     conversation_id: uuid.UUID,
     stored: dict[str, Any],
     turns: list[tuple[str, str]] | None,
     customer_text: str,
 ) -> AsyncIterator[str]:
+    batcher, factory, metrics = state["batcher"], state["session_factory"], state["metrics"]
     yield sse("message", stored)
     if turns is None:  # handed off: a human has the conversation, the bot stays quiet
         yield sse("reply", {"reply": None, "handoff": True})
@@ -143,6 +145,9 @@ async def _events(
     if answer is None:  # handed to a human while the model was thinking: no bot reply
         yield sse("reply", {"reply": None, "handoff": True})
         return
+    live.announce_conversation(state, conversation_id)  # committed: operators watching see it
+    if answer["handoff"]:
+        live.became_waiting(state, conversation_id)
     yield sse("reply", {"reply": answer, "handoff": answer["handoff"]})
 
 

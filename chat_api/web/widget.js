@@ -11,6 +11,10 @@
  * POST .../messages/stream (Server-Sent Events read with fetch; falls back to the plain
  * POST .../messages when the server has no stream endpoint), lets the customer rate each reply,
  * ask for a human, and end the chat with a short CSAT question.
+ * Once a human has the conversation (waiting, with an agent, resolved; after a reload too) it
+ * listens on GET .../events (SSE over fetch, resumed with ?after=<last seq shown> and reconnected
+ * with backoff) for agent replies, notices, state changes and the agent's typing; messages are
+ * deduplicated by their seq, so a reconnect neither loses nor repeats one.
  * Everything renders inside a shadow root, so the host page's CSS and the widget's do not mix.
  * Customer and bot text is only ever set with textContent.
  */
@@ -31,6 +35,8 @@
   var HANDOFF_ASKED = "You asked for a person: a human agent has been asked to join. Please stay here.";
   var HANDOFF_BOT = "This needs a person: a human agent has been asked to join. Please stay here.";
   var HANDOFF_RESUMED = "A human agent has been asked to join this conversation. Please stay here.";
+  var WITH_AGENT = "You are chatting with a human agent.";
+  var TYPING_SHOWN_MS = 4000;
   var THUMB = "M1 21h4V9H1v12zm22-11c0-1.1-.9-2-2-2h-6.31l.95-4.57.03-.32c0-.41-.17-.79-.44-1.06" +
     "L14.17 1 7.59 7.59C7.22 7.95 7 8.45 7 9v10c0 1.1.9 2 2 2h9c.83 0 1.54-.5 1.84-1.22l3.02-7.05" +
     "c.09-.23.14-.47.14-.73v-2z";
@@ -101,6 +107,7 @@
     [log]);
   var notice = el("p", { class: "notice", role: "status", hidden: true });
   var alertBox = el("p", { class: "alert", role: "alert" });
+  var typingNote = el("p", { class: "agent-typing", role: "status", "aria-live": "polite" });
   var announcer = el("div", { class: "sr", "aria-live": "polite" });
   var input = el("textarea", {
     id: "cd-input", rows: "1", maxlength: "2000", autocomplete: "off", placeholder: "Type a message",
@@ -122,7 +129,7 @@
       el("div", { class: "title" }, [el("h2", { id: "cd-title", text: TITLE }), closeButton]),
       el("div", { class: "toolbar", role: "toolbar", "aria-label": "Chat actions" }, [humanButton, endButton]),
     ]),
-    notice, logBox, alertBox, composer, endArea, announcer,
+    notice, logBox, typingNote, alertBox, composer, endArea, announcer,
   ]);
   root.appendChild(launcher);
   root.appendChild(panel);
@@ -133,6 +140,11 @@
   var streaming = true; // false once the server answered 404 on the stream endpoint
   var busy = false;
   var loaded = false;
+  var convState = "bot"; // bot | waiting | agent | resolved
+  var seen = {}; // seq -> list item, for the messages shown
+  var lastSeq = 0;
+  var live = null; // the open events stream: {stop}
+  var deferred = []; // live messages that arrived while a send was in flight
 
   function headers() {
     return { "Content-Type": "application/json", Authorization: "Bearer " + session.token };
@@ -161,14 +173,21 @@
 
   // --- messages ---------------------------------------------------------------------------------
 
-  var WHO = { customer: "You said", assistant: "Assistant said", system: "Notice" };
+  var WHO = { customer: "You said", assistant: "Assistant said", agent: "Agent", system: "Notice" };
 
-  function addBubble(role, text) {
+  function addBubble(role, text, seq) {
     var bubble = el("div", { class: "bubble", text: text });
     var item = el("li", { class: role }, [el("span", { class: "who", text: WHO[role] + ": " }), bubble]);
     log.appendChild(item);
+    if (seq) remember(seq, item);
     scrollDown();
     return { item: item, bubble: bubble };
+  }
+
+  function remember(seq, item) {
+    seen[seq] = item;
+    item.setAttribute("data-seq", String(seq));
+    if (seq > lastSeq) lastSeq = seq;
   }
 
   function addRating(item, messageId, current) {
@@ -217,10 +236,11 @@
     var thumbs = {};
     conversation.ratings.forEach(function (r) { if (r.message_id && r.thumbs) thumbs[r.message_id] = r.thumbs; });
     conversation.messages.forEach(function (m) {
-      var added = addBubble(m.role === "customer" || m.role === "assistant" ? m.role : "system", m.text);
+      var added = addBubble(WHO[m.role] ? m.role : "system", m.text, m.seq);
       if (m.role === "assistant") addRating(added.item, m.id, thumbs[m.id] || null);
     });
     if (conversation.handed_off) showHandoff(null);
+    applyState(conversation.state || (conversation.handed_off ? "waiting" : "bot"));
   }
 
   function greet() {
@@ -265,17 +285,23 @@
   // --- sending: streamed, or the plain endpoint as a fallback ------------------------------------
 
   function finishReply(state, reply, handoff) {
+    if (state.customer && state.stored) remember(state.stored.seq, state.customer.item);
     if (reply) {
       if (!state.view) state.view = addBubble("assistant", "");
       state.view.bubble.classList.remove("typing");
       state.view.bubble.textContent = reply.text;
       state.view.item.removeAttribute("aria-busy");
+      if (reply.seq) remember(reply.seq, state.view.item);
       addRating(state.view.item, reply.id, null);
       announce("Assistant: " + reply.text);
     } else if (state.view) {
       state.view.item.remove();
     }
-    if (handoff) showHandoff(false);
+    if (handoff) {
+      showHandoff(false);
+      if (convState === "bot") convState = "waiting";
+      openLive();
+    }
   }
 
   function failReply(state, body) {
@@ -321,7 +347,9 @@
       var decoder = new TextDecoder();
       var buffer = "";
       function onEvent(name, payload) {
-        if (name === "token") {
+        if (name === "message") {
+          state.stored = payload;
+        } else if (name === "token") {
           if (!state.view) {
             state.view = addBubble("assistant", "");
             state.view.item.setAttribute("aria-busy", "true");
@@ -357,8 +385,12 @@
       method: "POST", headers: headers(), body: JSON.stringify({ text: text }),
     }).then(function (res) {
       return res.json().catch(function () { return null; }).then(function (body) {
-        if (res.ok) finishReply(state, body.reply, body.handoff);
-        else failReply(state, body);
+        if (res.ok) {
+          state.stored = body.message;
+          finishReply(state, body.reply, body.handoff);
+        } else {
+          failReply(state, body);
+        }
       });
     });
   }
@@ -368,11 +400,15 @@
     busy = true;
     sendButton.disabled = true;
     showError("");
-    addBubble("customer", text);
-    var state = { view: addBubble("assistant", ""), done: false };
-    state.view.bubble.classList.add("typing");
-    state.view.bubble.setAttribute("aria-label", "The assistant is typing");
-    state.view.item.setAttribute("aria-busy", "true");
+    var customer = addBubble("customer", text);
+    // While a human has the conversation the bot stays quiet: no "assistant is typing" bubble.
+    var quiet = convState === "waiting" || convState === "agent";
+    var state = { view: quiet ? null : addBubble("assistant", ""), done: false, customer: customer };
+    if (state.view) {
+      state.view.bubble.classList.add("typing");
+      state.view.bubble.setAttribute("aria-label", "The assistant is typing");
+      state.view.item.setAttribute("aria-busy", "true");
+    }
     ensureConversation().then(function () {
       return streaming ? sendStreamed(text, state) : sendPlain(text, state);
     }).catch(function (err) {
@@ -382,6 +418,7 @@
       busy = false;
       sendButton.disabled = false;
       input.focus();
+      deferred.splice(0).forEach(showMessage);
     });
   }
 
@@ -399,6 +436,111 @@
     }
   });
 
+  // --- live: agent replies, notices, state changes and typing, once a human has the chat ------
+
+  function showMessage(m) {
+    if (!m || !m.seq || seen[m.seq]) return;
+    if (busy) { deferred.push(m); return; } // the send in flight may be showing it already
+    if (m.role === "customer") {
+      // The customer's own message, sent from this page but not yet matched to its seq.
+      var mine = Array.prototype.filter.call(log.querySelectorAll("li.customer:not([data-seq])"),
+        function (item) { return item.querySelector(".bubble").textContent === m.text; })[0];
+      if (mine) { remember(m.seq, mine); return; }
+    }
+    var added = addBubble(WHO[m.role] ? m.role : "system", m.text, m.seq);
+    if (m.role === "assistant") addRating(added.item, m.id, null);
+    if (m.role === "agent") typingNote.textContent = "";
+  }
+
+  function applyState(state) {
+    convState = state;
+    if (state === "waiting") {
+      showHandoff(null);
+    } else if (state === "agent") {
+      notice.textContent = WITH_AGENT;
+      notice.hidden = false;
+      humanButton.disabled = true;
+      humanButton.textContent = "Agent requested";
+    } else {
+      notice.hidden = true;
+      notice.textContent = "";
+      humanButton.disabled = false;
+      humanButton.textContent = "Talk to a person";
+      typingNote.textContent = "";
+    }
+    if (state === "bot") closeLive();
+    else openLive();
+  }
+
+  var typingTimer = 0;
+  function showTyping() {
+    typingNote.textContent = "An agent is typing\u2026";
+    clearTimeout(typingTimer);
+    typingTimer = setTimeout(function () { typingNote.textContent = ""; }, TYPING_SHOWN_MS);
+  }
+
+  function onLive(name, payload) {
+    if (name === "message") showMessage(payload);
+    else if (name === "state" && payload.state !== convState) applyState(payload.state);
+    else if (name === "typing") showTyping();
+  }
+
+  // One stream per conversation; a drop reconnects (1 s, 2 s, ... up to 15 s) from the last seq.
+  function openLive() {
+    if (live || !session) return;
+    var id = session.conversation_id;
+    var auth = "Bearer " + session.token;
+    var stopped = false;
+    var controller = null;
+    var delay = 1000;
+    function connect() {
+      if (stopped) return;
+      controller = typeof AbortController === "function" ? new AbortController() : null;
+      fetch(API + "/v1/widget/conversations/" + id + "/events?after=" + lastSeq, {
+        headers: { Authorization: auth, Accept: "text/event-stream" },
+        signal: controller ? controller.signal : undefined, cache: "no-store",
+      }).then(function (res) {
+        if (res.status === 401 || res.status === 403 || res.status === 404) {
+          handle.stop(); // gone for good: expired, or a server without live events
+          return;
+        }
+        if (!res.ok || !res.body) throw new Error("events failed");
+        var reader = res.body.getReader();
+        var decoder = new TextDecoder();
+        var buffer = "";
+        function pump() {
+          return reader.read().then(function (chunk) {
+            if (chunk.done || stopped) return;
+            buffer = parseEvents(buffer + decoder.decode(chunk.value, { stream: true }), function (name, payload) {
+              delay = 1000;
+              if (!stopped) onLive(name, payload);
+            });
+            return pump();
+          });
+        }
+        return pump();
+      }).catch(function () { /* dropped: reconnect below */ }).then(function () {
+        if (stopped) return;
+        setTimeout(connect, delay);
+        delay = Math.min(delay * 2, 15000);
+      });
+    }
+    var handle = {
+      stop: function () {
+        stopped = true;
+        if (controller) controller.abort();
+        if (live === handle) live = null;
+      },
+    };
+    live = handle;
+    connect();
+  }
+
+  function closeLive() {
+    if (live) live.stop();
+    clearTimeout(typingTimer);
+  }
+
   // --- asking for a human, ending with CSAT -------------------------------------------------------
 
   humanButton.addEventListener("click", function () {
@@ -408,6 +550,12 @@
     }).then(function (res) {
       if (!res.ok) throw new Error("handoff failed");
       showHandoff(true);
+      if (convState === "bot" || convState === "resolved") convState = "waiting";
+      return res.json().then(function (body) {
+        if (body && body.message) showMessage(body.message);
+      }, function () { /* the notice also arrives on the live stream */ });
+    }).then(function () {
+      openLive();
       input.focus();
     }).catch(function () {
       showError("We could not reach an agent just now. Please try again.");
@@ -460,6 +608,7 @@
   }
 
   function finishChat(thanks) {
+    closeLive();
     saveSession(null);
     session = null;
     var again = el("button", { type: "button", class: "primary", text: "Start a new chat" });
@@ -469,6 +618,11 @@
   }
 
   function restart() {
+    closeLive();
+    seen = {};
+    lastSeq = 0;
+    convState = "bot";
+    typingNote.textContent = "";
     log.replaceChildren();
     notice.hidden = true;
     notice.textContent = "";

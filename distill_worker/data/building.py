@@ -166,7 +166,13 @@ def teacher_messages(
 ) -> list[dict[str, str]]:
     if knowledge is not None:
         return build_messages(knowledge, turns)
-    roles = {"customer": "user", "assistant": "assistant", "operator": "assistant"}
+    # An agent (an operator; "operator" in older snapshots) speaks for the company.
+    roles = {
+        "customer": "user",
+        "assistant": "assistant",
+        "agent": "assistant",
+        "operator": "assistant",
+    }
     return [
         {"role": "system", "content": GENERIC_SYSTEM},
         *({"role": roles[speaker], "content": text} for speaker, text in turns),
@@ -233,7 +239,7 @@ def reply_examples(
                 input_ids=ids,
                 reply_ids=decoder_tokenize(row.reply)[:max_reply_tokens],
                 # A rated reply counts as much as customers liked it (ratings-weighted);
-                # a reference (operator text, data set reply) counts fully.
+                # a reference (an agent's reply, a correction, a data set reply) counts fully.
                 weight=float(row.reward) if row.reward is not None else 1.0,
                 reward_label=float(row.reward) if row.reward is not None else 1.0,
                 source="rated" if rated else "reference",

@@ -54,6 +54,22 @@ def calibrate(
     return temperature
 
 
+def student_replies(
+    state: RunState, prompt_ids: list[list[int]], max_reply_tokens: int
+) -> tuple[list[str], list[str]]:
+    """The student's reply texts to encoder inputs and their finish reasons, as served: the
+    bundle's decoding controls and the sentence-boundary trim of cut replies."""
+    generated = generate_replies(state.student, prompt_ids, max_reply_tokens, decoding=Decoding())
+    finish = ["length" if len(g) >= max_reply_tokens else "stop" for g in generated]
+    hyps = []
+    for g, why in zip(generated, finish, strict=True):
+        text = state.decoder_tokenizer.decode(
+            state.vocab.to_responder(g), skip_special_tokens=True
+        ).strip()
+        hyps.append(trim_to_sentence(text) if why == "length" and text else text)
+    return hyps, finish
+
+
 def evaluate_run(
     state: RunState, config: RunConfig, *, cache: TeacherCache | None, work_dir: Path
 ) -> dict[str, Any]:
@@ -95,15 +111,7 @@ def evaluate_run(
         if owned:
             store.close()
     prompt_ids = source.ids([p.turns() for p in prompts])
-    # As served: the bundle's decoding controls and the sentence-boundary trim of cut replies.
-    generated = generate_replies(student, prompt_ids, max_reply_tokens, decoding=Decoding())
-    finish = ["length" if len(g) >= max_reply_tokens else "stop" for g in generated]
-    hyps = []
-    for g, why in zip(generated, finish, strict=True):
-        text = state.decoder_tokenizer.decode(
-            state.vocab.to_responder(g), skip_special_tokens=True
-        ).strip()
-        hyps.append(trim_to_sentence(text) if why == "length" and text else text)
+    hyps, finish = student_replies(state, prompt_ids, max_reply_tokens)
     degenerate = degenerate_counts(zip(hyps, finish, strict=True))
     replies = {
         "n": len(hyps),

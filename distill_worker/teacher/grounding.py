@@ -196,7 +196,12 @@ def parse_knowledge(text: str, *, source: str = "<knowledge>") -> Knowledge:
     return Knowledge(sections=tuple(sections), company=company)
 
 
-_ROLES = {"customer": "user", "assistant": "assistant", "operator": "assistant"}
+_ROLES = {
+    "customer": "user",
+    "assistant": "assistant",
+    "agent": "assistant",
+    "operator": "assistant",
+}
 
 
 def build_messages(

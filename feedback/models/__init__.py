@@ -3,7 +3,15 @@
 from feedback.models.approved_answer import AnswerSource, ApprovedAnswer
 from feedback.models.audit import ActorType, AuditEntry
 from feedback.models.base import Base, utcnow
-from feedback.models.conversation import Conversation, ConversationStatus, Message, MessageRole
+from feedback.models.conversation import (
+    HUMAN_STATES,
+    Conversation,
+    ConversationState,
+    ConversationStateChange,
+    ConversationStatus,
+    Message,
+    MessageRole,
+)
 from feedback.models.correction import Correction
 from feedback.models.model_version import ModelAlias, ModelAliasEvent, ModelVersion
 from feedback.models.monitor import MonitorDecision, MonitorEvaluation
@@ -16,6 +24,7 @@ from feedback.models.teacher_output import TeacherOutput
 
 __all__ = [
     "ACTIVE_RUN_STATUSES",
+    "HUMAN_STATES",
     "ActorType",
     "AnswerSource",
     "ApiKey",
@@ -23,6 +32,8 @@ __all__ = [
     "AuditEntry",
     "Base",
     "Conversation",
+    "ConversationState",
+    "ConversationStateChange",
     "ConversationStatus",
     "Correction",
     "DistillRun",

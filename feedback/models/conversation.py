@@ -1,7 +1,16 @@
-"""Conversations and their messages.
+"""Conversations, their messages, and who has each conversation (the handoff states).
 
 Customer text is stored only after PII redaction (see `feedback.redaction`); the repository
 enforces it, the columns hold what is safe to keep.
+
+Who answers a conversation (`state`, changed only through `feedback.handoff`):
+
+    bot ──handoff──> waiting ──claim──> agent ──resolve──> resolved
+     ^                  │                 │                   │
+     └──── hand back ───┴─────────────────┘   customer writes ┘ (the bot answers again)
+
+`handed_off` is True exactly while the state is waiting or agent: the bot does not answer then.
+Every change is a `ConversationStateChange` row (who, when, from, to, why).
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ from feedback.models.base import Base, UTCDateTime, utcnow
 class MessageRole(enum.StrEnum):
     CUSTOMER = "customer"
     ASSISTANT = "assistant"
-    OPERATOR = "operator"
+    AGENT = "agent"  # a human operator answering in the conversation
     SYSTEM = "system"
 
 
@@ -37,9 +46,22 @@ class ConversationStatus(enum.StrEnum):
     CLOSED = "closed"
 
 
+class ConversationState(enum.StrEnum):
+    BOT = "bot"  # the student answers
+    WAITING = "waiting"  # handed off, in the operators' queue
+    AGENT = "agent"  # an operator has it
+    RESOLVED = "resolved"  # an operator closed the case; a new customer message goes to the bot
+
+
+HUMAN_STATES = (ConversationState.WAITING.value, ConversationState.AGENT.value)
+
+
 class Conversation(Base):
     __tablename__ = "conversations"
-    __table_args__ = (CheckConstraint("status IN ('open', 'closed')", name="status"),)
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'closed')", name="status"),
+        CheckConstraint("state IN ('bot', 'waiting', 'agent', 'resolved')", name="state"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
@@ -51,6 +73,12 @@ class Conversation(Base):
     handed_off_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     handoff_reason: Mapped[str | None] = mapped_column(String(200))
     message_count: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[str] = mapped_column(String(16), default=ConversationState.BOT.value, index=True)
+    state_changed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    assigned_operator_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("operators.id", ondelete="SET NULL"), index=True
+    )
+    first_agent_reply_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     messages: Mapped[list[Message]] = relationship(
         back_populates="conversation", order_by="Message.seq", cascade="all, delete-orphan"
@@ -61,7 +89,7 @@ class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
         UniqueConstraint("conversation_id", "seq", name="uq_messages_conversation_seq"),
-        CheckConstraint("role IN ('customer', 'assistant', 'operator', 'system')", name="role"),
+        CheckConstraint("role IN ('customer', 'assistant', 'agent', 'system')", name="role"),
         CheckConstraint(
             "intent_confidence IS NULL OR (intent_confidence >= 0 AND intent_confidence <= 1)",
             name="intent_confidence_range",
@@ -91,5 +119,33 @@ class Message(Base):
     # the intent's approved answer, or a handoff; and why the generated text was not sent.
     reply_source: Mapped[str | None] = mapped_column(String(16), index=True)
     guard_reason: Mapped[str | None] = mapped_column(String(40))
+    # Agent messages: the operator who wrote it.
+    operator_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("operators.id", ondelete="SET NULL")
+    )
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
+
+
+class ConversationStateChange(Base):
+    """One change of who has a conversation (`Conversation.state`)."""
+
+    __tablename__ = "conversation_state_changes"
+    __table_args__ = (
+        CheckConstraint("from_state IN ('bot', 'waiting', 'agent', 'resolved')", name="from_state"),
+        CheckConstraint("to_state IN ('bot', 'waiting', 'agent', 'resolved')", name="to_state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    from_state: Mapped[str] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(200))
+    actor_type: Mapped[str] = mapped_column(String(16))  # feedback.models.ActorType, or customer
+    actor_id: Mapped[str | None] = mapped_column(String(64))
+    assigned_operator_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("operators.id", ondelete="SET NULL")
+    )

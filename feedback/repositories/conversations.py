@@ -1,4 +1,5 @@
-"""Conversations and messages: create, append (redacted), hand off, and search for operators."""
+"""Conversations and messages: create, append (redacted), read after a cursor, and search for
+operators. Who has a conversation changes only in `feedback.handoff`."""
 
 from __future__ import annotations
 
@@ -74,6 +75,17 @@ class ConversationRepository:
     def messages(self, conversation_id: uuid.UUID) -> Sequence[Message]:
         return self.session.scalars(
             select(Message).where(Message.conversation_id == conversation_id).order_by(Message.seq)
+        ).all()
+
+    def messages_after(
+        self, conversation_id: uuid.UUID, after_seq: int, *, limit: int = 200
+    ) -> Sequence[Message]:
+        """The messages numbered after `after_seq` (a live stream's cursor), in order."""
+        return self.session.scalars(
+            select(Message)
+            .where(Message.conversation_id == conversation_id, Message.seq > after_seq)
+            .order_by(Message.seq)
+            .limit(limit)
         ).all()
 
     def add_message(
@@ -175,17 +187,6 @@ class ConversationRepository:
         self.session.add(message)
         self.session.flush()
         return message
-
-    def hand_off(self, conversation: Conversation, *, reason: str) -> bool:
-        """Flag the conversation for a human. Returns False if it already was."""
-        if conversation.handed_off:
-            return False
-        conversation.handed_off = True
-        conversation.handed_off_at = utcnow()
-        # Redacted before it is cut, so a cut never leaves half a phone number undetected.
-        conversation.handoff_reason = redact_text(reason)[:200]
-        self.session.flush()
-        return True
 
     def close(self, conversation: Conversation) -> None:
         conversation.status = ConversationStatus.CLOSED.value

@@ -4,7 +4,7 @@ buckets, for every bucket at once.
 One grouped query per figure family, whatever the number of buckets (a chart of 96 buckets costs
 what one window costs):
 
-    conversations       conversations, handed off            by the conversation's start
+    conversations       conversations, handed off (ever)     by the conversation's start
     customer messages   customer messages                    by the message's time
     replies             replies, thumbs up/down, guarded,    by the reply's time
                         approved answers
@@ -12,86 +12,31 @@ what one window costs):
     verified intents    messages with a predicted intent     by the message's time
                         and an operator label, correct ones
     latencies           the reply latencies themselves       by the reply's time
+    first agent replies the wait from handoff to the first   by that reply's time
+                        agent reply (`handoff_figures`)
 
-Each row's bucket is computed in SQL from its timestamp by comparing it with the bucket bounds
-(`TimeBuckets.index`): the same comparisons a query per window makes, on PostgreSQL and SQLite
-alike, with no epoch arithmetic to round differently at a bound.
+Each row's bucket is computed in SQL from its timestamp (`time_buckets.TimeBuckets.index`).
 
 `feedback.monitor` turns these counts into rates and percentiles.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import pairwise
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Integer, Select, and_, case, func, literal_column, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from feedback.models import Conversation, Correction, Message, MessageRole, Rating
+from feedback.repositories.handoff_figures import first_agent_reply_waits
+from feedback.repositories.time_buckets import TimeBuckets as TimeBuckets
 
 _S = TypeVar("_S", bound="Select[*tuple[Any, ...]]")
 
 # Latencies kept per bucket for its percentiles (the newest); bounded so a busy store stays cheap.
 MAX_LATENCY_SAMPLES = 20_000
-
-
-@dataclass(frozen=True)
-class TimeBuckets:
-    """Contiguous windows `[bounds[i], bounds[i + 1])`. The first start and the last end may be
-    None: that side of the range is open (one window over all time is `(None, None)`)."""
-
-    bounds: tuple[dt.datetime | None, ...]
-
-    def __post_init__(self) -> None:
-        if len(self.bounds) < 2:
-            raise ValueError("time buckets need at least a start and an end bound")
-        inner = self.bounds[1:-1]
-        if any(bound is None for bound in inner):
-            raise ValueError("only the first and the last bound of time buckets may be open")
-        # One window may be empty or inverted (it holds nothing); bounds between windows must
-        # increase, or a row would be counted in the wrong one.
-        known = [bound for bound in self.bounds if bound is not None]
-        if inner and any(b <= a for a, b in pairwise(known)):
-            raise ValueError("time bucket bounds must increase")
-
-    @classmethod
-    def even(cls, start: dt.datetime, end: dt.datetime, step: dt.timedelta) -> TimeBuckets:
-        """Windows of `step` from `start`, the last one cut at `end`."""
-        if step <= dt.timedelta(0) or start >= end:
-            raise ValueError("even time buckets need start < end and a positive step")
-        bounds: list[dt.datetime | None] = [start]
-        while (last := bounds[-1]) is not None and last < end:
-            bounds.append(min(last + step, end))
-        return cls(tuple(bounds))
-
-    @property
-    def count(self) -> int:
-        return len(self.bounds) - 1
-
-    def windows(self) -> list[tuple[dt.datetime | None, dt.datetime | None]]:
-        return list(pairwise(self.bounds))
-
-    def within(self, stmt: _S, column: Any) -> _S:
-        """Rows whose `column` falls in the whole range."""
-        if self.bounds[0] is not None:
-            stmt = stmt.where(column >= self.bounds[0])
-        if self.bounds[-1] is not None:
-            stmt = stmt.where(column < self.bounds[-1])
-        return stmt
-
-    def index(self, column: Any) -> ColumnElement[int]:
-        """The bucket (0-based) of a row inside the range, from its `column` timestamp."""
-        inner = self.bounds[1:-1]
-        if not inner:
-            return _integer(0)
-        return case(
-            *[(column < bound, _integer(i)) for i, bound in enumerate(inner)],
-            else_=_integer(len(inner)),
-        )
 
 
 @dataclass
@@ -111,6 +56,7 @@ class BucketCounts:
     verified_intents: int = 0
     correct_intents: int = 0
     latencies: list[float] = field(default_factory=list)  # ascending
+    first_agent_waits: list[float] = field(default_factory=list)  # seconds, ascending
 
 
 class MonitorFigureRepository:
@@ -129,6 +75,9 @@ class MonitorFigureRepository:
         self._csat(out, buckets, model_version)
         self._verified_intents(out, buckets, model_version)
         self._latencies(out, buckets, model_version)
+        waits = first_agent_reply_waits(self.session, buckets, model_version)
+        for counts, bucket_waits in zip(out, waits, strict=True):
+            counts.first_agent_waits = bucket_waits
         return out
 
     def _grouped(self, inner: Select[*tuple[Any, ...]], *aggregates: Any) -> Sequence[Any]:
@@ -140,8 +89,13 @@ class MonitorFigureRepository:
     def _conversations(
         self, out: list[BucketCounts], buckets: TimeBuckets, model_version: str | None
     ) -> None:
+        # Handed off at any time: `handed_off` is only True while a human has the conversation.
         inner = buckets.within(
-            select(buckets.index(Conversation.created_at).label("bucket"), Conversation.handed_off),
+            select(
+                buckets.index(Conversation.created_at).label("bucket"),
+                Conversation.handed_off,
+                Conversation.handed_off_at,
+            ),
             Conversation.created_at,
         )
         if model_version is not None:
@@ -149,7 +103,9 @@ class MonitorFigureRepository:
         for bucket, total, handed_off in self._grouped(
             inner,
             lambda r: func.count(),
-            lambda r: func.count().filter(r.c.handed_off.is_(True)),
+            lambda r: func.count().filter(
+                or_(r.c.handed_off.is_(True), r.c.handed_off_at.is_not(None))
+            ),
         ):
             out[bucket].conversations = int(total)
             out[bucket].handed_off = int(handed_off)
@@ -293,8 +249,3 @@ def _replies_in(stmt: _S, buckets: TimeBuckets, model_version: str | None) -> _S
 def _served(model_version: str) -> Select[Any]:
     """Conversations the model version wrote in."""
     return select(Message.conversation_id).where(Message.model_version == model_version)
-
-
-def _integer(value: int) -> ColumnElement[int]:
-    """An integer written into the statement (bucket numbers: no parameter to type)."""
-    return literal_column(str(value), Integer)

@@ -6,11 +6,15 @@ examples are redacted by their repositories); nothing here reads anything un-red
 
 What one customer turn carries (`FeedbackTurn`):
 
-* its earlier turns (customer, assistant and operator messages; system notices left out),
-  bounded to `max_context_turns`, oldest first;
-* the reply that followed it (the next assistant or operator message before the next customer
+* its earlier turns, bounded to `max_context_turns`, oldest first: the customer's and the
+  assistant's messages, the turns the student reads when it serves (`chat_api.replies.model_turns`);
+  system notices and agents' messages are left out, as serving leaves them out;
+* the reply that followed it (the next assistant or agent message before the next customer
   message), the intent the student predicted for it and its confidence;
-* the newest operator intent label on the turn or on its reply;
+* what human agents answered it (`agent_reply`: their messages before the next customer message,
+  joined): after a handoff, the reference reply for the turn, and the assistant reply before it
+  the reply the agent superseded;
+* the newest operator intent label on the turn, its reply or the agent's answer;
 * the newest operator reply correction on that reply;
 * the reply's rating as a reward: thumbs up 1 / down 0, else CSAT 4-5 -> 1, 1-2 -> 0 (3 is
   neutral); a conversation's CSAT stands in for replies that have no rating of their own;
@@ -40,6 +44,10 @@ from feedback.models import (
 )
 
 _CHUNK = 500
+ASSISTANT = MessageRole.ASSISTANT.value
+# The roles of the earlier turns a record carries: those the student reads when it serves
+# (`chat_api.replies.model_turns`); change both together.
+_CONTEXT_ROLES = (MessageRole.CUSTOMER.value, ASSISTANT)
 
 
 @dataclass(frozen=True)
@@ -48,8 +56,9 @@ class FeedbackTurn:
     conversation_id: uuid.UUID
     text: str
     context: tuple[tuple[str, str], ...]  # earlier (role, text), oldest first
-    reply: str | None  # the reply as sent (assistant or operator)
-    reply_role: str | None  # "assistant" | "operator"
+    reply: str | None  # the reply as sent (assistant or agent)
+    reply_role: str | None  # "assistant" | "agent"
+    agent_reply: str | None  # what agents answered the turn (their messages, joined), if any
     predicted_intent: str | None
     intent_confidence: float | None
     operator_intent: str | None
@@ -222,23 +231,26 @@ def _conversation_turns(
     speaking = [m for m in messages if m.role != MessageRole.SYSTEM.value]
     for i, m in enumerate(speaking):
         if m.role == MessageRole.CUSTOMER.value:
-            reply = None
+            answers: list[Message] = []
             for later in speaking[i + 1 :]:
                 if later.role == MessageRole.CUSTOMER.value:
                     break
-                reply = later
-                break
+                answers.append(later)
+            reply = answers[0] if answers else None
+            agents = [a for a in answers if a.role == MessageRole.AGENT.value]
             own = fixes.get(m.id, [])
-            on_reply = fixes.get(reply.id, []) if reply is not None else []
-            labels = [c for c in [*own, *on_reply] if c.corrected_intent is not None]
+            on_answers = [f for a in answers for f in fixes.get(a.id, [])]
+            labels = [c for c in [*own, *on_answers] if c.corrected_intent is not None]
             labels.sort(key=lambda c: (c.created_at, str(c.id)))
+            on_reply = fixes.get(reply.id, []) if reply is not None else []
             texts = [c for c in on_reply if c.corrected_text is not None]
             rating = rated.get(reply.id) if reply is not None else None
-            if rating is None and reply is not None and reply.role == MessageRole.ASSISTANT.value:
+            if rating is None and reply is not None and reply.role == ASSISTANT:
                 rating = conv_csat
-            stamps = [m.created_at, *(c.created_at for c in [*own, *on_reply])]
-            if reply is not None:
-                stamps.append(reply.created_at)
+            # The student's prediction rides on its reply; an agent's message carries none.
+            predicted = reply if reply is not None and reply.role == ASSISTANT else m
+            stamps = [m.created_at, *(c.created_at for c in [*own, *on_answers])]
+            stamps.extend(a.created_at for a in answers)
             if rating is not None:
                 stamps.append(rating.updated_at)
             turns.append(
@@ -249,16 +261,16 @@ def _conversation_turns(
                     context=tuple(history[-max_context:]) if max_context > 0 else (),
                     reply=reply.text if reply is not None else None,
                     reply_role=reply.role if reply is not None else None,
-                    predicted_intent=reply.intent if reply is not None else m.intent,
-                    intent_confidence=(
-                        reply.intent_confidence if reply is not None else m.intent_confidence
-                    ),
+                    agent_reply=" ".join(a.text for a in agents) if agents else None,
+                    predicted_intent=predicted.intent,
+                    intent_confidence=predicted.intent_confidence,
                     operator_intent=labels[-1].corrected_intent if labels else None,
                     corrected_reply=texts[-1].corrected_text if texts else None,
                     reward=rating_reward(rating.thumbs, rating.csat) if rating else None,
-                    excluded=any(c.exclude_from_training for c in [*own, *on_reply]),
+                    excluded=any(c.exclude_from_training for c in [*own, *on_answers]),
                     changed_at=max(stamps),
                 )
             )
-        history.append((m.role, m.text))
+        if m.role in _CONTEXT_ROLES:
+            history.append((m.role, m.text))
     return turns

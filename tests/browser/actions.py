@@ -11,8 +11,9 @@ from tests.browser.stack import ADMIN_EMAIL, ADMIN_PASSWORD, WIDGET_TITLE, Stack
 STORE = "chatdistill:{api}"
 
 
-def open_widget(page: Any, stack: Stack) -> Any:
-    page.goto(stack.host)
+def open_widget(page: Any, stack: Stack, host: str | None = None) -> Any:
+    """Open the widget as a new visitor on the stack's host page (or on `host`)."""
+    page.goto(host or stack.host)
     page.evaluate("localStorage.clear(); sessionStorage.clear()")  # a new visitor
     page.reload()
     page.get_by_role("button", name=WIDGET_TITLE).click()
@@ -27,8 +28,9 @@ def send(page: Any, panel: Any, text: str) -> None:
     box.press("Enter")
 
 
-def log_in(page: Any, stack: Stack) -> None:
-    page.goto(f"{stack.api}/dashboard/")
+def log_in(page: Any, stack: Stack, api: str | None = None) -> None:
+    """Log in as the admin, on `api` (another process of the stack) or the stack's own."""
+    page.goto(f"{api or stack.api}/dashboard/")
     page.get_by_label("E-mail").fill(ADMIN_EMAIL)
     page.get_by_label("Password").fill(ADMIN_PASSWORD)
     page.get_by_role("button", name="Log in").click()

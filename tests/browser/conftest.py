@@ -65,30 +65,47 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="session")
-def context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """One headless Chromium with a fresh, empty user-data dir for the whole session."""
+def playwright() -> Iterator[Any]:
+    """The one Playwright driver of the session (a thread can run only one)."""
     playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as playwright:
-        ctx = playwright.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport=DESKTOP,
-            locale="en-GB",
-            timezone_id="UTC",
-        )
-        ctx.set_default_timeout(15_000)
-        try:
-            yield ctx
-        finally:
-            ctx.close()
+    with playwright_api.sync_playwright() as driver:
+        yield driver
 
 
-@pytest.fixture
-def page(context: Any) -> Iterator[Any]:
-    """A new tab; the browser's console errors fail the test (they are bugs in the screens)."""
-    tab = context.new_page()
+@pytest.fixture(scope="session")
+def context(playwright: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One headless Chromium with a fresh, empty user-data dir for the whole session."""
+    ctx = playwright.chromium.launch_persistent_context(
+        str(tmp_path_factory.mktemp("chromium-profile")),
+        executable_path=str(CHROMIUM),
+        headless=True,
+        args=CHROMIUM_ARGS,
+        viewport=DESKTOP,
+        locale="en-GB",
+        timezone_id="UTC",
+    )
+    ctx.set_default_timeout(15_000)
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Any) -> Iterator[Any]:
+    """A second headless Chromium whose contexts are separate visitors (a customer and an
+    operator, each with their own storage and connections): `browser.new_context()`."""
+    chromium = playwright.chromium.launch(
+        executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+    )
+    try:
+        yield chromium
+    finally:
+        chromium.close()
+
+
+def watch_errors(tab: Any) -> list[str]:
+    """Collect the tab's page errors and console errors (bugs in the screens) into a list."""
     errors: list[str] = []
     tab.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
 
@@ -99,6 +116,14 @@ def page(context: Any) -> Iterator[Any]:
             errors.append(f"console: {msg.text}")
 
     tab.on("console", on_console)
+    return errors
+
+
+@pytest.fixture
+def page(context: Any) -> Iterator[Any]:
+    """A new tab; the browser's console errors fail the test (they are bugs in the screens)."""
+    tab = context.new_page()
+    errors = watch_errors(tab)
     yield tab
     tab.close()
     assert not errors, errors

@@ -1,7 +1,11 @@
 """A real stack for the browser tests: a migrated PostgreSQL database, a real tiny student
 bundle deployed as `production` (after an earlier version, so there is something to roll back
 to), an admin operator, a real `chatdistill serve` process, and a host page on another origin
-(a plain HTTP server) that embeds the widget with one script tag."""
+(a plain HTTP server) that embeds the widget with one script tag.
+
+With `second_process=True` two `chatdistill serve` processes share the database and one Redis
+(a fresh key prefix), as two replicas behind a load balancer would: the host page's widget talks
+to the first (`api`), an operator's dashboard can use the second (`other_api`)."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import http.server
 import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +29,7 @@ from feedback.db import session_scope
 from feedback.models import ActorType, DistillRun, OperatorRole, RunStatus, RunTrigger, utcnow
 from feedback.repositories.model_versions import PRODUCTION, ModelVersionRepository
 from feedback.repositories.operators import OperatorRepository
-from tests.conftest import TEST_SECRET, create_database, drop_database
+from tests.conftest import REDIS_URL, TEST_SECRET, create_database, drop_database
 from tests.live.server import free_port, running_server
 
 ADMIN_EMAIL = "ada.admin@example.com"
@@ -52,6 +56,17 @@ class Stack:
     api: str  # the chat API's base URL
     host: str  # the host page's URL (another origin)
     db_url: str
+    other_api: str | None = None  # a second API process on the same database and Redis
+    pages: Path | None = None  # the host page's folder (served at `host`'s origin)
+
+    def host_page_for(self, api: str, name: str) -> str:
+        """Another host page, whose widget talks to `api` (a proxy in front of the stack's)."""
+        assert self.pages is not None
+        (self.pages / name).write_text(
+            HOST_PAGE.format(api=api, title=WIDGET_TITLE, greeting=WIDGET_GREETING),
+            encoding="utf-8",
+        )
+        return self.host.rsplit("/", 1)[0] + f"/{name}"
 
 
 def _deploy(db_url: str, bundle_dir: Path, bundles_root: Path) -> None:
@@ -116,7 +131,11 @@ def _runs(session: Session) -> None:
 
 @contextmanager
 def running_stack(
-    tmp: Path, bundle_dir: Path, extra_env: dict[str, str] | None = None
+    tmp: Path,
+    bundle_dir: Path,
+    extra_env: dict[str, str] | None = None,
+    *,
+    second_process: bool = False,
 ) -> Iterator[Stack]:
     name = f"chatdistill_browser_{uuid.uuid4().hex[:12]}"
     db_url = create_database(name)
@@ -135,11 +154,16 @@ def running_stack(
             "CHATDISTILL_LOG_LEVEL": "WARNING",
             **(extra_env or {}),
         }
-        with running_server(env) as api:
+        if second_process:
+            env["CHATDISTILL_REDIS__URL"] = REDIS_URL
+            env["CHATDISTILL_REDIS__KEY_PREFIX"] = f"chatdistill-browser:{uuid.uuid4().hex}:"
+        with ExitStack() as servers:
+            api = servers.enter_context(running_server(env))
+            other = servers.enter_context(running_server(env)) if second_process else None
             pages = tmp / "host"
             pages.mkdir()
             with _host_page_on(pages, api, host_port) as host:
-                yield Stack(api=api, host=host, db_url=db_url)
+                yield Stack(api=api, host=host, db_url=db_url, other_api=other, pages=pages)
     finally:
         drop_database(name)
 

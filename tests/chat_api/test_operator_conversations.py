@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from feedback import handoff
 from feedback.repositories.conversations import ConversationRepository
 from feedback.repositories.ratings import CorrectionRepository, RatingRepository
 from tests.fixtures.operators import (
@@ -72,7 +73,7 @@ def dataset(db: Session) -> Dataset:
         db, low, "Yes, the discount applies", intent="promo", model_version="mv-a"
     )
     ratings.rate_conversation(low, csat=2, comment="meh")
-    repo.hand_off(low, reason="customer_request")
+    handoff.request_human(db, low.id, reason="customer_request")
     repo.close(low)
 
     plain = make_conversation(db, created_at=_day(4))
@@ -125,8 +126,8 @@ def test_list_conversations_newest_first_with_summaries(
     low = next(item for item in page["items"] if item["id"] == str(d.low))
     assert low["status"] == "closed"
     assert low["handed_off"] is True
-    assert low["message_count"] == 2
-    assert low["last_message"] == "Yes, the discount applies"
+    assert low["message_count"] == 3  # customer, assistant, and the handoff's notice
+    assert low["last_message"] == handoff.HANDOFF_NOTICE
     assert low["intents"] == ["promo"]
     assert low["model_versions"] == ["mv-a"]
     assert dt.datetime.fromisoformat(low["created_at"]) == _day(3)
@@ -291,9 +292,11 @@ def test_read_conversation_with_ratings_and_corrections(
     assert body["handed_off"] is True
     assert body["handed_off_at"] is not None
     assert body["handoff_reason"] == "customer_request"
+    assert body["state"] == "waiting" and body["assigned_operator_id"] is None
     assert [(m["seq"], m["role"]) for m in body["messages"]] == [
         (1, "customer"),
         (2, "assistant"),
+        (3, "system"),  # the handoff's notice to the customer
     ]
     assert body["messages"][0]["text"] == "Is the discount 50% off today?"
     assert body["messages"][0]["intent"] == "promo"

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from feedback.repositories.conversations import ConversationRepository
+from feedback import handoff
 from feedback.repositories.model_versions import PRODUCTION, ModelVersionRepository
 from feedback.repositories.ratings import RatingRepository
 from tests.fixtures.operators import (
@@ -45,7 +45,6 @@ class MetricsData:
 @pytest.fixture
 def metrics_data(db: Session) -> MetricsData:
     """Four conversations in June 2002 and one outside, with ratings, replies and latencies."""
-    repo = ConversationRepository(db)
     ratings = RatingRepository(db)
 
     c1 = make_conversation(db, created_at=_m(1))
@@ -82,7 +81,7 @@ def metrics_data(db: Session) -> MetricsData:
     set_rating_time(db, ratings.rate_message(r3, thumbs=1), _m(2))
     set_rating_time(db, ratings.rate_message(r4, thumbs=1), _m(2))
     set_rating_time(db, ratings.rate_conversation(c2, csat=4), _m(2))
-    repo.hand_off(c2, reason="customer_request")
+    handoff.request_human(db, c2.id, reason="customer_request")
 
     c3 = make_conversation(db, created_at=_m(3))
     add_customer_message(db, c3, "Hello", created_at=_m(3))
@@ -118,7 +117,7 @@ def metrics_data(db: Session) -> MetricsData:
     set_rating_time(
         db, ratings.rate_message(old_reply, thumbs=-1, csat=1), MBASE - dt.timedelta(days=1)
     )
-    repo.hand_off(outside, reason="customer_request")
+    handoff.request_human(db, outside.id, reason="customer_request")
     db.flush()
 
     return MetricsData(

@@ -83,6 +83,9 @@ def fuzz_every_operation(
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) > 20, "the schema lists too few operations to be the real API"
     for operation in operations:
+        if operation.path.endswith("/events"):
+            continue  # a live stream never ends, so an in-process call would wait forever
+            # (tests/chat_api/test_live.py drives them over real HTTP, bad cursors included)
         try:
             if operation.path.startswith(WIDGET_PREFIX):
                 sent += fuzz_one(

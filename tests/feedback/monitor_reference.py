@@ -1,4 +1,4 @@
-"""The monitor's figures of one window as they were computed before the series query: eight
+"""The monitor's figures of one window as they were computed before the series query: nine
 queries per window. Kept as the test oracle that the grouped series (`feedback.monitor
 .window_series`) must match figure for figure."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Select, and_, func, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from feedback.models import Conversation, Correction, Message, MessageRole, Rating
@@ -42,7 +42,16 @@ def reference_window_metrics(
     reply_ids = replies.with_only_columns(Message.id).subquery()
 
     conv_stmt = in_window(select(func.count(Conversation.id)), Conversation.created_at)
-    handed_stmt = conv_stmt.where(Conversation.handed_off.is_(True))
+    handed_stmt = conv_stmt.where(
+        or_(Conversation.handed_off.is_(True), Conversation.handed_off_at.is_not(None))
+    )
+    waits_stmt = in_window(
+        select(Conversation.handed_off_at, Conversation.first_agent_reply_at).where(
+            Conversation.handed_off_at.is_not(None),
+            Conversation.first_agent_reply_at >= Conversation.handed_off_at,
+        ),
+        Conversation.first_agent_reply_at,
+    )
     customer_stmt = in_window(
         select(func.count(Message.id)).where(Message.role == MessageRole.CUSTOMER.value),
         Message.created_at,
@@ -51,10 +60,12 @@ def reference_window_metrics(
         served = select(Message.conversation_id).where(Message.model_version == model_version)
         conv_stmt = conv_stmt.where(Conversation.id.in_(served))
         handed_stmt = handed_stmt.where(Conversation.id.in_(served))
+        waits_stmt = waits_stmt.where(Conversation.id.in_(served))
         customer_stmt = customer_stmt.where(Message.conversation_id.in_(served))
     conversations = int(session.scalar(conv_stmt) or 0)
     handed_off = int(session.scalar(handed_stmt) or 0)
     customer_messages = int(session.scalar(customer_stmt) or 0)
+    waits = sorted((r - h).total_seconds() for h, r in session.execute(waits_stmt))
     assistant_replies = int(session.scalar(select(func.count()).select_from(reply_ids)) or 0)
 
     thumbs_rows = session.execute(
@@ -145,4 +156,7 @@ def reference_window_metrics(
         guarded_replies=int(guarded or 0),
         approved_replies=int(approved or 0),
         fallback_rate=_ratio(int(guarded or 0), assistant_replies),
+        first_agent_replies=len(waits),
+        first_agent_reply_p50_s=percentile(waits, 0.50),
+        first_agent_reply_p95_s=percentile(waits, 0.95),
     )

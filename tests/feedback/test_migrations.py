@@ -22,6 +22,7 @@ TABLES = {
     "approved_answers",
     "audit_log",
     "conversations",
+    "conversation_state_changes",
     "corrections",
     "distill_runs",
     "messages",

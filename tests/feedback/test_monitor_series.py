@@ -1,7 +1,8 @@
 """The monitor's series (one grouped query per figure family, every bucket at once) gives, on
 PostgreSQL and SQLite, exactly the figures of one query set per window (the oracle in
 `monitor_reference`): counts, thumbs, CSAT, handoffs, newest-label-wins intent accuracy, the
-serving guard's fallbacks and the latency percentiles, overall and per model version."""
+serving guard's fallbacks, the latency percentiles and the wait for a first agent reply,
+overall and per model version."""
 
 from __future__ import annotations
 
@@ -108,8 +109,20 @@ def _fill(session: Session, seed: int = 7) -> None:
                     exclude_from_training=True,
                 )
                 label.created_at = _times(rng, bounds)
-        if rng.random() < 0.4:
-            conversation.handed_off = True
+        pick = rng.random()
+        if pick < 0.2:
+            conversation.handed_off = True  # a human has it now (below 0.1: no time stored)
+        if 0.1 <= pick < 0.5:  # handed off at some time; an agent answered most, some before
+            # (an earlier case: left out of the wait) or not yet
+            conversation.handed_off_at = _times(rng, bounds)
+            answered = rng.random()
+            if answered < 0.7:
+                wait = dt.timedelta(seconds=rng.uniform(1, 7200))
+                conversation.first_agent_reply_at = conversation.handed_off_at + wait
+            elif answered < 0.85:
+                conversation.first_agent_reply_at = conversation.handed_off_at - dt.timedelta(
+                    minutes=5
+                )
         if rng.random() < 0.3:
             rating = ratings.rate_conversation(conversation, csat=rng.randint(1, 5))
             rating.updated_at = _times(rng, bounds)
@@ -133,6 +146,9 @@ def test_the_series_matches_one_query_set_per_window(store: Session, buckets: in
     assert whole.thumbs_up and whole.thumbs_down and whole.csat_count and whole.handed_off
     assert whole.verified_intents and whole.intent_accuracy not in (None, 0.0, 1.0)
     assert whole.guarded_replies and whole.approved_replies and whole.latency_p95_ms
+    assert whole.first_agent_replies and whole.first_agent_reply_p95_s
+    assert whole.first_agent_reply_p50_s is not None
+    assert whole.first_agent_reply_p50_s < whole.first_agent_reply_p95_s <= 7200
 
 
 @pytest.mark.parametrize(
@@ -173,7 +189,7 @@ def test_the_query_count_does_not_grow_with_the_buckets(
             counts[buckets] = len(statements)
     finally:
         event.remove(connection, "before_cursor_execute", record)
-    assert counts == {1: 6, 96: 6}  # one grouped query per figure family
+    assert counts == {1: 7, 96: 7}  # one grouped query per figure family
 
 
 @pytest.mark.parametrize(

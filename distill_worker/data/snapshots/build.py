@@ -7,8 +7,10 @@ What goes in (see `feedback.repositories.snapshots` for how feedback is read):
   intent the student predicted counts only at `intent_confidence >= min_confidence` (default
   0.9), else the turn is unlabelled (it still serves intent KD from the encoder teacher and,
   with a reply, stage 2). Reply: an operator correction becomes the reference reply (the reply
-  it replaced becomes a reward-head negative); an operator's own reply is a reference; a rated
-  student reply is kept with its rating as the reward; an unrated student reply is not a target.
+  it replaced becomes a reward-head negative); a human agent's reply after a handoff is a
+  reference (source "agent"; the assistant reply before it, if any, becomes a negative the same
+  way); a rated student reply is kept with its rating as the reward; an unrated student reply is
+  not a target.
   Turns an operator excluded from training are dropped, and so are their records carried from
   earlier snapshots.
 * New seed examples: those imported since the previous snapshot (all of them the first time).

@@ -22,7 +22,9 @@ from distill_worker.data.loaders import Utterance
 # Where a record came from, in the order dedup prefers them (later wins).
 ORIGINS = ("seed", "replay", "feedback")
 INTENT_SOURCES = ("seed", "predicted", "operator")
-REPLY_SOURCES = ("reference", "rated", "operator", "correction")
+REPLY_SOURCES = ("reference", "rated", "agent", "correction")
+# Older snapshot files name an agent's (operator's) own reply "operator"; read as "agent".
+_OLD_REPLY_SOURCES = {"operator": "agent"}
 
 
 class SnapshotError(Exception):
@@ -48,7 +50,7 @@ class SnapshotRecord:
     reply: str | None
     reply_source: str | None  # one of REPLY_SOURCES
     reward: float | None  # rating of `reply`: 1 good, 0 bad, None not rated
-    rejected: str | None  # a reply known to be bad (corrected by an operator)
+    rejected: str | None  # a reply known to be bad (corrected, or superseded by an agent's)
     origin: str  # "feedback" | "seed" (as first taken); "replay" only in counts
     source_id: str  # the customer message id or the seed example id
     corpus: str | None = None  # seed corpus name
@@ -63,6 +65,8 @@ class SnapshotRecord:
         try:
             data: dict[str, Any] = json.loads(line)
             data["context"] = tuple((str(r), str(t)) for r, t in data["context"])
+            source = data.get("reply_source")
+            data["reply_source"] = _OLD_REPLY_SOURCES.get(source, source) if source else source
             record = cls(**data)
         except (json.JSONDecodeError, TypeError, KeyError, ValueError) as exc:
             raise SnapshotError(f"{where}: not a snapshot record ({exc})") from exc

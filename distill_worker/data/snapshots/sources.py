@@ -23,8 +23,12 @@ def from_turn(turn: FeedbackTurn, min_confidence: float) -> SnapshotRecord:
         reply, reply_source = turn.corrected_reply, "correction"
         if turn.reply_role == MessageRole.ASSISTANT.value:
             rejected = turn.reply
-    elif turn.reply and turn.reply_role == MessageRole.OPERATOR.value:
-        reply, reply_source = turn.reply, "operator"
+    elif turn.agent_reply:
+        # A human agent answered after a handoff: theirs is the reference, and the assistant's
+        # reply before it (if the bot spoke first) the reply it superseded.
+        reply, reply_source = turn.agent_reply, "agent"
+        if turn.reply_role == MessageRole.ASSISTANT.value:
+            rejected = turn.reply
     elif turn.reply and turn.reward is not None:
         reply, reply_source, reward = turn.reply, "rated", turn.reward
     return _record(

@@ -1,15 +1,20 @@
-// The dashboard shell: login, navigation, and a hash router (#/conversations, #/metrics, ...).
+// The dashboard shell: login, navigation (with the handoff queue's waiting count), and a hash
+// router (#/inbox, #/conversations, #/metrics, ...).
 
 import { currentOperator, login, logout, token, whenUnauthorized } from "./api.js";
 import { h } from "./dom.js";
 import { renderAdmin } from "./admin.js";
 import { renderConversation } from "./conversation.js";
 import { renderConversations } from "./conversations.js";
+import { renderInbox } from "./inbox.js";
+import { leaveScreen } from "./live.js";
 import { renderMetrics } from "./metrics.js";
 import { renderModels } from "./models.js";
 import { renderRuns } from "./runs.js";
+import { repaintQueue, setTitle, startQueue, stopQueue } from "./queue.js";
 
 const PAGES = [
+  { path: "inbox", label: "Inbox" },
   { path: "conversations", label: "Conversations" },
   { path: "metrics", label: "Metrics" },
   { path: "models", label: "Models" },
@@ -29,14 +34,19 @@ function renderNav(active) {
   const operator = currentOperator();
   const nav = document.getElementById("nav");
   nav.replaceChildren(...PAGES.filter((p) => !p.admin || operator.role === "admin").map((p) =>
-    h("li", {}, h("a", {
-      href: `#/${p.path}`, text: p.label, "aria-current": p.path === active ? "page" : false,
-    }))));
+    h("li", {}, h("a", { href: `#/${p.path}`, "aria-current": p.path === active ? "page" : false },
+      p.label,
+      p.path === "inbox" && h("span", { class: "count", id: "inbox-count", hidden: true },
+        " ", h("span", { class: "n" }), h("span", { class: "sr", text: " waiting" }))))));
   document.getElementById("who").textContent = `${operator.name} (${operator.role})`;
   document.getElementById("top").hidden = false;
+  repaintQueue();
+  startQueue();
 }
 
 function renderLogin(message) {
+  leaveScreen();
+  stopQueue();
   document.getElementById("top").hidden = true;
   document.title = "Log in \u2013 chatdistill";
   const error = h("p", { class: "error", role: "alert", text: message || "" });
@@ -80,8 +90,10 @@ async function show() {
   const current = known ? page : "conversations";
   renderNav(current);
   const seq = ++renderSeq;
+  leaveScreen();
   main.replaceChildren(h("p", { class: "muted", text: "Loading\u2026" }));
   const renderers = {
+    inbox: () => renderInbox(id, params),
     conversations: () => (id ? renderConversation(id) : renderConversations(params)),
     metrics: () => renderMetrics(params),
     models: () => renderModels(),
@@ -93,7 +105,7 @@ async function show() {
     if (seq !== renderSeq) return; // the operator navigated on meanwhile
     main.replaceChildren(view);
     const heading = main.querySelector("h1");
-    document.title = `${heading ? heading.textContent : "Dashboard"} \u2013 chatdistill`;
+    setTitle(`${heading ? heading.textContent : "Dashboard"} \u2013 chatdistill`);
     main.focus({ preventScroll: true });
   } catch (err) {
     if (seq !== renderSeq || err.status === 401) return;

@@ -91,7 +91,8 @@ async function approve(message, onSaved) {
 }
 
 function messageCard(message, ratings, corrections, intents, reload) {
-  const who = { customer: "Customer", assistant: "Assistant", system: "System" }[message.role] || message.role;
+  const who = { customer: "Customer", assistant: "Assistant", agent: "Agent", system: "System" }[message.role] ||
+    message.role;
   const meta = message.role === "assistant" ? h("dl", { class: "meta" },
     h("dt", { text: "Intent" }), h("dd", { text: message.intent || "\u2014" }),
     h("dt", { text: "Confidence" }), h("dd", { text: pct(message.intent_confidence) }),

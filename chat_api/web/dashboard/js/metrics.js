@@ -4,6 +4,14 @@ import { api, query } from "./api.js";
 import { h, ms, num, pct } from "./dom.js";
 import { lineChart } from "./chart.js";
 
+// Seconds as a short duration: 42 s, 3.5 min, 1.2 h; a dash when there is no figure.
+function secs(v) {
+  if (v === null || v === undefined) return "\u2014";
+  if (v < 90) return `${Math.round(v)} s`;
+  if (v < 5400) return `${(v / 60).toFixed(1)} min`;
+  return `${(v / 3600).toFixed(1)} h`;
+}
+
 const RANGES = { "24h": [24 * 3600e3, 24], "7d": [7 * 86400e3, 28], "30d": [30 * 86400e3, 30] };
 
 function stat(label, value, detail) {
@@ -57,6 +65,8 @@ export async function renderMetrics(params) {
         `${summary.thumbs_up} up / ${summary.thumbs_down} down`),
       stat("Intent accuracy", pct(summary.intent_accuracy), `${summary.verified_intents} verified`),
       stat("Handoff rate", pct(summary.handoff_rate), `${summary.handed_off} of ${summary.conversations} chats`),
+      stat("Time to first agent reply", secs(summary.first_agent_reply_p50_s),
+        `p95 ${secs(summary.first_agent_reply_p95_s)}, ${summary.first_agent_replies} answered`),
       stat("p95 latency", ms(summary.latency_p95_ms), `p50 ${ms(summary.latency_p50_ms)}`),
       stat("CSAT", summary.csat_mean === null ? "\u2014" : `${num(summary.csat_mean, 1)} / 5`,
         `${summary.csat_count} ${summary.csat_count === 1 ? "answer" : "answers"}`),
@@ -71,6 +81,8 @@ export async function renderMetrics(params) {
         format: rate, threshold: { value: t.min_intent_accuracy, label: "min" }, promotions, from, to }),
       lineChart({ title: "Handoff rate", points: points("handoff_rate"), yMax: 1, format: rate,
         threshold: { value: t.max_handoff_rate, label: "max" }, promotions, from, to }),
+      lineChart({ title: "Time to first agent reply (p95)", points: points("first_agent_reply_p95_s"),
+        format: secs, promotions, from, to }),
       lineChart({ title: "Guard fallback rate (approved answer or handoff instead of the reply)",
         points: points("fallback_rate"), yMax: 1, format: rate,
         threshold: { value: t.max_fallback_rate, label: "max" }, promotions, from, to }),
