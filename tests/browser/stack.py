@@ -151,6 +151,9 @@ def running_stack(
             "CHATDISTILL_RATE_LIMIT__PER_IP_PER_MINUTE": "10000",
             "CHATDISTILL_RATE_LIMIT__CONVERSATIONS_PER_IP_PER_HOUR": "10000",
             "CHATDISTILL_RATE_LIMIT__PER_CONVERSATION_PER_MINUTE": "1000",
+            # Every browser test logs in, some twice (two contexts): more than the default 10
+            # logins a minute from one address. The limit itself is tested in tests/chat_api.
+            "CHATDISTILL_RATE_LIMIT__LOGINS_PER_IP_PER_MINUTE": "1000",
             "CHATDISTILL_LOG_LEVEL": "WARNING",
             **(extra_env or {}),
         }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import expect
 
@@ -45,6 +46,15 @@ def test_dashboard_pages_have_no_serious_violations(page: Any, stack: Stack, siz
         page.goto(f"{stack.api}/dashboard/#/{name}")
         expect(page.locator("main h1")).to_be_visible()
         assert serious_axe_violations(page) == [], name
+    # A conversation of its own to open (the other tests' may run on another worker).
+    started = httpx.post(f"{stack.api}/v1/widget/conversations", json={}, timeout=10).json()
+    asked = httpx.post(
+        f"{stack.api}/v1/widget/conversations/{started['conversation_id']}/messages",
+        json={"text": "where is my order"},
+        headers={"Authorization": f"Bearer {started['token']}"},
+        timeout=30,
+    )
+    assert asked.status_code == 201, asked.text
     page.goto(f"{stack.api}/dashboard/#/conversations")
     page.locator("tbody a").first.click()
     expect(page.get_by_role("heading", name=re.compile("^Conversation of"))).to_be_visible()
