@@ -1,8 +1,11 @@
 """Intent metrics of an exported bundle on labelled rows, through the serving runtime.
 
 Accuracy, macro-F1 over the intents present in the data, and, when the data has the `oos`
-label, out-of-scope recall and precision. Rows whose intent the bundle does not know count as
-errors (the bundle cannot predict them) and are reported.
+label, out-of-scope recall and precision, with the bundle's handoff applied as served: a message
+whose confidence is under the handoff threshold counts as predicted out-of-scope. The share of
+messages handed off and the accuracy of the ones answered are reported in every case. Rows
+whose intent the bundle does not know count as errors (the bundle cannot predict them) and are
+reported.
 """
 
 from __future__ import annotations
@@ -11,12 +14,13 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from bundle_runtime.onnx_student import OnnxStudent
 from bundle_runtime.source import format_source
 
 OOS = "oos"
+T = TypeVar("T")
 
 
 class LabelledRow(Protocol):
@@ -42,21 +46,65 @@ def evaluate_intents(
         raise ValueError("the data has no intent labels to evaluate against")
     context_turns = student.manifest.context_turns
     predicted: list[str] = []
+    confidences: list[float] = []
     started = time.perf_counter()
     for start in range(0, len(labelled), batch_size):
         chunk = labelled[start : start + batch_size]
         ids, mask = student.encode_texts([format_source(r.turns(), context_turns) for r in chunk])
-        labels, _ = student.classify(ids, mask)
+        labels, confidence = student.classify(ids, mask)
         predicted.extend(labels)
+        confidences.extend(confidence)
     elapsed = time.perf_counter() - started
     gold = [r.intent or "" for r in labelled]
+    served, handoff = as_served(
+        predicted,
+        confidences,
+        gold,
+        threshold=student.handoff_threshold,
+        oos=student.manifest.oos_label,
+        counts_as_oos=OOS if OOS in gold else None,
+    )
     return {
         "bundle": student.model_version,
         "precision": student.precision,
         "rows": len(gold),
         "unknown_intents": sorted(set(gold) - set(student.manifest.intent_labels)),
-        **scores(predicted, gold),
+        **scores(served, gold),
+        "handoff": handoff,
+        # The classifier alone, every row answered: what the handoff is weighed against.
+        "classifier_accuracy": sum(p == g for p, g in zip(predicted, gold, strict=True))
+        / len(gold),
         "ms_per_row": round(1000 * elapsed / len(gold), 3),
+    }
+
+
+def as_served(
+    predicted: Sequence[T],
+    confidence: Sequence[float],
+    gold: Sequence[T],
+    *,
+    threshold: float,
+    oos: T | None,
+    counts_as_oos: T | None,
+) -> tuple[list[T], dict[str, float | None]]:
+    """The predictions with the handoff applied as serving applies it, and the handoff figures.
+
+    A message is handed off when its predicted intent is `oos` or its confidence is under
+    `threshold`. With `counts_as_oos` (the data's out-of-scope label; None when the data has no
+    out-of-scope rows), a handed-off message counts as predicted out-of-scope, the CLINC150
+    protocol; without, the predictions stay the classifier's and only the figures show the
+    handoff: its threshold, the share handed off, and the accuracy of the messages answered.
+    """
+    off = [p == oos or c < threshold for p, c in zip(predicted, confidence, strict=True)]
+    served = [
+        counts_as_oos if o and counts_as_oos is not None else p
+        for p, o in zip(predicted, off, strict=True)
+    ]
+    answered = [p == g for p, g, o in zip(predicted, gold, off, strict=True) if not o]
+    return served, {
+        "threshold": round(threshold, 4),
+        "share": round(sum(off) / len(off), 4) if off else None,
+        "answered_accuracy": round(sum(answered) / len(answered), 4) if answered else None,
     }
 
 

@@ -67,7 +67,8 @@ def app_factory() -> FastAPI:
 # called (or listed by --help), never at start: `distill`, `export` and the teacher commands need
 # torch, which the serving image does not have and `chatdistill serve` must not pay for.
 WORKER_COMMANDS = (
-    "beat", "distill", "eval", "export", "import", "quickstart", "simulate", "teacher", "worker",
+    "beat", "distill", "eval", "export", "import", "ood-corpus", "quickstart", "simulate",
+    "teacher", "worker",
 )  # fmt: skip
 
 
@@ -77,6 +78,10 @@ def _worker_command(name: str) -> click.Command:
         from distill_worker.eval_cli import evaluate
 
         return evaluate
+    if name == "ood-corpus":
+        from distill_worker.ood_cli import ood_corpus
+
+        return ood_corpus
     if name in ("worker", "beat"):
         from distill_worker.worker_cli import beat, worker
 

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import click
 from click.core import ParameterSource
 from sqlalchemy.orm import Session
 
+from distill_worker.budgets import cap_note
 from distill_worker.config import DistillConfig
 from distill_worker.data.importers.command import import_corpus as import_corpus
 from distill_worker.run_config import RunConfig, default_of
@@ -28,29 +30,49 @@ _SIZE_OPTIONS = {
     "stage2_epochs": "Stage 2 (decoder + reward) epochs.",
 }
 _HELP = {name: field.description or "" for name, field in RunConfig.model_fields.items()}
+# The time caps: a safety net, not the budget. Their defaults are RunConfig's and
+# DistillConfig's, whether or not a --config file is given (a file without them gets them too).
+_CAPS = {
+    "teacher_max_minutes": ("the encoder teacher's fine-tuning", default_of("teacher_max_minutes")),
+    "stage1_max_minutes": ("stage 1", DistillConfig.stage1_max_minutes),
+    "stage2_max_minutes": ("stage 2", DistillConfig.stage2_max_minutes),
+}
 
 
-# Stage time caps that keep `distill` on ~10,000 labelled lines within about 30 minutes on 2
-# cores (encoder teacher 8 (RunConfig.teacher_max_minutes) + stage 1 8 + about 200 teacher
-# replies + stage 2 6 + evaluation/export), unless a --config file says otherwise.
-DEFAULT_CAPS = {"stage1_max_minutes": 8.0, "stage2_max_minutes": 6.0}
+def _cap_help(name: str) -> str:
+    what, default = _CAPS[name]
+    shown = "no cap" if default is None else f"{default:g}"
+    budget = "its epochs" + ("" if name == "stage2_max_minutes" else " and early stopping")
+    return (
+        f"Safety-net time cap of {what} in minutes (the budget is {budget}); 0: no cap. "
+        f"Default: the --config file's, else {shown}."
+    )
+
+
+def _cap(value: float) -> float | None:
+    """A --*-max-minutes value: 0 is no cap."""
+    if value < 0:
+        raise click.BadParameter("a time cap is minutes > 0, or 0 for no cap")
+    return None if value == 0 else value
 
 
 def _config(config_file: Path | None, sizes: dict[str, Any], knobs: dict[str, Any]) -> RunConfig:
-    """The run's config: the --config file (a RunConfig, or a DistillConfig alone), else the
-    default caps; then the size options given, then the teacher and data options."""
-    stored: dict[str, Any] = {"distill": dict(DEFAULT_CAPS)}
+    """The run's config: the --config file (a RunConfig, or a DistillConfig alone; fields it
+    lacks, the time caps included, take RunConfig's and DistillConfig's defaults), then the size
+    and cap options given (`sizes`: DistillConfig fields), then the teacher and data options."""
+    stored: dict[str, Any] = {}
     if config_file is not None:
         stored = json.loads(config_file.read_text(encoding="utf-8"))
         if not isinstance(stored, dict):
             raise click.UsageError(f"{config_file}: a JSON object of RunConfig fields is expected")
-        stored = stored if "distill" in stored else {"distill": stored}
+        # DistillConfig fields alone are a DistillConfig; anything else is a RunConfig, checked
+        # whole (an unknown or misspelt key is refused, never dropped).
+        if set(stored) <= {f.name for f in fields(DistillConfig)}:
+            stored = {"distill": stored}
     try:
-        base = RunConfig.from_row(stored)
-        sizes = {k: v for k, v in sizes.items() if v is not None}
-        return base.with_changes(distill=sizes, **knobs)
+        return RunConfig.model_validate(stored).with_changes(distill=sizes, **knobs)
     except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise click.UsageError(f"{config_file}: {exc}" if config_file else str(exc)) from None
 
 
 @click.group()
@@ -193,6 +215,22 @@ def teacher_finetune(
 @click.option("--stage2-epochs", type=int, default=None, help=_SIZE_OPTIONS["stage2_epochs"])
 @click.option("--seed", type=int, default=None)
 @click.option("--int8/--no-int8", default=default_of("int8"), show_default=True, help=_HELP["int8"])
+@click.option(
+    "--ood",
+    "ood_corpus",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help=_HELP["ood_corpus"],
+)
+@click.option(
+    "--teacher-max-minutes", type=float, default=None, help=_cap_help("teacher_max_minutes")
+)
+@click.option(
+    "--stage1-max-minutes", type=float, default=None, help=_cap_help("stage1_max_minutes")
+)
+@click.option(
+    "--stage2-max-minutes", type=float, default=None, help=_cap_help("stage2_max_minutes")
+)
 def distill(
     data_path: Path | None,
     out: Path,
@@ -204,6 +242,10 @@ def distill(
     teacher_epochs: int,
     config_file: Path | None,
     int8: bool,
+    teacher_max_minutes: float | None,
+    stage1_max_minutes: float | None,
+    stage2_max_minutes: float | None,
+    ood_corpus: Path | None,
     **sizes: Any,
 ) -> None:
     """Distil a student from the teachers on a labelled file and export a bundle."""
@@ -217,6 +259,16 @@ def distill(
     given = click.get_current_context().get_parameter_source
     # An option left at its default (RunConfig's) does not override the --config file.
     knobs = {k: v for k, v in knobs.items() if given(k) is not ParameterSource.DEFAULT}
+    if teacher_max_minutes is not None:
+        knobs["teacher_max_minutes"] = _cap(teacher_max_minutes)
+    if ood_corpus is not None:
+        knobs["ood_corpus"] = str(ood_corpus.resolve())
+    sizes = {k: v for k, v in sizes.items() if v is not None}
+    stage_caps = {
+        "stage1_max_minutes": stage1_max_minutes,
+        "stage2_max_minutes": stage2_max_minutes,
+    }
+    sizes |= {name: _cap(value) for name, value in stage_caps.items() if value is not None}
     config = _config(config_file, sizes, knobs)
     _run(out, config, data_path=data_path, knowledge=knowledge, work_dir=work_dir)
 
@@ -262,8 +314,8 @@ def _run(
     intent = result.metrics["intent"]
     click.echo(
         f"bundle {result.manifest.model_version}: accuracy {intent['accuracy']:.3f} "
-        f"(teacher {intent['teacher']['accuracy']:.3f}); deploy it with "
-        f"`chatdistill deploy {out}`"
+        f"(teacher {intent['teacher']['accuracy']:.3f})"
+        f"{cap_note(result.metrics.get('budgets'))}; deploy it with `chatdistill deploy {out}`"
     )
     return out
 

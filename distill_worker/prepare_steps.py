@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -30,6 +31,7 @@ from distill_worker.data.building import (
 )
 from distill_worker.data.demo_corpus import OOS, demo_knowledge_path, demo_utterances
 from distill_worker.data.loaders import Utterance, load_utterances
+from distill_worker.data.ood_corpus import drop_near
 from distill_worker.data.run_teachers import cached_replies, encoder_teacher
 from distill_worker.data.snapshots import load_snapshot
 from distill_worker.model.student import Student, StudentConfig
@@ -64,6 +66,8 @@ def load_data(req: DistillRequest, log: Log) -> RunData:
     if champion is not None:
         labels = intent_order(champion, labels)
     by_kind = adversarial_variants_by_kind(train, cfg.adversarial_fraction, cfg.distill.seed)
+    report, calibration = stratified_split(dev, 0.5, cfg.distill.seed + 1)
+    ood = _ood_rows(cfg.ood_corpus, train, cfg.distill.seed, log)
     data = RunData(
         train=train,
         dev=dev,
@@ -72,11 +76,15 @@ def load_data(req: DistillRequest, log: Log) -> RunData:
         adversarial=by_kind,
         champion=champion,
         warm_start_skipped=skipped,
+        calibration=calibration,
+        report=report,
+        ood=ood,
     )
     noisy = sum(len(rows) for rows in by_kind.values())
     kinds = ", ".join(f"{kind} {len(rows)}" for kind, rows in by_kind.items() if rows)
     log(
-        f"[1/7] data: {len(labels)} intents, {len(train)} train / {len(dev)} held-out rows, "
+        f"[1/7] data: {len(labels)} intents, {len(train)} train / {len(dev)} held-out rows "
+        f"({len(calibration)} to calibrate on, {len(report)} to report on), "
         f"+{noisy} adversarial variants" + (f" ({kinds})" if kinds else "")
     )
     return data
@@ -97,6 +105,8 @@ def fit_encoder_teacher(
         seed=cfg.distill.seed,
         max_minutes=cfg.teacher_max_minutes,
         log=log,
+        dev=data.calibration,  # early stopping; never the rows the run reports on
+        patience=cfg.teacher_patience,
     )
     source = SourceTokenizer(
         locate_minilm() / "tokenizer.json",
@@ -249,6 +259,24 @@ def _train_and_heldout(req: DistillRequest, log: Log) -> tuple[list[Utterance], 
     else:
         rows = load_utterances(req.data_path, split=req.config.split)
     return stratified_split(rows, req.config.dev_fraction, seed)
+
+
+OOD_ROWS = 2000  # out-of-domain negatives kept for calibration (a seeded sample)
+
+
+def _ood_rows(path: str | None, train: list[Utterance], seed: int, log: Log) -> list[Utterance]:
+    """The out-of-domain negatives: the file's rows, less those close to a train row."""
+    if path is None:
+        return []
+    rows = [Utterance(text=r.text, context=r.context) for r in load_utterances(Path(path))]
+    if len(rows) > OOD_ROWS:
+        rows = random.Random(seed).sample(rows, OOD_ROWS)
+    kept = drop_near(rows, train)
+    log(
+        f"      out-of-domain negatives: {len(kept)} of {len(rows)} rows of {path} (the rest "
+        "are close to a train row)"
+    )
+    return kept
 
 
 def _champion(bundle: Path | None, log: Log) -> tuple[Champion | None, str | None]:

@@ -19,6 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from distill_worker.config import DistillConfig
 
+DEFAULT_HANDOFF_PRECISION = 0.95
+DEFAULT_OOS_PRIOR = 0.1
+
 
 class RunConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -36,15 +39,24 @@ class RunConfig(BaseModel):
     top_k: int = Field(
         default=20, ge=1, description="Token-level KD keeps the teacher's top-k next tokens."
     )
-    teacher_epochs: int = Field(default=3, ge=1, description="Encoder-teacher fine-tuning epochs.")
+    teacher_epochs: int = Field(
+        default=3, ge=1, description="Encoder-teacher fine-tuning epochs (the most it trains)."
+    )
     teacher_lr: float = Field(
         default=5e-5, gt=0.0, allow_inf_nan=False, description="Encoder-teacher learning rate."
     )
+    teacher_patience: int = Field(
+        default=2,
+        ge=1,
+        description="Encoder-teacher early stopping: epochs without a better held-out intent "
+        "accuracy (on the calibration rows) before it stops; the best epoch is kept.",
+    )
     teacher_max_minutes: float | None = Field(
-        default=8.0,
+        default=180.0,
         gt=0.0,
         allow_inf_nan=False,
-        description="Time cap of the encoder teacher's fine-tuning in minutes; None: no cap.",
+        description="Safety-net time cap of the encoder teacher's fine-tuning in minutes "
+        "(None: no cap); epochs and early stopping are its budget.",
     )
     dev_fraction: float = Field(
         default=0.1, ge=0.0, lt=1.0, description="Without a snapshot: the held-out share."
@@ -59,6 +71,28 @@ class RunConfig(BaseModel):
         default=4, ge=0, description="Earlier turns of a conversation the student reads."
     )
     int8: bool = Field(default=True, description="Export INT8 graphs too.")
+    handoff_precision: float | None = Field(
+        default=DEFAULT_HANDOFF_PRECISION,
+        gt=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+        description="The handoff threshold is calibrated so that this share of the bot's "
+        "answers has the right intent (on the calibration rows); None: keep "
+        "distill.handoff_threshold as it is.",
+    )
+    oos_prior: float = Field(
+        default=DEFAULT_OOS_PRIOR,
+        ge=0.0,
+        lt=1.0,
+        allow_inf_nan=False,
+        description="Share of out-of-scope messages assumed in real traffic when calibrating.",
+    )
+    ood_corpus: str | None = Field(
+        default=None,
+        description="A file of out-of-domain messages (any --data format; labels ignored): "
+        "negatives for the handoff threshold, never training rows. "
+        "`chatdistill data ood-corpus` builds one.",
+    )
 
     @field_validator("distill", mode="before")
     @classmethod

@@ -19,6 +19,7 @@ from distill_worker.data.building import SourceTokenizer
 from distill_worker.data.examples import ReplyExample
 from distill_worker.data.loaders import Utterance
 from distill_worker.model.student import Student
+from distill_worker.stages.calibrate import HandoffCalibration
 from distill_worker.stages.warm_start import Champion
 from distill_worker.teacher.base import Responder
 from distill_worker.teacher.cache import CacheStats
@@ -31,12 +32,21 @@ class RunData:
     """Step 1: the frozen train / held-out rows, the intent labels and the champion, if any."""
 
     train: list[Utterance]
-    dev: list[Utterance]
+    dev: list[Utterance]  # the whole held-out split: `calibration` + `report`
     labels: list[str]  # the champion's order first on an incremental run
     oos_label: str | None
     adversarial: dict[str, list[Utterance]]  # kind -> noisy copies of train rows
     champion: Champion | None
     warm_start_skipped: str | None  # why the champion could not seed the run
+
+    # The held-out split in two halves, stratified by intent: `calibration` chooses (the intent
+    # temperature, the handoff threshold, early stopping); `report` is only ever scored, so the
+    # figures a run reports come from rows nothing was tuned on.
+    calibration: list[Utterance] = field(default_factory=list)
+    report: list[Utterance] = field(default_factory=list)
+    # Rows of subjects the customer's data does not cover (RunConfig.ood_corpus): negatives
+    # for the handoff threshold, never training rows.
+    ood: list[Utterance] = field(default_factory=list)
 
     @property
     def stage1_rows(self) -> list[Utterance]:
@@ -64,3 +74,4 @@ class RunState:
     best_of_n: BestOfNReport
     metrics: dict[str, Any] = field(default_factory=dict)  # the bundle's manifest metrics
     stage_metrics: dict[str, Any] = field(default_factory=dict)  # stage1 / stage2 figures
+    handoff: HandoffCalibration | None = None  # the calibrated threshold (after stage 1)

@@ -18,6 +18,7 @@ from dataclasses import asdict
 from typing import Any
 
 from bundle_runtime.manifest import Manifest
+from distill_worker.budgets import run_budgets, stage_budget, teacher_budget
 from distill_worker.config import DistillConfig
 from distill_worker.data.approved_seeds import central_replies
 from distill_worker.data.building import intent_examples
@@ -27,7 +28,12 @@ from distill_worker.stages.agent_eval import agent_reply_figures
 from distill_worker.stages.decoder_stage import DecoderStage
 from distill_worker.stages.encoder_stage import EncoderStage
 from distill_worker.stages.export_onnx import export_bundle
-from distill_worker.stages.run_eval import calibrate, evaluate_run
+from distill_worker.stages.run_eval import (
+    calibrate,
+    calibrate_handoff,
+    evaluate_run,
+    handoff_threshold,
+)
 
 Log = Callable[[str], None]
 AGENT_EVAL_ROWS = 64  # agent-answered contexts the evaluation replies to (candidate, champion)
@@ -37,7 +43,9 @@ def train_encoder(req: DistillRequest, state: RunState, log: Log) -> None:
     """[4/7] Stage 1 on the train rows and their variants; calibration on the held-out rows."""
     data = state.data
     examples = intent_examples(data.stage1_rows, data.labels, state.source, state.teacher)
-    log(f"[4/7] stage 1 (encoder): {len(examples)} examples")
+    # early stopping on the calibration rows (gold labels only), never on the report rows
+    dev = intent_examples(data.calibration, data.labels, state.source, None)
+    log(f"[4/7] stage 1 (encoder): {len(examples)} examples, {len(dev)} to stop early on")
     stage1 = EncoderStage(
         state.student,
         req.config.distill,
@@ -45,14 +53,33 @@ def train_encoder(req: DistillRequest, state: RunState, log: Log) -> None:
         state.teacher.hidden_size,
         req.work_dir / "logs" / "stage1.jsonl",
         req.work_dir / "stage1",
+        dev=dev,
     )
     stage1.setup()
     metrics = stage1.train()
     stage1.cleanup()
-    _note_cap(metrics, "stage 1", "--stage1-epochs or stage1_max_minutes", log)
+    _note_stop(metrics, "stage 1", "--stage1-max-minutes", log)
     state.stage_metrics["stage1"] = _plain(metrics)
-    temperature = calibrate(state.student, state.source, data.dev, data.labels)
-    log(f"      intent confidence calibrated on the held-out split: temperature {temperature:.3f}")
+    temperature = calibrate(state.student, state.source, data.calibration, data.labels)
+    log(
+        f"      intent confidence calibrated on the calibration rows: temperature {temperature:.3f}"
+    )
+    if req.config.handoff_precision is not None:
+        state.handoff = calibrate_handoff(
+            state.student,
+            state.source,
+            data,
+            target_precision=req.config.handoff_precision,
+            oos_prior=req.config.oos_prior,
+        )
+    if state.handoff is not None:
+        h = state.handoff
+        log(
+            f"      handoff threshold {h.threshold:.3f}: {h.precision:.1%} of answers right "
+            f"(target {h.target_precision:.0%}), {h.coverage:.1%} of in-scope rows answered"
+            + (f", {h.oos_answered:.1%} of {h.oos_rows} out-of-scope rows" if h.oos_rows else "")
+            + ("" if h.met_target else "; the target was not reached")
+        )
 
 
 def train_decoder(req: DistillRequest, state: RunState, log: Log) -> None:
@@ -68,8 +95,16 @@ def train_decoder(req: DistillRequest, state: RunState, log: Log) -> None:
     stage2.setup()
     metrics = stage2.train()
     stage2.cleanup()
-    _note_cap(metrics, "stage 2", "--stage2-epochs or stage2_max_minutes", log)
+    _note_stop(metrics, "stage 2", "--stage2-max-minutes", log)
     state.stage_metrics["stage2"] = _plain(metrics)
+    cfg = req.config
+    state.stage_metrics["budgets"] = run_budgets(
+        teacher_budget(state.teacher.meta.get("finetune"), cfg),
+        stage_budget(
+            state.stage_metrics["stage1"], cfg.distill.stage1_epochs, cfg.distill.stage1_max_minutes
+        ),
+        stage_budget(metrics, cfg.distill.stage2_epochs, cfg.distill.stage2_max_minutes),
+    )
 
 
 def evaluate(req: DistillRequest, state: RunState, log: Log) -> None:
@@ -127,7 +162,7 @@ def export(req: DistillRequest, state: RunState, log: Log, started: float) -> Ma
         max_source_tokens=cfg.max_source_tokens,
         max_new_tokens=cfg.max_reply_tokens,
         context_turns=req.config.context_turns,
-        handoff_threshold=cfg.handoff_threshold,
+        handoff_threshold=handoff_threshold(state, req.config),
         metrics=state.metrics,
         run_id=str(req.run_id) if req.run_id else None,
         int8=req.config.int8,
@@ -139,11 +174,18 @@ def export(req: DistillRequest, state: RunState, log: Log, started: float) -> Ma
     return manifest
 
 
-def _note_cap(metrics: dict[str, Any], name: str, knob: str, log: Log) -> None:
+def _note_stop(metrics: dict[str, Any], name: str, option: str, log: Log) -> None:
     if metrics.get("stop_reason") == "time_limit":
         log(
             f"      {name} stopped at its time cap after {metrics.get('step')} of "
-            f"{metrics.get('total_steps')} steps (raise {knob} to train longer)"
+            f"{metrics.get('total_steps')} steps (raise {option} to train longer)"
+        )
+    elif metrics.get("stop_reason") == "early_stop":
+        early = metrics.get("early_stopping") or {}
+        log(
+            f"      {name} stopped early after epoch {metrics.get('epochs_run')}: no better "
+            f"held-out accuracy for {early.get('patience')} epochs; epoch "
+            f"{early.get('best_epoch')} kept"
         )
 
 

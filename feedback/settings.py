@@ -411,7 +411,19 @@ class WorkerSettings(BaseModel):
     teacher_epochs: int | None = Field(
         default=None, ge=1, description="Encoder-teacher fine-tuning epochs."
     )
+    teacher_max_minutes: float | None = Field(
+        default=None,
+        ge=0.0,
+        allow_inf_nan=False,
+        description="Safety-net time cap of the encoder teacher's fine-tuning in minutes; "
+        "0: no cap. (The stage caps are `distill`'s stage1/stage2_max_minutes; null: no cap.)",
+    )
     int8: bool | None = Field(default=None, description="Export INT8 graphs too.")
+    ood_corpus: Path | None = Field(
+        default=None,
+        description="Out-of-domain messages (`chatdistill ood-corpus`): the negatives each run "
+        "calibrates its handoff threshold on.",
+    )
     gate: GateSettings = Field(default_factory=GateSettings)
 
 

@@ -31,7 +31,12 @@ PROJECT = {"feedback", "bundle_runtime", "chat_api", "distill_worker", "migratio
 TORCH = {"torch", "transformers", "safetensors", "accelerate", "onnx"}
 ENTRY_POINTS = {"chat_api/cli.py"}
 # What the `chatdistill` group (chat_api/cli.py) may import from distill_worker: its CLI modules.
-WORKER_CLI_MODULES = {"distill_worker.cli", "distill_worker.eval_cli", "distill_worker.worker_cli"}
+WORKER_CLI_MODULES = {
+    "distill_worker.cli",
+    "distill_worker.eval_cli",
+    "distill_worker.ood_cli",
+    "distill_worker.worker_cli",
+}
 CELERY_APP = {"distill_worker.celery_app", "distill_worker.tasks"}
 
 # package -> the top-level names it must never import

@@ -1,7 +1,9 @@
 """The two teachers of one run, with their results kept so a restarted run does not pay twice.
 
-* `encoder_teacher`: all-MiniLM-L6-v2 fine-tuned on the run's labelled training rows, saved in
-  the work folder and reused when the labels are the same.
+* `encoder_teacher`: all-MiniLM-L6-v2 fine-tuned on the run's labelled training rows (early
+  stopping on the run's calibration rows), saved in the work folder and reused when the labels
+  are the same; its fine-tune report (epochs, best epoch, stop reason, seconds) is in
+  `teacher.meta["finetune"]`, saved with it.
 * `cached_replies`: the responder's grounded replies (with top-k token logprobs) through the
   teacher cache; only prompts the cache has not seen are asked. With a best-of-n selector the
   reply of each prompt is the champion reward head's pick of n variants (`best_of_n.py`).
@@ -11,12 +13,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from bundle_runtime.source import format_source
 from distill_worker.data.best_of_n import BestOfN, BestOfNReport, label_best_of_n
 from distill_worker.data.building import TeacherReply
 from distill_worker.data.labelling import label_replies
@@ -25,7 +28,6 @@ from distill_worker.teacher.base import Responder
 from distill_worker.teacher.cache import CacheStats, TeacherCache
 from distill_worker.teacher.encoder import EncoderTeacher, load_encoder, locate_minilm
 from distill_worker.teacher.grounding import Knowledge
-from bundle_runtime.source import format_source
 
 Log = Callable[[str], None]
 
@@ -40,7 +42,10 @@ def encoder_teacher(
     seed: int,
     max_minutes: float | None,
     log: Log,
+    dev: Sequence[Utterance] = (),
+    patience: int = 2,
 ) -> EncoderTeacher:
+    """`dev`: labelled rows to stop early on (none: every epoch); `max_minutes`: a time cap."""
     folder = work_dir / "encoder_teacher"
     labels = sorted({r.intent for r in train if r.intent})
     if (folder / "labels.json").is_file():
@@ -53,6 +58,7 @@ def encoder_teacher(
     # faster than 1 here when nothing else ran; the serving default stays 1).
     teacher = load_encoder(locate_minilm(), threads=torch.get_num_threads())
     labelled = [r for r in train if r.intent]
+    held = [r for r in dev if r.intent]
     result = teacher.finetune(
         [format_source(r.turns(), context_turns) for r in labelled],
         [r.intent or "" for r in labelled],
@@ -60,10 +66,24 @@ def encoder_teacher(
         lr=lr,
         seed=seed,
         max_minutes=max_minutes,
+        dev=(
+            [format_source(r.turns(), context_turns) for r in held],
+            [r.intent or "" for r in held],
+        ),
+        patience=patience,
     )
     log("      " + json.dumps(result, default=str))
-    if result.get("stopped_early"):
-        log(f"      the encoder teacher stopped at its time cap ({max_minutes} min)")
+    if result["stop_reason"] == "time_limit":
+        log(
+            f"      the encoder teacher stopped at its {max_minutes:g}-minute cap in epoch "
+            f"{result['epochs_run']} of {epochs} (raise --teacher-max-minutes to train longer)"
+        )
+    elif result["stop_reason"] == "early_stop":
+        log(
+            f"      the encoder teacher stopped early after epoch {result['epochs_run']} of "
+            f"{epochs}: no better held-out accuracy for {patience} epochs; epoch "
+            f"{result['best_epoch']} kept"
+        )
     teacher.save(folder)
     return teacher
 

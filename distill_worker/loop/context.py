@@ -40,22 +40,28 @@ class LoopContext:
 
     def run_settings(self, trigger: RunTrigger) -> RunConfig:
         """The RunConfig of a run opened by `trigger`, from the worker's settings (fields left
-        unset there keep RunConfig's defaults). Latency runs train a compression-oriented
+        unset there keep RunConfig's defaults, the time caps included: `teacher_max_minutes`,
+        and `distill`'s stage caps). Latency runs train a compression-oriented
         student (the `compression` overrides) and export INT8. The run's own reply-quality
         check decodes at most 8 held-out replies (the gate decodes `gate.eval_replies`)."""
         worker = self.settings.worker
         distill: dict[str, Any] = dict(worker.distill)
         if trigger is RunTrigger.LATENCY:
             distill.update(worker.compression)
-        knobs = {
+        knobs: dict[str, Any] = {
             "reply_budget": worker.reply_budget,
             "teacher_epochs": worker.teacher_epochs,
             "int8": True if trigger is RunTrigger.LATENCY else worker.int8,
         }
+        knobs = {k: v for k, v in knobs.items() if v is not None}
+        if worker.teacher_max_minutes is not None:  # 0: no cap
+            knobs["teacher_max_minutes"] = worker.teacher_max_minutes or None
+        if worker.ood_corpus is not None:
+            knobs["ood_corpus"] = str(worker.ood_corpus.resolve())
         return RunConfig(
             distill=DistillConfig.from_dict(distill),
             eval_replies=min(worker.gate.eval_replies, 8),
-            **{k: v for k, v in knobs.items() if v is not None},
+            **knobs,
         )
 
     def run_config(self, trigger: RunTrigger) -> dict[str, Any]:

@@ -1,19 +1,29 @@
-"""Temperature scaling of the intent head, fitted on held-out data.
+"""Temperature scaling of the intent head, and the handoff threshold, fitted on held-out data.
 
 KD at a high temperature leaves the student's intent distribution soft: correct predictions
 with 40% confidence would all be handed to a human at a 0.5 threshold. One temperature T,
 chosen to minimise the held-out negative log-likelihood, makes confidences honest; it is folded
 into the head (weights and bias divided by T), so exported graphs and serving are unchanged.
+
+The handoff threshold is then chosen on the same calibration rows (never on the rows a run
+reports on): the lowest confidence at which the answers the bot still gives are right often
+enough (`fit_handoff_threshold`), with the data's out-of-scope rows, and any out-of-domain
+rows given to the run, as the messages it should not answer.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 
+import numpy as np
+import numpy.typing as npt
 import torch
 from torch import Tensor
 
 from distill_worker.model.student import Student
+from distill_worker.run_config import DEFAULT_HANDOFF_PRECISION, DEFAULT_OOS_PRIOR
 
 
 @torch.no_grad()
@@ -45,3 +55,104 @@ def fold_temperature(student: Student, temperature: float) -> None:
     linear.weight.div_(temperature)
     if linear.bias is not None:
         linear.bias.div_(temperature)
+
+
+# ------------------------------------------------------------------------------ handoff threshold
+
+MIN_COVERAGE = 0.8  # never calibrate into handing off more than a fifth of the in-scope traffic
+# Fewer negatives than this cannot show how often out-of-scope messages get answered (CLINC150's
+# calibration half holds 5 of them, all caught, while 57% of `oos_val` passed the threshold
+# they chose). Then the threshold is at least the confidence under which only (1 - KEEP_RIGHT)
+# of the right answers fall, measured once there are FLOOR_ROWS right answers to measure it on.
+MIN_NEGATIVES = 50
+KEEP_RIGHT = 0.99
+FLOOR_ROWS = 100
+
+
+@dataclass(frozen=True)
+class HandoffCalibration:
+    """The handoff threshold on the calibrated intent confidence, and what it was chosen from.
+
+    The bot answers a message when its predicted intent is not out-of-scope and the confidence
+    reaches `threshold`. `precision` is the estimated share of answered messages whose intent is
+    right, with out-of-scope messages making up `oos_prior` of the traffic; `coverage` the share
+    of in-scope messages answered; `oos_answered` the share of out-of-scope ones answered.
+    """
+
+    threshold: float
+    target_precision: float
+    oos_prior: float
+    precision: float
+    coverage: float
+    oos_answered: float | None
+    in_scope_rows: int
+    oos_rows: int
+    met_target: bool
+    floor: float | None = None  # the right-answers floor, when too few negatives set it
+
+    def as_dict(self) -> dict[str, float | int | bool | None]:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def fit_handoff_threshold(
+    in_scope: Sequence[tuple[float, bool]],
+    oos: Sequence[float],
+    *,
+    target_precision: float = DEFAULT_HANDOFF_PRECISION,
+    oos_prior: float = DEFAULT_OOS_PRIOR,
+) -> HandoffCalibration:
+    """The lowest threshold whose estimated answered precision reaches `target_precision`.
+
+    `in_scope`: (confidence, intent right) per in-scope row, the confidence -inf where the model
+    predicted out-of-scope; `oos`: the confidence per out-of-scope row (-inf likewise). Rates
+    are measured per group and mixed with `oos_prior`, so that a calibration set with many or
+    few negatives gives the same answer. Without negatives the precision is over in-scope rows
+    alone (the threshold then only removes uncertain answers). When no threshold reaches the
+    target with at least MIN_COVERAGE of in-scope rows answered, the most precise one that does
+    is taken and `met_target` is False. With fewer than MIN_NEGATIVES negatives the threshold
+    is raised to `floor` (see KEEP_RIGHT) where that is higher.
+    """
+    if not in_scope:
+        raise ValueError("calibrating the handoff threshold needs in-scope rows")
+    if not 0.0 < target_precision <= 1.0 or not 0.0 <= oos_prior < 1.0:
+        raise ValueError("target_precision must be in (0, 1] and oos_prior in [0, 1)")
+    prior = oos_prior if oos else 0.0
+    conf = np.array([c for c, _ in in_scope], dtype=np.float64)
+    right_conf = np.sort(conf[np.array([ok for _, ok in in_scope], dtype=bool)])
+    conf, neg = np.sort(conf), np.sort(np.array(oos, dtype=np.float64))
+
+    def share_at_least(sorted_values: npt.NDArray[np.float64], t: float, n: int) -> float:
+        return float(len(sorted_values) - np.searchsorted(sorted_values, t, side="left")) / n
+
+    def rates(t: float) -> tuple[float, float, float | None]:
+        answered = share_at_least(conf, t, len(conf))
+        right = share_at_least(right_conf, t, len(conf))
+        return answered, right, share_at_least(neg, t, len(neg)) if len(neg) else None
+
+    def precision(t: float) -> float:
+        answered, right, wrong_oos = rates(t)
+        denominator = (1 - prior) * answered + prior * (wrong_oos or 0.0)
+        return (1 - prior) * right / denominator if denominator > 0 else 1.0
+
+    values = np.concatenate([conf, neg])
+    candidates = [0.0, *np.unique(values[np.isfinite(values)]).tolist()]
+    usable = [t for t in candidates if rates(t)[0] >= MIN_COVERAGE] or [0.0]
+    meeting = [t for t in usable if precision(t) >= target_precision]
+    threshold = meeting[0] if meeting else max(usable, key=precision)
+    floor = None
+    if len(neg) < MIN_NEGATIVES and len(right_conf) >= FLOOR_ROWS:
+        floor = float(np.quantile(right_conf, 1.0 - KEEP_RIGHT, method="lower"))
+        threshold = max(threshold, floor)
+    answered, _, wrong_oos = rates(threshold)
+    return HandoffCalibration(
+        threshold=threshold,
+        target_precision=target_precision,
+        oos_prior=prior,
+        precision=precision(threshold),
+        coverage=answered,
+        oos_answered=wrong_oos,
+        in_scope_rows=len(conf),
+        oos_rows=len(neg),
+        met_target=bool(meeting),
+        floor=floor,
+    )

@@ -275,10 +275,9 @@ class DecoderStage:
         extra = {"n_examples": torch.tensor(len(self.examples))}
         if self.kto:
             extra["reference_logps"] = self.reference
-        pos = self.position
         return Checkpoint(
             stage=STAGE,
-            position=LoopPosition(pos.step, pos.epoch, pos.batch_in_epoch, list(pos.order)),
+            position=self.position.copy(),
             model=self.student.state_dict(),
             optimizer=self.optimizer.state_dict(),
             scheduler=self.scheduler.state_dict(),

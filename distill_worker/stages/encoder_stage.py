@@ -9,12 +9,20 @@ The weighted sum uses `DynamicLossWeights` (static start weights when `dynamic_w
 AdamW (weight decay 0.01) with the encoder at `stage1_lr` and head + projection at
 `stage1_head_lr`, linear warmup then linear decay, global grad-norm clipping.
 
+Early stopping (with `dev` examples, the run's calibration rows): after each epoch the student's
+intent accuracy and cross-entropy on `dev` are measured; training stops after `stage1_patience`
+epochs without a better one, and the best epoch's encoder and intent head are put back at the
+end (also when all epochs ran, or the time cap stopped it part-way and the partial epoch is not
+better). Without `dev` every epoch runs and the last weights stay, as before.
+
 Recipe shape: `setup()`, `train(max_steps)`, `save_checkpoint()`, `cleanup()`. `setup()` resumes
-from the newest checkpoint in `checkpoint_dir` when there is one.
+from the newest checkpoint in `checkpoint_dir` when there is one (the early-stopping state and
+the training seconds spent included).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +35,7 @@ from distill_worker.config import DistillConfig
 from distill_worker.data.curriculum import assign_tiers
 from distill_worker.data.examples import IntentExample
 from distill_worker.model.student import Student
+from distill_worker.stages.early_stopping import EarlyStopping, accuracy_and_loss
 from distill_worker.stages.losses import DynamicLossWeights, feature_mse, logit_kd, task_ce
 from distill_worker.stages.training import (
     Checkpoint,
@@ -44,6 +53,8 @@ from distill_worker.stages.training import (
 )
 
 STAGE = "stage1_encoder"
+_TRAINED = ("encoder.", "intent_head.")  # the student's parameters stage 1 trains
+_ES_PREFIX = "early_stopping."
 
 
 @dataclass
@@ -103,10 +114,14 @@ class EncoderStage:
         teacher_feature_dim: int,
         log_path: Path,
         checkpoint_dir: Path,
+        dev: Sequence[IntentExample] = (),
     ) -> None:
+        """`dev`: labelled examples to stop early on (unlabelled ones are ignored); none: every
+        epoch runs."""
         self.student = student
         self.config = config
         self.examples = examples
+        self.dev = [e for e in dev if e.label >= 0]
         self.teacher_feature_dim = teacher_feature_dim
         self.log_path = Path(log_path)
         self.checkpoint_dir = Path(checkpoint_dir)
@@ -156,6 +171,7 @@ class EncoderStage:
         )
         factor = warmup_linear_decay(self.spec.total_steps, cfg.warmup_fraction)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+        self.early = EarlyStopping(cfg.stage1_patience) if self.dev else None
         self.position = LoopPosition()
         latest = Checkpoint.latest(self.checkpoint_dir)
         if latest is not None:
@@ -178,6 +194,11 @@ class EncoderStage:
         self.scheduler.load_state_dict(ckpt.scheduler)
         if ckpt.loss_weights is not None:
             self.weights.load_state_dict(ckpt.loss_weights)
+        if self.early is not None and "early_stopping" in ckpt.extra_meta:
+            best = {
+                k[len(_ES_PREFIX) :]: v for k, v in ckpt.extra.items() if k.startswith(_ES_PREFIX)
+            }
+            self.early.load_state_dict(ckpt.extra_meta["early_stopping"], best)
         restore_rng(ckpt.rng)
         self.position = ckpt.position
         self.resumed_from = ckpt.position.step
@@ -213,32 +234,97 @@ class EncoderStage:
         out = {"loss": float(total.detach()), **values, **used, "grad_norm": grad_norm}
         return {**out, "lr": lr, "head_lr": head_lr}
 
+    def _trained_state(self) -> dict[str, Tensor]:
+        return {k: v for k, v in self.student.state_dict().items() if k.startswith(_TRAINED)}
+
+    @torch.no_grad()
+    def dev_figures(self) -> tuple[float, float]:
+        """The student's intent (accuracy, cross-entropy) on the dev examples, dropout off."""
+        was_training = self.student.training
+        self.student.eval()
+        logits = []
+        size = self.config.stage1_batch_size
+        for start in range(0, len(self.dev), size):
+            chunk = self.dev[start : start + size]
+            ids, mask = pad(
+                [truncate_source(e.input_ids, self.config.max_source_tokens) for e in chunk]
+            )
+            logits.append(self.student.encode(ids.to(self.device), mask.to(self.device))[2].cpu())
+        self.student.train(was_training)
+        gold = torch.tensor([e.label for e in self.dev], dtype=torch.long)
+        return accuracy_and_loss(torch.cat(logits), gold)
+
+    def _epoch_end(self) -> bool:
+        """Score the finished epoch on the dev examples; True once patience is exhausted."""
+        assert self.early is not None
+        accuracy, loss = self.dev_figures()
+        self.early.update(self.position.epoch, accuracy, loss, self._trained_state)
+        self.logger.log(
+            {"stage": STAGE, "event": "dev", "epoch": self.position.epoch}
+            | {"dev_accuracy": accuracy, "dev_loss": loss, "best_epoch": self.early.best_epoch}
+        )
+        return self.early.exhausted
+
     def train(self, max_steps: int | None = None) -> dict[str, Any]:
-        """Train until all epochs are done, `max_steps` steps of this call, or the time limit;
-        always ends with a checkpoint. Returns the run's metrics."""
+        """Train until all epochs are done, early stopping, `max_steps` steps of this call, or
+        the time limit; always ends with a checkpoint (of the weights training reached), then,
+        with dev examples, puts the best epoch's weights in the student. Returns the run's
+        metrics."""
         if not self._ready:
             raise RuntimeError("call setup() before train()")
+        epoch_end = self._epoch_end if self.early is not None else None
         metrics = run_epochs(
-            self.position, self.spec, self._step, self.save_checkpoint, self.logger, max_steps
+            self.position,
+            self.spec,
+            self._step,
+            self.save_checkpoint,
+            self.logger,
+            max_steps,
+            epoch_end,
         )
         self.save_checkpoint()
         metrics.update(resumed_from=self.resumed_from, loss_weights=dict(self.weights.weights))
+        if self.early is not None and metrics["stop_reason"] != "max_steps":
+            metrics["early_stopping"] = self._keep_best()
         self.logger.log({"event": "end", **metrics})
         return metrics
+
+    def _keep_best(self) -> dict[str, Any]:
+        """Put the best scored weights in the student: the best epoch's, or the weights a time
+        cap stopped at part-way through an epoch when they score better."""
+        assert self.early is not None
+        report = self.early.report()
+        if self.position.batch_in_epoch > 0 or not self.early.best_weights:
+            accuracy, loss = self.dev_figures()  # a partial epoch (time cap), not recorded
+            report["partial_epoch"] = {
+                "dev_accuracy": round(accuracy, 6),
+                "dev_loss": round(loss, 6),
+            }
+            if not self.early.best_weights or self.early.better(accuracy, loss):
+                report["kept"] = "partial_epoch"
+                return report
+        self.student.load_state_dict(self.early.best_weights, strict=False)
+        report["kept"] = f"epoch {self.early.best_epoch}"
+        return report
 
     def save_checkpoint(self) -> Path:
         extra = {f"projection.{k}": v for k, v in self.projection.state_dict().items()}
         extra["n_examples"] = torch.tensor(len(self.examples))
-        pos = self.position
+        extra_meta: dict[str, Any] = {}
+        if self.early is not None:
+            figures, best = self.early.state_dict()
+            extra_meta["early_stopping"] = figures
+            extra |= {_ES_PREFIX + k: v for k, v in best.items()}
         return Checkpoint(
             stage=STAGE,
-            position=LoopPosition(pos.step, pos.epoch, pos.batch_in_epoch, list(pos.order)),
+            position=self.position.copy(),
             model=self.student.state_dict(),
             optimizer=self.optimizer.state_dict(),
             scheduler=self.scheduler.state_dict(),
             loss_weights=self.weights.state_dict(),
             extra=extra,
             config_json=self.config.to_json(),
+            extra_meta=extra_meta,
         ).save(self.checkpoint_dir)
 
     def cleanup(self) -> None:

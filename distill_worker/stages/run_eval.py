@@ -3,12 +3,15 @@ intent metrics (student and encoder teacher), reply quality against the responde
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from bundle_runtime.decoding import Decoding, trim_to_sentence
+from bundle_runtime.intents import as_served
 from bundle_runtime.quality import degenerate_counts
 from distill_worker.data.building import (
     SourceTokenizer,
@@ -21,8 +24,13 @@ from distill_worker.data.loaders import Utterance
 from distill_worker.data.run_teachers import open_cache
 from distill_worker.model.student import Student
 from distill_worker.run_config import RunConfig
-from distill_worker.run_state import RunState
-from distill_worker.stages.calibrate import fit_temperature, fold_temperature
+from distill_worker.run_state import RunData, RunState
+from distill_worker.stages.calibrate import (
+    HandoffCalibration,
+    fit_handoff_threshold,
+    fit_temperature,
+    fold_temperature,
+)
 from distill_worker.stages.evaluate import (
     corpus_chrf,
     generate_replies,
@@ -36,22 +44,76 @@ from distill_worker.teacher.cache import TeacherCache
 
 
 def calibrate(
-    student: Student, source: SourceTokenizer, dev: list[Utterance], labels: list[str]
+    student: Student, source: SourceTokenizer, rows: list[Utterance], labels: list[str]
 ) -> float:
-    """Fit the intent temperature on the held-out rows and fold it into the head."""
+    """Fit the intent temperature on `rows` (a run's calibration rows) and fold it into the head."""
     index = {label: i for i, label in enumerate(labels)}
-    rows = [r for r in dev if r.intent in index]
+    rows = [r for r in rows if r.intent in index]
     if not rows:
         return 1.0
+    logits = _intent_logits(student, source, rows)
+    temperature = fit_temperature(logits, torch.tensor([index[r.intent or ""] for r in rows]))
+    fold_temperature(student, temperature)
+    return temperature
+
+
+def calibrate_handoff(
+    student: Student,
+    source: SourceTokenizer,
+    data: RunData,
+    *,
+    target_precision: float,
+    oos_prior: float,
+) -> HandoffCalibration | None:
+    """The handoff threshold on the (temperature-calibrated) student, from the calibration rows:
+    their in-scope rows, and as negatives their out-of-scope rows and the out-of-domain rows.
+    None without labelled calibration rows (the configured threshold stays)."""
+    index = {label: i for i, label in enumerate(data.labels)}
+    oos = index.get(data.oos_label) if data.oos_label is not None else None
+    in_scope = [r for r in data.calibration if r.intent in index and index[r.intent] != oos]
+    if not in_scope:
+        return None
+    negatives = [r for r in data.calibration if oos is not None and r.intent == data.oos_label]
+    negatives += data.ood
+
+    def scored(rows: list[Utterance]) -> tuple[list[int], list[float]]:
+        if not rows:
+            return [], []
+        probs = torch.softmax(_intent_logits(student, source, rows), dim=-1)
+        confidence, pred = probs.max(dim=-1)
+        # A predicted out-of-scope row is handed off at any threshold.
+        values = [
+            -math.inf if p == oos else float(c) for p, c in zip(pred, confidence, strict=True)
+        ]
+        return pred.tolist(), values
+
+    pred, conf = scored(in_scope)
+    gold = [index[r.intent or ""] for r in in_scope]
+    return fit_handoff_threshold(
+        [(c, p == g) for c, p, g in zip(conf, pred, gold, strict=True)],
+        scored(negatives)[1],
+        target_precision=target_precision,
+        oos_prior=oos_prior,
+    )
+
+
+def handoff_threshold(state: RunState, config: RunConfig) -> float:
+    """The threshold the bundle serves with: the calibrated one, else the configured one."""
+    return (
+        state.handoff.threshold if state.handoff is not None else config.distill.handoff_threshold
+    )
+
+
+def _intent_logits(student: Student, source: SourceTokenizer, rows: list[Utterance]) -> Tensor:
     ids = source.ids([r.turns() for r in rows])
+    was_training = student.training
     student.eval()
     with torch.no_grad():
         logits = torch.cat(
             [student.encode(*pad(ids[i : i + 64]))[2] for i in range(0, len(ids), 64)]
         )
-    temperature = fit_temperature(logits, torch.tensor([index[r.intent or ""] for r in rows]))
-    fold_temperature(student, temperature)
-    return temperature
+    student.train(was_training)
+    return logits.float()
 
 
 def student_replies(
@@ -80,12 +142,35 @@ def evaluate_run(
     labels, oos_label = state.data.labels, state.data.oos_label
     seed, max_reply_tokens = config.distill.seed, config.distill.max_reply_tokens
     index = {label: i for i, label in enumerate(labels)}
-    labelled = [r for r in dev if r.intent in index]
+    # Reported on the rows nothing was tuned on (all held-out rows when there are too few to halve).
+    report = state.data.report if state.data.calibration else dev
+    labelled = [r for r in report if r.intent in index]
     ids = source.ids([r.turns() for r in labelled])
     batches = [pad(ids[i : i + 64]) for i in range(0, len(ids), 64)]
-    pred, _ = predict_intents(student, batches)
+    argmax, confidence = predict_intents(student, batches)
     gold = [index[r.intent or ""] for r in labelled]
+    oos = index.get(oos_label) if oos_label is not None else None
+    pred, handoff = as_served(
+        argmax,
+        confidence,
+        gold,
+        threshold=handoff_threshold(state, config),
+        oos=oos,
+        counts_as_oos=oos if oos in gold else None,
+    )
     intent: dict[str, Any] = dict(intent_metrics(pred, gold, labels, oos_label))
+    calibration = state.handoff.as_dict() if state.handoff is not None else None
+    intent["handoff"] = {**handoff, "calibration": calibration}
+    # The classifier alone, every row answered: what the handoff is weighed against.
+    intent["classifier_accuracy"] = sum(p == g for p, g in zip(argmax, gold, strict=True)) / len(
+        gold
+    )
+    intent["rows"] = {
+        "reported_on": "report" if report is not dev else "held-out (too few rows to halve)",
+        "report": len(labelled),
+        "calibration": len(state.data.calibration),
+        "ood_negatives": len(state.data.ood),
+    }
     texts = [source.text(r.turns()) for r in labelled]
     teacher_pred = (
         teacher_logits_in_order(state.teacher, texts, labels).argmax(dim=-1).tolist()

@@ -2,10 +2,13 @@
 
 Checkpoint: folder `step_XXXXXXXX/` with `model.safetensors` (student state dict),
 `state.safetensors` (optimizer tensors, RNG states, the epoch's order, stage extras) and
-`meta.json` (position, optimizer groups, scheduler, loss weights, config); written to a hidden
-folder, then renamed into place: a crash never leaves half a checkpoint. Epoch e visits examples
-in `randperm(n)` drawn with seed (seed, e); the torch RNG (dropout) is saved and restored, so a
-resumed run takes exactly the steps an uninterrupted one would.
+`meta.json` (position, optimizer groups, scheduler, loss weights, config, stage extras); written
+to a hidden folder, then renamed into place: a crash never leaves half a checkpoint. Epoch e
+visits examples in `randperm(n)` drawn with seed (seed, e); the torch RNG (dropout) is saved and
+restored, so a resumed run takes exactly the steps an uninterrupted one would. The position also
+carries the training seconds spent so far (`elapsed_s`: a resumed run counts them against its
+time cap, the clock does not restart) and whether early stopping ended the run (a resumed one
+stays ended).
 
 Under torchrun the same loop runs data-parallel through the hooks of `distill_worker.distributed`
 (each a no-op in one process): batches are sharded across ranks, backward averages gradients,
@@ -34,6 +37,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from tqdm import tqdm
 
 from distill_worker import distributed
+from distill_worker.config import DistillConfig
 from distill_worker.data.curriculum import tiered_order
 
 CHECKPOINT_FORMAT = 1
@@ -45,12 +49,18 @@ BatchT = TypeVar("BatchT")
 
 @dataclass
 class LoopPosition:
-    """Where a run is: optimizer steps taken, current epoch, next batch, the epoch's order."""
+    """Where a run is: optimizer steps taken, current epoch, next batch, the epoch's order, the
+    training seconds spent (over every resume), and whether early stopping ended it."""
 
     step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0
     order: list[int] = field(default_factory=list)  # empty: draw it at the epoch's start
+    elapsed_s: float = 0.0
+    early_stopped: bool = False
+
+    def copy(self) -> LoopPosition:
+        return replace(self, order=list(self.order))
 
 
 def epoch_order(
@@ -101,6 +111,7 @@ class Checkpoint:
     rng: dict[str, Tensor] = field(default_factory=capture_rng)
     extra: dict[str, Tensor] = field(default_factory=dict)
     config_json: str = "{}"
+    extra_meta: dict[str, Any] = field(default_factory=dict)  # JSON-ready stage state
 
     def save(self, directory: Path, keep: int = 2) -> Path:
         """Write atomically to directory/step_XXXXXXXX and prune older checkpoints. Under
@@ -129,6 +140,7 @@ class Checkpoint:
             "scheduler": self.scheduler,
             "loss_weights": self.loss_weights,
             "config": json.loads(self.config_json),
+            "extra": self.extra_meta,
         }
         (tmp / "meta.json").write_text(json.dumps(meta, sort_keys=True))
         if final.exists():  # the same step saved twice: swap the old one out, then drop it
@@ -159,7 +171,15 @@ class Checkpoint:
         distributed.take_state(extra)  # the `ddp.*` comm-hook state, for this rank's sync
         return cls(
             stage=meta["stage"],
-            position=LoopPosition(meta["step"], meta["epoch"], meta["batch_in_epoch"], order),
+            position=LoopPosition(
+                meta["step"],
+                meta["epoch"],
+                meta["batch_in_epoch"],
+                order,
+                # checkpoints written before these were kept: no seconds, not stopped
+                elapsed_s=float(meta.get("elapsed_s", 0.0)),
+                early_stopped=bool(meta.get("early_stopped", False)),
+            ),
             model=load_file(path / "model.safetensors"),
             optimizer={"state": optim, "param_groups": meta["param_groups"]},
             scheduler=meta["scheduler"],
@@ -167,6 +187,7 @@ class Checkpoint:
             rng={k[4:]: v for k, v in state.items() if k.startswith("rng.")},
             extra=extra,
             config_json=json.dumps(meta["config"], sort_keys=True),
+            extra_meta=meta.get("extra", {}),
         )
 
     @staticmethod
@@ -175,8 +196,10 @@ class Checkpoint:
 
 
 def check_resumable(ckpt: Checkpoint, stage: str, config_json: str, n_examples: int) -> None:
-    """Refuse to resume a checkpoint of another stage, config (bar operational fields) or data."""
-    saved = {k: v for k, v in json.loads(ckpt.config_json).items() if k not in _OPERATIONAL}
+    """Refuse to resume a checkpoint of another stage, config (bar operational fields) or data.
+    A field the checkpoint's config lacks (added to DistillConfig since) counts as its default."""
+    stored = json.loads(DistillConfig().to_json()) | json.loads(ckpt.config_json)
+    saved = {k: v for k, v in stored.items() if k not in _OPERATIONAL}
     current = {k: v for k, v in json.loads(config_json).items() if k not in _OPERATIONAL}
     n_saved = int(ckpt.extra["n_examples"]) if "n_examples" in ckpt.extra else -1
     if ckpt.stage != stage or saved != current or n_saved != n_examples:
@@ -283,13 +306,20 @@ def run_epochs(
     save: Callable[[], object],
     logger: MetricsLogger,
     max_steps: int | None = None,
+    epoch_end: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Run `step_fn(example indices)` batch by batch from `pos`, updating `pos` after each step;
-    log every `log_every` steps, call `save()` every `checkpoint_every`; stop after `max_steps`
-    steps of this call or once `max_seconds` have passed. Returns the run's metrics
-    (`stop_reason`: None when all epochs are done, else "max_steps" or "time_limit")."""
-    start, steps, last = time.monotonic(), 0, {}
-    stop: str | None = None
+    log every `log_every` steps, call `save()` every `checkpoint_every`; after each full epoch
+    call `epoch_end()` (early stopping: True ends the run); stop after `max_steps` steps of this
+    call or once `max_seconds` of training have passed, counted over every resume
+    (`pos.elapsed_s`). Returns the run's metrics (`stop_reason`: None when all epochs are done,
+    else "early_stop", "max_steps" or "time_limit"; `elapsed_s`: training seconds in all)."""
+    start, base, steps, last = time.monotonic(), pos.elapsed_s, 0, {}
+    stop: str | None = "early_stop" if pos.early_stopped else None
+
+    def elapsed() -> float:
+        return base + time.monotonic() - start
+
     with progress_bar(spec.total_steps, pos.step, spec.stage) as bar:
         while pos.epoch < spec.epochs and stop is None:
             if not pos.order:
@@ -302,7 +332,7 @@ def run_epochs(
                 if max_steps is not None and steps >= max_steps:
                     stop = "max_steps"
                 elif spec.max_seconds is not None and distributed.agree_stop(
-                    time.monotonic() - start >= spec.max_seconds
+                    elapsed() >= spec.max_seconds
                 ):
                     stop = "time_limit"
                 if stop is not None:
@@ -316,6 +346,9 @@ def run_epochs(
                 epoch_done = pos.batch_in_epoch == len(batches)
                 if epoch_done:
                     pos.epoch, pos.batch_in_epoch, pos.order = pos.epoch + 1, 0, []
+                    if epoch_end is not None and epoch_end() and pos.epoch < spec.epochs:
+                        pos.early_stopped, stop = True, "early_stop"
+                pos.elapsed_s = elapsed()
                 bar.update(1)
                 bar.set_postfix(loss=f"{last.get('loss', float('nan')):.4f}")
                 if pos.step % spec.log_every == 0:
@@ -324,14 +357,17 @@ def run_epochs(
                     save()
                 if epoch_done:
                     break
+    pos.elapsed_s = elapsed()
     return {
         "stage": spec.stage,
         "step": pos.step,
         "total_steps": spec.total_steps,
         "steps_run": steps,
+        "epochs_run": pos.epoch,
         "completed": pos.step >= spec.total_steps,
         "stopped_early": stop is not None,
         "stop_reason": stop,
-        "elapsed_s": time.monotonic() - start,
+        "elapsed_s": round(pos.elapsed_s, 2),
+        "max_seconds": spec.max_seconds,
         "last": last,
     }

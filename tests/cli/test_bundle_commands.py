@@ -48,6 +48,13 @@ def test_eval_intents_prints_metrics(
     assert metrics["rows"] == 13 and metrics["unknown_intents"] == ["unknown_intent"]
     assert metrics["accuracy"] == pytest.approx(12 / 13)  # the toy student knows its 12 rows
     assert metrics["precision"] == "fp32" and "oos_recall" not in metrics
+    # The bundle's handoff as served, reported beside the accuracy (no oos rows: the accuracy
+    # stays the classifier's, the handed-off share is shown).
+    handoff = metrics["handoff"]
+    manifest = json.loads((tiny_bundle.path / "manifest.json").read_text(encoding="utf-8"))
+    assert handoff["threshold"] == pytest.approx(manifest["handoff_threshold"], abs=1e-4)
+    assert 0.0 <= handoff["share"] <= 1.0
+    assert metrics["classifier_accuracy"] == metrics["accuracy"]  # no oos rows: the same figure
 
 
 def test_eval_intents_refuses_a_corrupted_bundle(

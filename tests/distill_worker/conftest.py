@@ -46,3 +46,14 @@ def unreachable_index(monkeypatch: pytest.MonkeyPatch) -> None:
         "PIP_DEFAULT_TIMEOUT": "2",
     }.items():
         monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def distill_configs(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """`chatdistill distill` stops after building its RunConfig: each invocation appends the
+    config it would have run with (the option and --config handling under test, no training)."""
+    from distill_worker import cli
+
+    seen: list[object] = []
+    monkeypatch.setattr(cli, "_run", lambda out, config, **_: seen.append(config) or out)
+    return seen

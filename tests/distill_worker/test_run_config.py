@@ -87,8 +87,8 @@ def test_the_distill_command_builds_one_run_config(
     runner = CliRunner()
     result = runner.invoke(cli.distill, ["--out", str(tmp_path / "b"), "--dec-layers", "2"])
     assert result.exit_code == 0, result.output
-    caps = DistillConfig(dec_layers=2, **cli.DEFAULT_CAPS)
-    assert seen.pop() == RunConfig(distill=caps)  # every other default is RunConfig's
+    # every other default, the time caps included, is RunConfig's and DistillConfig's
+    assert seen.pop() == RunConfig(distill=DistillConfig(dec_layers=2))
 
     config_file = tmp_path / "run.json"
     config_file.write_text(RunConfig(reply_budget=9, top_k=5).to_json(), encoding="utf-8")
@@ -106,3 +106,33 @@ def test_the_distill_command_builds_one_run_config(
 
     result = runner.invoke(cli.distill, ["--out", str(tmp_path / "b"), "--reply-budget", "-2"])
     assert result.exit_code == 2 and "reply_budget" in result.output
+
+
+def test_a_config_file_with_run_knobs_is_read_whole_and_checked(
+    distill_configs: list[RunConfig], tmp_path: Path
+) -> None:
+    seen = distill_configs
+    runner = CliRunner()
+    out = ["--out", str(tmp_path / "b")]
+    ood = tmp_path / "ood.jsonl"
+    ood.write_text('{"text": "what is the weather"}\n', encoding="utf-8")
+    knobs = tmp_path / "knobs.json"
+    knobs.write_text(json.dumps({"ood_corpus": str(ood), "oos_prior": 0.2}), encoding="utf-8")
+    assert runner.invoke(cli.distill, [*out, "--config", str(knobs)]).exit_code == 0
+    assert seen.pop() == RunConfig(ood_corpus=str(ood), oos_prior=0.2)
+    # A misspelt key is refused with the file named, never dropped.
+    typo = tmp_path / "typo.json"
+    typo.write_text(json.dumps({"ood_corpsu": str(ood)}), encoding="utf-8")
+    result = runner.invoke(cli.distill, [*out, "--config", str(typo)])
+    assert result.exit_code == 2 and "typo.json" in result.output and "ood_corpsu" in result.output
+    # --ood takes the file; a missing one is refused before any work.
+    assert runner.invoke(cli.distill, [*out, "--ood", str(ood)]).exit_code == 0
+    assert seen.pop().ood_corpus == str(ood.resolve())
+    assert runner.invoke(cli.distill, [*out, "--ood", str(tmp_path / "nope")]).exit_code == 2
+
+
+def test_the_loop_takes_the_ood_corpus_from_its_settings(tmp_path: Path) -> None:
+    path = tmp_path / "ood.jsonl"
+    config = LoopContext(Settings(worker={"ood_corpus": path})).run_settings(RunTrigger.SCHEDULE)
+    assert config.ood_corpus == str(path.resolve())
+    assert LoopContext(Settings()).run_settings(RunTrigger.SCHEDULE).ood_corpus is None

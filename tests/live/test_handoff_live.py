@@ -83,10 +83,11 @@ def _deliver_to_everyone(operator_base: str, widget_base: str, admin: dict[str, 
             assert stream.next("state")["data"]["state"] == "waiting"
             assert stream.next("message")["id"] == 1  # the handoff notice
         replies = {}
-        for cid, _ in customers:
+        for index, (cid, _) in enumerate(customers):
             ops = f"{operator_base}/v1/operator/conversations/{cid}"
             assert httpx.post(f"{ops}/claim", headers=admin, timeout=10).status_code == 200
-            text = f"Hello {cid[:8]}, an agent here."
+            # Words, not the id: an id's hex can be all digits, which redaction takes for a phone.
+            text = f"Hello, agent number {index + 1} here."
             sent = httpx.post(f"{ops}/messages", json={"text": text}, headers=admin, timeout=10)
             assert sent.status_code == 201, sent.text
             replies[cid] = text

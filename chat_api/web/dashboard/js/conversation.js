@@ -51,6 +51,8 @@ function correctForm(message, onSaved) {
   return form;
 }
 
+const OUT_OF_SCOPE = "oos"; // the label a run treats as out-of-scope (distill_worker: OOS)
+
 function intentControls(message, intents, onSaved) {
   const id = `intent-${message.id}`;
   const input = h("input", { id, type: "text", list: "known-intents", value: message.intent || "",
@@ -69,6 +71,9 @@ function intentControls(message, intents, onSaved) {
     h("button", { type: "submit", class: "secondary small", text: "Relabel" }),
     message.intent && h("button", { type: "button", class: "secondary small",
       text: "Confirm predicted", onclick: () => label(message.intent) }),
+    // The next run trains on it as an out-of-scope row and calibrates its handoff with it.
+    message.intent !== OUT_OF_SCOPE && h("button", { type: "button", class: "secondary small",
+      text: "Not something we handle", onclick: () => label(OUT_OF_SCOPE) }),
   );
   form.addEventListener("submit", (event) => {
     event.preventDefault();

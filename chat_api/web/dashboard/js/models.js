@@ -5,9 +5,14 @@
 import { api, currentOperator, query } from "./api.js";
 import { badge, confirmAction, flash, h, ms, num, pct, when } from "./dom.js";
 
-const RATIO = /(accuracy|rate|recall|precision|agreement|f1|degenerate)/;
-// Figures inside the run's nested reports that belong beside the flat ones: reply quality.
-const NESTED = ["replies.degenerate", "replies.chrf_vs_teacher"];
+const RATIO = /(accuracy|rate|recall|precision|agreement|f1|degenerate|share|coverage)/;
+// Figures inside the run's nested reports that belong beside the flat ones: intents on the
+// rows the run reported on, the handoff threshold calibrated on other rows and how often it
+// hands off there, reply quality.
+const NESTED = [
+  "intent.accuracy", "intent.oos_recall", "intent.handoff.threshold", "intent.handoff.share",
+  "intent.handoff.calibration.precision", "replies.degenerate", "replies.chrf_vs_teacher",
+];
 
 function metric(m, key) {
   return key.split(".").reduce((v, part) => (v && typeof v === "object" ? v[part] : undefined), m.metrics);

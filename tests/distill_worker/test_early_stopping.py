@@ -1,0 +1,204 @@
+"""Early stopping on a dev split, for stage 1 and the encoder teacher, on tiny real models.
+
+The dev rows are the training contexts with every label moved to the next intent: the better
+the model learns the training labels, the worse it scores on them, so the dev figures stop
+improving after the first epoch and training must stop there, with that epoch's weights kept.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="the stages need the `train` extra (torch)")
+transformers = pytest.importorskip("transformers", reason="the teacher is a BertModel")
+
+from tokenizers import Tokenizer  # noqa: E402
+
+from distill_worker.config import DistillConfig  # noqa: E402
+from distill_worker.data.examples import IntentExample  # noqa: E402
+from distill_worker.stages.early_stopping import EarlyStopping  # noqa: E402
+from distill_worker.stages.encoder_stage import EncoderStage  # noqa: E402
+from distill_worker.teacher.encoder import EncoderTeacher, locate_minilm  # noqa: E402
+from tests.fixtures.tiny_student import (  # noqa: E402
+    CONFIG,
+    FEATURES,
+    intent_examples,
+    run_encoder,
+    same_state,
+    tiny_student,
+)
+
+# 3 steps an epoch (24 examples, batches of 8); learns fast enough to move in one epoch.
+FAST = replace(CONFIG, stage1_epochs=6, stage1_lr=1e-3, stage1_head_lr=1e-2, dynamic_weights=False)
+
+
+def wrong_labels(examples: list[IntentExample]) -> list[IntentExample]:
+    return [replace(e, label=(e.label + 1) % 3) for e in examples if e.label >= 0]
+
+
+def stage1(
+    tmp: Path, config: DistillConfig, dev: list[IntentExample], max_steps: int | None = None
+) -> tuple[EncoderStage, dict[str, object]]:
+    stage = EncoderStage(
+        tiny_student(), config, intent_examples(), FEATURES, tmp / "s1.jsonl", tmp / "ck1", dev
+    )
+    stage.setup()
+    metrics = stage.train(max_steps=max_steps)
+    stage.cleanup()
+    return stage, metrics
+
+
+def trained(stage: EncoderStage) -> dict[str, torch.Tensor]:
+    return {
+        k: v
+        for k, v in stage.student.state_dict().items()
+        if k.startswith(("encoder.", "intent_head."))
+    }
+
+
+@pytest.mark.parametrize("patience", [1, 2])
+def test_stage1_stops_when_dev_accuracy_stops_improving_and_keeps_the_best_epoch(
+    tmp_path: Path, patience: int
+) -> None:
+    config = replace(FAST, stage1_patience=patience)
+    stage, metrics = stage1(tmp_path / "es", config, wrong_labels(intent_examples()))
+    assert metrics["stop_reason"] == "early_stop" and metrics["stopped_early"]
+    early = metrics["early_stopping"]
+    assert isinstance(early, dict)
+    best = early["best_epoch"]
+    assert metrics["epochs_run"] == best + patience < 6 and not metrics["completed"]
+    assert early["kept"] == f"epoch {best}" and len(early["dev_history"]) == best + patience
+    scores = [(h["dev_accuracy"], -h["dev_loss"]) for h in early["dev_history"]]
+    assert max(scores) == scores[best - 1] and scores.index(max(scores)) == best - 1
+    # The weights are the best epoch's: those of the same run stopped after its 3 * best steps.
+    first, _ = stage1(tmp_path / "one", config, [], max_steps=3 * best)
+    assert same_state(trained(stage), trained(first))
+    accuracy, loss = stage.dev_figures()
+    assert (accuracy, -loss) == pytest.approx(scores[best - 1], abs=1e-5)
+
+
+def test_stage1_with_an_honest_dev_split_runs_its_epochs(tmp_path: Path) -> None:
+    dev = [e for e in intent_examples() if e.label >= 0]
+    _, metrics = stage1(tmp_path, replace(FAST, stage1_epochs=3), dev)
+    assert metrics["completed"] and metrics["stop_reason"] is None and metrics["epochs_run"] == 3
+    early = metrics["early_stopping"]
+    assert isinstance(early, dict) and len(early["dev_history"]) == 3
+    assert early["best_dev_accuracy"] == max(h["dev_accuracy"] for h in early["dev_history"])
+
+
+def test_stage1_without_dev_rows_runs_every_epoch_with_the_last_weights(tmp_path: Path) -> None:
+    _, metrics = run_encoder(tmp_path, FAST, tiny_student())
+    assert metrics["completed"] and metrics["epochs_run"] == 6 and "early_stopping" not in metrics
+
+
+def test_a_resumed_stage1_stops_where_the_uninterrupted_one_did(tmp_path: Path) -> None:
+    config = replace(FAST, stage1_patience=2, checkpoint_every=2)
+    dev = wrong_labels(intent_examples())
+    full, full_metrics = stage1(tmp_path / "a", config, dev)
+    _, part = stage1(tmp_path / "b", config, dev, max_steps=4)  # mid epoch 2
+    assert part["stop_reason"] == "max_steps" and "early_stopping" not in part
+    resumed, metrics = stage1(tmp_path / "b", config, dev)
+    assert metrics["resumed_from"] == 4 and metrics["stop_reason"] == "early_stop"
+    assert metrics["early_stopping"] == full_metrics["early_stopping"]
+    assert same_state(trained(full), trained(resumed))
+    # Once stopped, it stays stopped: a third start trains nothing and keeps epoch 1 again.
+    again, metrics = stage1(tmp_path / "b", config, dev)
+    assert metrics["steps_run"] == 0 and metrics["stop_reason"] == "early_stop"
+    assert same_state(trained(full), trained(again))
+
+
+def test_early_stopping_state_round_trips_and_breaks_ties_on_the_loss() -> None:
+    early = EarlyStopping(patience=2)
+    weights = {"w": torch.ones(2)}
+    assert early.update(1, 0.5, 1.0, lambda: weights)
+    weights["w"].add_(1.0)  # a later change does not touch the kept copy
+    assert early.update(2, 0.5, 0.9, lambda: weights)  # same accuracy, lower loss: better
+    assert not early.update(3, 0.5, 0.95, lambda: weights)
+    assert not early.update(4, 0.4, 0.5, lambda: weights)
+    assert early.exhausted and early.best_epoch == 2
+    figures, best = early.state_dict()
+    copy = EarlyStopping(patience=2)
+    copy.load_state_dict(figures, best)
+    assert copy.report() == early.report() and copy.exhausted
+    assert torch.equal(copy.best_weights["w"], torch.full((2,), 2.0))
+    with pytest.raises(ValueError, match="patience"):
+        EarlyStopping(patience=0)
+
+
+# ---------------------------------------------------------------------------- encoder teacher
+
+TEXTS = [
+    f"{word} {extra}"
+    for word in ("refund money back", "parcel delivery late", "password login reset")
+    for extra in ("please", "now", "today", "help", "again", "soon", "asap", "urgently")
+]
+INTENTS = [intent for intent in ("refund", "delivery", "login") for _ in range(8)]
+WRONG = {"refund": "delivery", "delivery": "login", "login": "refund"}
+
+
+def tiny_teacher() -> EncoderTeacher:
+    """A 1-layer BERT of width 16 with the MiniLM tokenizer (its vocabulary, [PAD] 0)."""
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=30522, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=64,
+    )  # fmt: skip
+    tokenizer = Tokenizer.from_file(str(locate_minilm() / "tokenizer.json"))
+    tokenizer.enable_truncation(max_length=32)
+    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+    backbone = transformers.BertModel(config, add_pooling_layer=False)
+    return EncoderTeacher(backbone, tokenizer, threads=1)
+
+
+def finetune(teacher: EncoderTeacher, dev_intents: list[str], **options: object) -> dict:
+    return teacher.finetune(
+        TEXTS, INTENTS, epochs=6, lr=1e-3, head_lr=1e-2, batch_size=8,
+        dev=(TEXTS, dev_intents), **options,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("patience", [1, 2])
+def test_teacher_stops_early_and_keeps_its_best_epoch(patience: int) -> None:
+    teacher = tiny_teacher()
+    report = finetune(teacher, [WRONG[i] for i in INTENTS], patience=patience)
+    assert report["stop_reason"] == "early_stop" and report["best_epoch"] == 1
+    assert report["epochs_run"] == 1 + patience and report["kept"] == "epoch 1"
+    assert report["dev_rows"] == len(TEXTS) and report["max_epochs"] == 6
+    index = {name: i for i, name in enumerate(teacher.labels)}
+    rows = [(t, index[WRONG[i]]) for t, i in zip(TEXTS, INTENTS, strict=True)]
+    first = report["dev_history"][0]
+    assert teacher._dev_figures(rows) == pytest.approx(
+        (first["dev_accuracy"], first["dev_loss"]), abs=1e-5
+    )
+    assert teacher.meta["finetune"]["stop_reason"] == "early_stop"  # saved with the teacher
+
+
+def test_teacher_without_dev_rows_runs_every_epoch_and_reports_a_hit_cap() -> None:
+    report = tiny_teacher().finetune(TEXTS, INTENTS, epochs=2, batch_size=8, lr=1e-3)
+    assert report["stop_reason"] == "epochs" and report["epochs_run"] == 2
+    assert "best_epoch" not in report
+    capped = finetune(tiny_teacher(), INTENTS, max_minutes=1e-9)
+    assert capped["stop_reason"] == "time_limit" and capped["epochs_run"] == 0
+    assert capped["max_minutes"] == 1e-9 and capped["kept"] == "last"
+
+
+def test_teacher_dev_rows_of_unknown_intents_are_ignored() -> None:
+    report = finetune(tiny_teacher(), ["nope"] * len(TEXTS))
+    assert report["stop_reason"] == "epochs" and "dev_rows" not in report
+
+
+def test_a_checkpoint_from_before_early_stopping_still_resumes(tmp_path: Path) -> None:
+    """Its config lacks `stage1_patience` and its meta the clock and the stop flag: they take
+    their defaults (no seconds spent, not stopped), and the run continues with early stopping."""
+    dev = wrong_labels(intent_examples())
+    stage1(tmp_path, FAST, [], max_steps=2)
+    meta_path = next((tmp_path / "ck1").iterdir()) / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["config"]["stage1_patience"], meta["elapsed_s"], meta["early_stopped"], meta["extra"]
+    meta_path.write_text(json.dumps(meta))
+    _, metrics = stage1(tmp_path, FAST, dev)
+    assert metrics["resumed_from"] == 2 and metrics["stop_reason"] == "early_stop"
