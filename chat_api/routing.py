@@ -19,8 +19,12 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from fastapi import APIRouter, Depends
 from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
+
+from chat_api.dependencies import per_ip_limit
+from chat_api.errors import WIDGET_ERRORS
 
 _T = TypeVar("_T")
 
@@ -55,3 +59,15 @@ class TransactionEndingRoute(APIRoute):
         if not inspect.iscoroutinefunction(endpoint):
             endpoint = ending_transactions(endpoint)
         super().__init__(path, endpoint, **kwargs)
+
+
+def widget_router() -> APIRouter:
+    """The router of a widget route module: transactions ended per unit of work, the per-IP
+    limit on every route, the widget's error bodies documented."""
+    return APIRouter(
+        route_class=TransactionEndingRoute,
+        prefix="/v1/widget",
+        tags=["widget"],
+        dependencies=[Depends(per_ip_limit)],
+        responses=WIDGET_ERRORS,
+    )

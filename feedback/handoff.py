@@ -175,13 +175,9 @@ def claim(session: Session, conversation_id: uuid.UUID, operator: Operator) -> C
         raise Conflict("you already have this conversation")
     if held_by is not None and operator.role != OperatorRole.ADMIN.value:
         raise NotPermitted("another operator has this conversation; ask an admin to reassign it")
-    change = _change(
-        session, conversation, AGENT, actor_type=ActorType.OPERATOR.value,
-        actor_id=str(operator.id), reason=None, assigned=operator.id,
-        notice=JOINED_NOTICE,
-    )  # fmt: skip
-    _audit(session, operator, "conversation.claim", change)
-    return change
+    return _by_operator(
+        session, conversation, operator, "conversation.claim", AGENT, operator.id, JOINED_NOTICE
+    )
 
 
 def assign(
@@ -198,13 +194,9 @@ def assign(
         raise Conflict("only conversations waiting for or with an agent can be assigned")
     if conversation.assigned_operator_id == target.id:
         raise Conflict("the conversation is already assigned to that operator")
-    change = _change(
-        session, conversation, AGENT, actor_type=ActorType.OPERATOR.value,
-        actor_id=str(admin.id), reason=None, assigned=target.id,
-        notice=JOINED_NOTICE,
-    )  # fmt: skip
-    _audit(session, admin, "conversation.assign", change)
-    return change
+    return _by_operator(
+        session, conversation, admin, "conversation.assign", AGENT, target.id, JOINED_NOTICE
+    )
 
 
 def _may_act(conversation: Conversation, operator: Operator) -> None:
@@ -246,13 +238,10 @@ def resolve(session: Session, conversation_id: uuid.UUID, operator: Operator) ->
     if conversation.state not in (WAITING, AGENT):
         raise Conflict("only conversations waiting for or with an agent can be resolved")
     _may_act_or_unclaimed(conversation, operator)
-    change = _change(
-        session, conversation, RESOLVED, actor_type=ActorType.OPERATOR.value,
-        actor_id=str(operator.id), reason=None, assigned=conversation.assigned_operator_id,
-        notice=RESOLVED_NOTICE,
-    )  # fmt: skip
-    _audit(session, operator, "conversation.resolve", change)
-    return change
+    assigned = conversation.assigned_operator_id
+    return _by_operator(
+        session, conversation, operator, "conversation.resolve", RESOLVED, assigned, RESOLVED_NOTICE
+    )
 
 
 def hand_back(session: Session, conversation_id: uuid.UUID, operator: Operator) -> Change:
@@ -261,11 +250,26 @@ def hand_back(session: Session, conversation_id: uuid.UUID, operator: Operator) 
     if conversation.state not in (WAITING, AGENT):
         raise Conflict("the bot already has this conversation")
     _may_act_or_unclaimed(conversation, operator)
+    return _by_operator(
+        session, conversation, operator, "conversation.hand_back", BOT, None, BOT_BACK_NOTICE
+    )
+
+
+def _by_operator(
+    session: Session,
+    conversation: Conversation,
+    operator: Operator,
+    action: str,
+    to_state: str,
+    assigned: uuid.UUID | None,
+    notice: str,
+) -> Change:
+    """A state change an operator made, with its notice to the customer, audited as `action`."""
     change = _change(
-        session, conversation, BOT, actor_type=ActorType.OPERATOR.value,
-        actor_id=str(operator.id), reason=None, assigned=None, notice=BOT_BACK_NOTICE,
+        session, conversation, to_state, actor_type=ActorType.OPERATOR.value,
+        actor_id=str(operator.id), reason=None, assigned=assigned, notice=notice,
     )  # fmt: skip
-    _audit(session, operator, "conversation.hand_back", change)
+    _audit(session, operator, action, change)
     return change
 
 

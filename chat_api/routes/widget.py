@@ -7,7 +7,7 @@ in `widget_ratings`; every widget route answers the errors of `chat_api.errors.W
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import Depends, Request, status
 
 from chat_api import live
 from chat_api.dependencies import (
@@ -15,11 +15,10 @@ from chat_api.dependencies import (
     WidgetConversation,
     WidgetWrite,
     conversation_start_limit,
-    per_ip_limit,
 )
-from chat_api.errors import WIDGET_ERRORS, ConflictError
+from chat_api.errors import ConflictError
 from chat_api.replies import hand_off
-from chat_api.routing import TransactionEndingRoute
+from chat_api.routing import widget_router
 from chat_api.schemas import (
     AskForHuman,
     ConversationOut,
@@ -33,13 +32,7 @@ from chat_api.views import conversation_out
 from feedback.repositories.conversations import ConversationRepository
 from feedback.repositories.ratings import RatingRepository
 
-router = APIRouter(
-    route_class=TransactionEndingRoute,
-    prefix="/v1/widget",
-    tags=["widget"],
-    dependencies=[Depends(per_ip_limit)],
-    responses=WIDGET_ERRORS,
-)
+router = widget_router()
 
 
 @router.post(

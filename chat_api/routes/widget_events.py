@@ -8,7 +8,7 @@ conversation's token is refused (403).
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from chat_api.conversation_stream import (
@@ -17,17 +17,10 @@ from chat_api.conversation_stream import (
     ResumeAfter,
     conversation_stream_response,
 )
-from chat_api.dependencies import DbSession, WidgetConversation, per_ip_limit
-from chat_api.errors import WIDGET_ERRORS
-from chat_api.routing import TransactionEndingRoute
+from chat_api.dependencies import DbSession, WidgetConversation
+from chat_api.routing import widget_router
 
-router = APIRouter(
-    route_class=TransactionEndingRoute,
-    prefix="/v1/widget",
-    tags=["widget"],
-    dependencies=[Depends(per_ip_limit)],
-    responses=WIDGET_ERRORS,
-)
+router = widget_router()
 
 
 @router.get(

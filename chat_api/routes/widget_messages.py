@@ -9,23 +9,17 @@ reply over SSE.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import Request, status
 from fastapi.responses import JSONResponse
 
 from chat_api import live, replies
-from chat_api.dependencies import DbSession, WidgetWrite, per_ip_limit
-from chat_api.errors import WIDGET_ERRORS, error_body
-from chat_api.routing import TransactionEndingRoute
+from chat_api.dependencies import DbSession, WidgetWrite
+from chat_api.errors import error_body
+from chat_api.routing import widget_router
 from chat_api.schemas import MessageOut, NoModelBody, PostMessage, PostMessageOut
 from chat_api.state import app_state, settings_of
 
-router = APIRouter(
-    route_class=TransactionEndingRoute,
-    prefix="/v1/widget",
-    tags=["widget"],
-    dependencies=[Depends(per_ip_limit)],
-    responses=WIDGET_ERRORS,
-)
+router = widget_router()
 
 
 @router.post(

@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Request
 
-from chat_api.dependencies import DbSession, WidgetWrite, per_ip_limit
-from chat_api.errors import WIDGET_ERRORS, NotFoundError, Unprocessable
-from chat_api.routing import TransactionEndingRoute
+from chat_api.dependencies import DbSession, WidgetWrite
+from chat_api.errors import NotFoundError, Unprocessable
+from chat_api.routing import widget_router
 from chat_api.schemas import GiveCsat, RateReply, RatingOut
 from chat_api.state import app_state, settings_of
 from chat_api.views import rating_out
 from feedback.repositories.conversations import ConversationRepository
 from feedback.repositories.ratings import RatingRepository
 
-router = APIRouter(
-    route_class=TransactionEndingRoute,
-    prefix="/v1/widget",
-    tags=["widget"],
-    dependencies=[Depends(per_ip_limit)],
-    responses=WIDGET_ERRORS,
-)
+router = widget_router()
 
 
 @router.post(

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
@@ -33,8 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from chat_api import live
 from chat_api.batching.loop import Completed, TokenDelta
 from chat_api.batching.scheduler import BatchingError
-from chat_api.dependencies import DbSession, WidgetWrite, per_ip_limit
-from chat_api.errors import WIDGET_ERRORS
+from chat_api.dependencies import DbSession, WidgetWrite
 from chat_api.metrics import ApiMetrics
 from chat_api.replies import (
     NO_MODEL_DETAIL,
@@ -43,7 +42,7 @@ from chat_api.replies import (
     store_customer_turn,
     store_reply,
 )
-from chat_api.routing import TransactionEndingRoute
+from chat_api.routing import widget_router
 from chat_api.runtime.serving import NoModelLoaded
 from chat_api.schemas import MessageOut, PostMessage
 from chat_api.state import AppState, app_state, settings_of
@@ -51,13 +50,7 @@ from feedback.db import session_scope
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(
-    route_class=TransactionEndingRoute,
-    prefix="/v1/widget",
-    tags=["widget"],
-    dependencies=[Depends(per_ip_limit)],
-    responses=WIDGET_ERRORS,
-)
+router = widget_router()
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
