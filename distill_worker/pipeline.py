@@ -18,6 +18,11 @@ raises `RunCancelled` (the work folder keeps what was done). An incremental run 
 from a snapshot (`snapshot_dir`: its fixed held-out split instead of a fresh one) and its
 initial weights from the champion bundle (`warm_start_bundle`).
 
+Devices and ranks: the run trains on `RunConfig.device` (`distill_worker.devices`; its first log
+line and `metrics["device"]` say which), and under torchrun every rank runs this function inside
+`distill_worker.ranks.whole_run`: rank 0 labels, evaluates and exports, all ranks train (see
+`distill_worker.ranks` for the split). Every rank returns the same result.
+
 Errors: `RunCancelled` (asked to stop), `ValueError` (unusable data or config),
 `distill_worker.data.snapshots.SnapshotError`, `distill_worker.stages.export_onnx.ExportError`.
 A champion that cannot seed the run (no torch weights, corrupted, another architecture) is not an
@@ -31,6 +36,9 @@ from collections.abc import Callable
 
 import torch
 
+from bundle_runtime.manifest import verify_bundle
+from distill_worker import distributed, ranks
+from distill_worker.devices import describe, precision_for
 from distill_worker.prepare_steps import fit_encoder_teacher, load_data, prepare_student
 from distill_worker.run_request import DistillRequest, DistillResult
 from distill_worker.train_steps import evaluate, export, train_decoder, train_encoder
@@ -62,30 +70,65 @@ class RunCancelled(Exception):
 
 def run_distillation(req: DistillRequest, log: Log = print) -> DistillResult:
     started = time.monotonic()
+    log = ranks.main_log(log)
 
-    def step(name: str) -> None:
-        if req.should_stop is not None and req.should_stop():
+    def step(name: str, *, every_rank: bool = True) -> None:
+        asked = req.should_stop is not None and req.should_stop()
+        if every_rank:  # under torchrun: every rank stops together
+            asked = distributed.agree_stop(asked)
+        if asked:
             log(f"      stopping before {name}: the run was asked to stop")
             raise RunCancelled(name)
-        if req.on_step is not None:
+        if req.on_step is not None and distributed.is_main():
             req.on_step(name, STEP_START[name])
 
+    device = ranks.run_device(req.config.device)
+    precision = precision_for(device, req.config.mixed_precision)
+    where = _where(device, precision.name)
+    log(f"      device: {where['device']}, {where['precision']}" + _ranks_note(where))
     step("data")
-    req.work_dir.mkdir(parents=True, exist_ok=True)
-    (req.work_dir / "config.json").write_text(req.config.to_json(), encoding="utf-8")
+    if distributed.is_main():
+        req.work_dir.mkdir(parents=True, exist_ok=True)
+        (req.work_dir / "config.json").write_text(req.config.to_json(), encoding="utf-8")
     log(f"      config: {req.config.to_json()}")
     torch.manual_seed(req.config.distill.seed)
     data = load_data(req, log)
     step("teacher")
-    teacher, source = fit_encoder_teacher(req, data, log)
+    with ranks.main_first():  # rank 0 fine-tunes and saves it; the others load it
+        teacher, source = fit_encoder_teacher(req, data, log, device)
     step("replies")
     state = prepare_student(req, data, teacher, source, log)
+    state.student.to(device)
+    state.precision = precision
+    state.metrics["device"] = where
     step("stage1")
     train_encoder(req, state, log)
     step("stage2")
     train_decoder(req, state, log)
-    step("evaluate")
-    evaluate(req, state, log)
-    step("export")
-    manifest = export(req, state, log, started)
+    if distributed.is_main():
+        step("evaluate", every_rank=False)
+        evaluate(req, state, log)
+        step("export", every_rank=False)
+        manifest = export(req, state, log, started)
+    distributed.barrier()  # the other ranks wait for rank 0's bundle
+    if not distributed.is_main():
+        manifest = verify_bundle(req.out_dir)
+        return DistillResult(manifest=manifest, bundle_dir=req.out_dir, metrics=manifest.metrics)
     return DistillResult(manifest=manifest, bundle_dir=req.out_dir, metrics=state.metrics)
+
+
+def _where(device: torch.device, precision: str) -> dict[str, object]:
+    """The run's `metrics["device"]`: where it trained, in which precision, on how many ranks."""
+    ctx = distributed.current()
+    return {
+        "device": describe(device),
+        "precision": precision,
+        "world_size": ctx.world_size if ctx is not None else 1,
+        "backend": ctx.backend if ctx is not None else None,
+    }
+
+
+def _ranks_note(where: dict[str, object]) -> str:
+    if where["world_size"] == 1:
+        return ""
+    return f"; rank 0 of {where['world_size']} ({where['backend']}, one process per rank)"

@@ -15,10 +15,13 @@ import random
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import torch
 from tokenizers import Tokenizer
 
 from bundle_runtime.vocab import DecoderVocab, build_decoder_vocab
+from distill_worker import distributed, ranks
 from distill_worker.config import DistillConfig
 from distill_worker.data.augment import adversarial_variants_by_kind
 from distill_worker.data.best_of_n import selector_for
@@ -47,6 +50,7 @@ from distill_worker.stages.warm_start import (
     load_champion,
     warm_start,
 )
+from distill_worker.teacher.base import Responder
 from distill_worker.teacher.encoder import EncoderTeacher, locate_minilm
 from distill_worker.teacher.grounding import load_knowledge
 from distill_worker.teacher.local import LocalResponder
@@ -91,9 +95,10 @@ def load_data(req: DistillRequest, log: Log) -> RunData:
 
 
 def fit_encoder_teacher(
-    req: DistillRequest, data: RunData, log: Log
+    req: DistillRequest, data: RunData, log: Log, device: torch.device | None = None
 ) -> tuple[EncoderTeacher, SourceTokenizer]:
-    """[2/7] The encoder teacher (fine-tuned once per work folder) and the source tokenizer."""
+    """[2/7] The encoder teacher (fine-tuned once per work folder, on `device`, default the
+    CPU) and the source tokenizer."""
     cfg = req.config
     log("[2/7] encoder teacher")
     teacher = encoder_teacher(
@@ -107,6 +112,7 @@ def fit_encoder_teacher(
         log=log,
         dev=data.calibration,  # early stopping; never the rows the run reports on
         patience=cfg.teacher_patience,
+        device=device or torch.device("cpu"),
     )
     source = SourceTokenizer(
         locate_minilm() / "tokenizer.json",
@@ -133,7 +139,7 @@ def prepare_student(
     if knowledge_path is None and req.data_path is None and req.snapshot_dir is None:
         knowledge_path = demo_knowledge_path()  # the demo shop's own policies
     knowledge = load_knowledge(knowledge_path) if knowledge_path else None
-    responder = req.responder or LocalResponder(req.responder_dir)
+    responder = _responder(req, meta)
 
     def decoder_tokenize(text: str) -> list[int]:
         return list(decoder_tokenizer.encode(text, add_special_tokens=False).ids)
@@ -162,16 +168,22 @@ def prepare_student(
         max_source=cfg.max_source_tokens,
         max_reply=cfg.max_reply_tokens,
     )
-    replies, cache_stats = cached_replies(
-        responder,
-        prompts,
-        knowledge,
-        req.teacher_cache,
-        req.work_dir,
-        max_new_tokens=cfg.max_reply_tokens,
-        top_k=req.config.top_k,
-        log=log,
-        best=(selector, best_report) if selector is not None else None,
+    # under torchrun rank 0 asks the teacher, the other ranks receive its replies
+    replies, cache_stats, best_report = ranks.from_main(
+        lambda: (
+            *cached_replies(
+                responder,
+                prompts,
+                knowledge,
+                req.teacher_cache,
+                req.work_dir,
+                max_new_tokens=cfg.max_reply_tokens,
+                top_k=req.config.top_k,
+                log=log,
+                best=(selector, best_report) if selector is not None else None,
+            ),
+            best_report,
+        )
     )
     raw_examples = reply_examples(
         replies,
@@ -216,6 +228,18 @@ def prepare_student(
     )
     _initialise(state, cfg, log)
     return state
+
+
+def _responder(req: DistillRequest, meta: dict[str, Any]) -> Responder:
+    """The teacher that writes replies: the request's, else the prepared one in this process
+    (on the run's device). Under torchrun only rank 0 asks it; the others get a stand-in that
+    refuses (they receive rank 0's replies)."""
+    if not distributed.is_main():
+        teacher_id = req.responder.teacher_id if req.responder is not None else "local"
+        return ranks.NotOnThisRank(str(meta.get("teacher_id", teacher_id)))
+    if req.responder is not None:
+        return req.responder
+    return LocalResponder(req.responder_dir, device=ranks.run_device(req.config.device))
 
 
 def _initialise(state: RunState, cfg: DistillConfig, log: Log) -> None:

@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from distill_worker.config import DistillConfig
 
 DEFAULT_HANDOFF_PRECISION = 0.95
+# auto: a CUDA GPU when torch sees one, else the CPU (distill_worker.devices)
+DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"
 DEFAULT_OOS_PRIOR = 0.1
 
 
@@ -92,6 +94,19 @@ class RunConfig(BaseModel):
         description="A file of out-of-domain messages (any --data format; labels ignored): "
         "negatives for the handoff threshold, never training rows. "
         "`chatdistill data ood-corpus` builds one.",
+    )
+
+    device: str = Field(
+        default="auto",
+        pattern=DEVICE_PATTERN,
+        description="Where the run trains: auto (a CUDA GPU when torch sees one, else the CPU), "
+        "cpu, cuda or cuda:N. Under torchrun each rank takes the GPU of its LOCAL_RANK. The "
+        "ONNX export always runs on the CPU.",
+    )
+    mixed_precision: bool = Field(
+        default=True,
+        description="On a CUDA GPU: bf16 autocast (fp16 with a loss scaler where bf16 is not "
+        "supported); the CPU always trains in fp32.",
     )
 
     @field_validator("distill", mode="before")

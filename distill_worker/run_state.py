@@ -18,6 +18,7 @@ from distill_worker.data.best_of_n import BestOfNReport
 from distill_worker.data.building import SourceTokenizer
 from distill_worker.data.examples import ReplyExample
 from distill_worker.data.loaders import Utterance
+from distill_worker.devices import Precision
 from distill_worker.model.student import Student
 from distill_worker.stages.calibrate import HandoffCalibration
 from distill_worker.stages.warm_start import Champion
@@ -75,3 +76,4 @@ class RunState:
     metrics: dict[str, Any] = field(default_factory=dict)  # the bundle's manifest metrics
     stage_metrics: dict[str, Any] = field(default_factory=dict)  # stage1 / stage2 figures
     handoff: HandoffCalibration | None = None  # the calibrated threshold (after stage 1)
+    precision: Precision | None = None  # the stages' (None: fp32 on the student's device)

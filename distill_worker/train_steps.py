@@ -18,6 +18,7 @@ from dataclasses import asdict
 from typing import Any
 
 from bundle_runtime.manifest import Manifest
+from distill_worker import ranks
 from distill_worker.budgets import run_budgets, stage_budget, teacher_budget
 from distill_worker.config import DistillConfig
 from distill_worker.data.approved_seeds import central_replies
@@ -42,7 +43,10 @@ AGENT_EVAL_ROWS = 64  # agent-answered contexts the evaluation replies to (candi
 def train_encoder(req: DistillRequest, state: RunState, log: Log) -> None:
     """[4/7] Stage 1 on the train rows and their variants; calibration on the held-out rows."""
     data = state.data
-    examples = intent_examples(data.stage1_rows, data.labels, state.source, state.teacher)
+    # the teacher's labels (logits, features): rank 0 computes them, the other ranks receive them
+    examples = ranks.from_main(
+        lambda: intent_examples(data.stage1_rows, data.labels, state.source, state.teacher)
+    )
     # early stopping on the calibration rows (gold labels only), never on the report rows
     dev = intent_examples(data.calibration, data.labels, state.source, None)
     log(f"[4/7] stage 1 (encoder): {len(examples)} examples, {len(dev)} to stop early on")
@@ -54,6 +58,7 @@ def train_encoder(req: DistillRequest, state: RunState, log: Log) -> None:
         req.work_dir / "logs" / "stage1.jsonl",
         req.work_dir / "stage1",
         dev=dev,
+        precision=state.precision,
     )
     stage1.setup()
     metrics = stage1.train()
@@ -91,6 +96,7 @@ def train_decoder(req: DistillRequest, state: RunState, log: Log) -> None:
         state.stage2_examples,
         req.work_dir / "logs" / "stage2.jsonl",
         req.work_dir / "stage2",
+        precision=state.precision,
     )
     stage2.setup()
     metrics = stage2.train()

@@ -398,6 +398,19 @@ class WorkerSettings(BaseModel):
         "committed after it would otherwise be missed by this snapshot and the next.",
     )
     knowledge_path: Path | None = Field(default=None, description="Company policies (Markdown).")
+    device: str | None = Field(
+        default=None,
+        pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+        description="Where runs train: auto, cpu, cuda or cuda:N; None: RunConfig's default "
+        "(auto: a CUDA GPU when torch sees one).",
+    )
+    distill_processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Processes per run: more than 1 runs it under torchrun, data-parallel, one "
+        "process per GPU (the pod's GPU count).",
+    )
     distill: dict[str, Any] = Field(
         default_factory=dict, description="DistillConfig fields of incremental runs."
     )

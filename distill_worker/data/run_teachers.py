@@ -44,19 +44,21 @@ def encoder_teacher(
     log: Log,
     dev: Sequence[Utterance] = (),
     patience: int = 2,
+    device: torch.device | str = "cpu",
 ) -> EncoderTeacher:
-    """`dev`: labelled rows to stop early on (none: every epoch); `max_minutes`: a time cap."""
+    """`dev`: labelled rows to stop early on (none: every epoch); `max_minutes`: a time cap;
+    `device`: where the teacher is loaded and fine-tuned (its outputs come back on the CPU)."""
     folder = work_dir / "encoder_teacher"
     labels = sorted({r.intent for r in train if r.intent})
     if (folder / "labels.json").is_file():
-        teacher = EncoderTeacher.load(folder)
+        teacher = EncoderTeacher.load(folder, device=device)
         if sorted(teacher.labels) == labels:
             log(f"      encoder teacher: reusing the fine-tuned one in {folder}")
             return teacher
-    log(f"      encoder teacher: fine-tuning all-MiniLM-L6-v2 on {len(train)} rows")
+    log(f"      encoder teacher: fine-tuning all-MiniLM-L6-v2 on {len(train)} rows ({device})")
     # A distillation job owns its machine: the teacher uses every torch thread (2 were 1.7-2x
     # faster than 1 here when nothing else ran; the serving default stays 1).
-    teacher = load_encoder(locate_minilm(), threads=torch.get_num_threads())
+    teacher = load_encoder(locate_minilm(), threads=torch.get_num_threads(), device=device)
     labelled = [r for r in train if r.intent]
     held = [r for r in dev if r.intent]
     result = teacher.finetune(

@@ -58,6 +58,8 @@ class LoopContext:
             knobs["teacher_max_minutes"] = worker.teacher_max_minutes or None
         if worker.ood_corpus is not None:
             knobs["ood_corpus"] = str(worker.ood_corpus.resolve())
+        if worker.device is not None:
+            knobs["device"] = worker.device
         return RunConfig(
             distill=DistillConfig.from_dict(distill),
             eval_replies=min(worker.gate.eval_replies, 8),

@@ -13,7 +13,7 @@ import logging
 import shutil
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from distill_worker.loop.context import LoopContext
 from distill_worker.loop.errors import PermanentRunError, RetryableRunError
 from distill_worker.loop.gate import judge
 from distill_worker.loop.lease import Lease
+from distill_worker.loop.rank_runner import RankRunFailed, run_on_ranks
 from distill_worker.run_config import RunConfig
 from distill_worker.teacher.base import TeacherError
 from distill_worker.teacher.cache import TeacherCache
@@ -37,6 +38,7 @@ from feedback.models import ActorType, RunTrigger
 from feedback.repositories.audit import AuditRepository
 from feedback.repositories.model_versions import PRODUCTION, ModelVersionRepository
 from feedback.repositories.runs import RunRepository
+from feedback.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -73,10 +75,10 @@ def snapshot(ctx: LoopContext, state: RunState, lease: Lease) -> dict[str, Any]:
     return {"snapshot_id": str(info.id), "path": str(info.path), "counts": info.counts}
 
 
-def _remote_responder(ctx: LoopContext, tokenizer_dir: Path) -> OpenAIResponder | None:
+def remote_responder(settings: Settings, tokenizer_dir: Path) -> OpenAIResponder | None:
     """The configured OpenAI-compatible teacher (vLLM), or None for the in-process one. Its
     own retries are short; a longer outage becomes a retry of the whole task with backoff."""
-    worker = ctx.settings.worker
+    worker = settings.worker
     if worker.responder_url is None:
         return None
     if not worker.responder_model:
@@ -157,12 +159,21 @@ def train(ctx: LoopContext, state: RunState, lease: Lease, stage: Stage) -> dict
         on_step=on_step,
         should_stop=lambda: lease.stopped,
         run_id=state.id,
-        responder=_remote_responder(ctx, responder),
+        responder=remote_responder(ctx.settings, responder),
     )
+    processes = worker.distill_processes
     try:
-        result = run_distillation(
-            request, log=lambda line: logger.info("run %s: %s", state.id, line.strip())
-        )
+        if processes > 1:  # under torchrun, one process per GPU (distill_worker.ranks)
+            logger.info("run %s: training on %d processes (torchrun)", state.id, processes)
+            result = run_on_ranks(replace(request, responder=None), processes)
+        else:
+            result = run_distillation(
+                request, log=lambda line: logger.info("run %s: %s", state.id, line.strip())
+            )
+    except RankRunFailed as exc:
+        if exc.retryable:
+            raise RetryableRunError(f"train: {exc}") from exc
+        raise PermanentRunError(f"train: {exc}") from exc
     except PipelineStopped:
         lease.check()  # raises RunCancelled or LeaseLost
         raise

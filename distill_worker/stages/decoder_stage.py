@@ -10,6 +10,10 @@ Objectives per batch [coefficient]:
   student as `setup()` found it (computed once, dropout off, kept in the checkpoint).
 Encoder frozen (requires_grad False, eval mode) when `stage2_encoder_lr` is 0, else trained at
 that LR. The intent head is never trained here.
+
+Device and precision: as in stage 1 (`encoder_stage`): where the student's parameters are, the
+forward passes, the losses (fp32 inside) and the KTO reference under `precision.autocast()`, fp16
+steps through its `GradScaler` (state in the checkpoint); fp32 on the CPU by default.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from distill_worker import distributed
 from distill_worker.config import DistillConfig
 from distill_worker.data.examples import ReplyExample
+from distill_worker.devices import Precision, precision_for
 from distill_worker.model.student import Student
 from distill_worker.stages.losses import (
     kto_loss,
@@ -37,6 +43,7 @@ from distill_worker.stages.training import (
     LoopPosition,
     LoopSpec,
     MetricsLogger,
+    check_precision,
     check_resumable,
     optimizer_step,
     pad,
@@ -125,13 +132,19 @@ class DecoderStage:
         examples: list[ReplyExample],
         log_path: Path,
         checkpoint_dir: Path,
+        *,
+        precision: Precision | None = None,
     ) -> None:
+        """`precision`: for the student's device (None: `precision_for` it)."""
         self.student = student
         self.config = config
         self.examples = examples
         self.log_path = Path(log_path)
         self.checkpoint_dir = Path(checkpoint_dir)
         self.device = next(student.parameters()).device
+        self.precision = precision or precision_for(self.device)
+        check_precision(self.precision, self.device)
+        self.scaler: torch.amp.GradScaler | None = None
         self.frozen_encoder = config.stage2_encoder_lr == 0
         self.kto = config.reward_objective == "kto"
         self.reference = torch.empty(0)  # [N] reference log p(reply), set in setup() under "kto"
@@ -176,6 +189,7 @@ class DecoderStage:
         )
         factor = warmup_linear_decay(self.spec.total_steps, cfg.warmup_fraction)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+        self.scaler = self.precision.grad_scaler()
         self.position = LoopPosition()
         latest = Checkpoint.latest(self.checkpoint_dir)
         if latest is not None:
@@ -203,10 +217,12 @@ class DecoderStage:
         for start in range(0, len(rated), self.config.stage2_batch_size):
             rows = rated[start : start + self.config.stage2_batch_size]
             b = self._batch(rows)
-            logits = self.student(
-                b.input_ids, b.attention_mask, b.decoder_input_ids, b.decoder_mask
-            )["logits"]
-            out[rows] = sequence_logprob(logits, b.targets, b.decoder_mask).cpu()
+            with self.precision.autocast():
+                logits = self.student(
+                    b.input_ids, b.attention_mask, b.decoder_input_ids, b.decoder_mask
+                )["logits"]
+                logp = sequence_logprob(logits, b.targets, b.decoder_mask)
+            out[rows] = logp.float().cpu()
         return out
 
     def _resume(self, ckpt: Checkpoint) -> None:
@@ -216,6 +232,8 @@ class DecoderStage:
         self.scheduler.load_state_dict(ckpt.scheduler)
         if self.kto:
             self.reference = ckpt.extra["reference_logps"]
+        if self.scaler is not None and ckpt.extra_meta.get("grad_scaler"):
+            self.scaler.load_state_dict(ckpt.extra_meta["grad_scaler"])
         restore_rng(ckpt.rng)
         self.position = ckpt.position
         self.resumed_from = ckpt.position.step
@@ -226,7 +244,50 @@ class DecoderStage:
         self.student.train()
         if self.frozen_encoder:
             self.student.encoder.eval()
-        out = self.student(b.input_ids, b.attention_mask, b.decoder_input_ids, b.decoder_mask)
+        with self.precision.autocast():  # the losses compute in fp32 (they cast the logits up)
+            out = self.student(b.input_ids, b.attention_mask, b.decoder_input_ids, b.decoder_mask)
+            terms = self._terms(indices, b, out)
+            logits = out["logits"]
+            # under torchrun: each term weighted by this shard's share of its units (tokens,
+            # labelled rows), so the step is the whole batch's (1.0 in one process)
+            factors, means = distributed.unit_means(
+                {
+                    name: (float(terms[name][1].detach()) if name in terms else 0.0, count)
+                    for name, count in _units(b).items()
+                    if self._coefficient(name) > 0 and (name != "kto" or self.kto)
+                }
+            )
+            total = logits.float().sum() * 0.0 + sum(
+                w * factors[name] * loss for name, (w, loss) in terms.items()
+            )
+        grad_norm = optimizer_step(
+            total, self.optimizer, self.scheduler, cfg.grad_clip, self.scaler
+        )
+        lr = float(self.scheduler.get_last_lr()[0])
+        extra = {} if self.scaler is None else {"grad_scale": self.scaler.get_scale()}
+        if distributed.current() is None:
+            values = {name: float(loss.detach()) for name, (_, loss) in terms.items()}
+            loss_value = float(total.detach())
+        else:  # the whole batch's means, the same on every rank
+            values = {name: means[name] for name in _UNITS if name in means}
+            loss_value = sum(self._coefficient(name) * value for name, value in values.items())
+        return {"loss": loss_value, **values, "grad_norm": grad_norm, "lr": lr, **extra}
+
+    def _coefficient(self, name: str) -> float:
+        cfg = self.config
+        weights = {
+            "seq_ce": cfg.seq_kd_weight,
+            "token_kd": cfg.token_kd_weight,
+            "reward_bce": cfg.reward_weight,
+            "kto": cfg.reward_weight,
+        }
+        return weights[name]
+
+    def _terms(
+        self, indices: list[int], b: ReplyBatch, out: dict[str, Tensor]
+    ) -> dict[str, tuple[float, Tensor]]:
+        """The batch's objectives: name -> (coefficient, scalar loss)."""
+        cfg = self.config
         logits, mask = out["logits"], b.decoder_mask
         terms: dict[str, tuple[float, Tensor]] = {}
         weights = b.weights
@@ -252,11 +313,7 @@ class DecoderStage:
                 desirable = b.reward_labels >= 0.5
                 kto = kto_loss(policy, reference, desirable, b.has_reward, cfg.kto_beta)
                 terms["kto"] = (cfg.reward_weight, kto)
-        total = logits.sum() * 0.0 + sum(w * loss for w, loss in terms.values())
-        grad_norm = optimizer_step(total, self.optimizer, self.scheduler, cfg.grad_clip)
-        values = {name: float(loss.detach()) for name, (_, loss) in terms.items()}
-        lr = float(self.scheduler.get_last_lr()[0])
-        return {"loss": float(total.detach()), **values, "grad_norm": grad_norm, "lr": lr}
+        return terms
 
     def train(self, max_steps: int | None = None) -> dict[str, Any]:
         """Train until all epochs are done, `max_steps` steps of this call, or the time limit;
@@ -275,6 +332,7 @@ class DecoderStage:
         extra = {"n_examples": torch.tensor(len(self.examples))}
         if self.kto:
             extra["reference_logps"] = self.reference
+        extra_meta = {} if self.scaler is None else {"grad_scaler": self.scaler.state_dict()}
         return Checkpoint(
             stage=STAGE,
             position=self.position.copy(),
@@ -283,6 +341,7 @@ class DecoderStage:
             scheduler=self.scheduler.state_dict(),
             extra=extra,
             config_json=self.config.to_json(),
+            extra_meta=extra_meta,
         ).save(self.checkpoint_dir)
 
     def cleanup(self) -> None:
@@ -292,3 +351,20 @@ class DecoderStage:
             self._ready = False
         for p in self.student.parameters():
             p.requires_grad_(True)
+
+
+_UNITS = ("seq_ce", "token_kd", "reward_bce", "kto")
+
+
+def _units(b: ReplyBatch) -> dict[str, float]:
+    """What each stage-2 objective averages over, in this batch: target tokens (`seq_ce`),
+    positions with the teacher's top-k (`token_kd`), rows with a reward label (`reward_bce`,
+    `kto`; KTO's reference point is still the shard's own batch estimate). The denominators of
+    `stages.losses`, counted for `distributed.unit_means`."""
+    tokens = float(b.decoder_mask.sum())
+    topk = 0.0
+    if b.top_logprobs is not None and b.topk_mask is not None:
+        has_slot = torch.isfinite(b.top_logprobs).any(dim=-1)
+        topk = float((b.topk_mask * b.decoder_mask * has_slot).sum())
+    rated = float(b.has_reward.sum())
+    return {"seq_ce": tokens, "token_kd": topk, "reward_bce": rated, "kto": rated}

@@ -15,6 +15,12 @@ epochs without a better one, and the best epoch's encoder and intent head are pu
 end (also when all epochs ran, or the time cap stopped it part-way and the partial epoch is not
 better). Without `dev` every epoch runs and the last weights stay, as before.
 
+Device and precision: the stage trains where the student's parameters are. The forward passes
+and the losses (which cast the logits to fp32) run under `precision.autocast()`, the dev scoring
+too; fp16 steps go through the precision's `GradScaler`, whose state is kept in the checkpoint
+(`extra_meta["grad_scaler"]`). The default precision is `devices.precision_for(device)`: bf16 on
+a recent GPU, fp32 on the CPU, where the maths is exactly that of a run without the setting.
+
 Recipe shape: `setup()`, `train(max_steps)`, `save_checkpoint()`, `cleanup()`. `setup()` resumes
 from the newest checkpoint in `checkpoint_dir` when there is one (the early-stopping state and
 the training seconds spent included).
@@ -34,6 +40,7 @@ from distill_worker import distributed
 from distill_worker.config import DistillConfig
 from distill_worker.data.curriculum import assign_tiers
 from distill_worker.data.examples import IntentExample
+from distill_worker.devices import Precision, precision_for
 from distill_worker.model.student import Student
 from distill_worker.stages.early_stopping import EarlyStopping, accuracy_and_loss
 from distill_worker.stages.losses import DynamicLossWeights, feature_mse, logit_kd, task_ce
@@ -42,6 +49,7 @@ from distill_worker.stages.training import (
     LoopPosition,
     LoopSpec,
     MetricsLogger,
+    check_precision,
     check_resumable,
     optimizer_step,
     pad,
@@ -115,9 +123,11 @@ class EncoderStage:
         log_path: Path,
         checkpoint_dir: Path,
         dev: Sequence[IntentExample] = (),
+        *,
+        precision: Precision | None = None,
     ) -> None:
         """`dev`: labelled examples to stop early on (unlabelled ones are ignored); none: every
-        epoch runs."""
+        epoch runs. `precision`: for the student's device (None: `precision_for` it)."""
         self.student = student
         self.config = config
         self.examples = examples
@@ -126,6 +136,9 @@ class EncoderStage:
         self.log_path = Path(log_path)
         self.checkpoint_dir = Path(checkpoint_dir)
         self.device = next(student.parameters()).device
+        self.precision = precision or precision_for(self.device)
+        check_precision(self.precision, self.device)
+        self.scaler: torch.amp.GradScaler | None = None
         self.resumed_from: int | None = None
         self._ready = False
 
@@ -171,6 +184,7 @@ class EncoderStage:
         )
         factor = warmup_linear_decay(self.spec.total_steps, cfg.warmup_fraction)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+        self.scaler = self.precision.grad_scaler()
         self.early = EarlyStopping(cfg.stage1_patience) if self.dev else None
         self.position = LoopPosition()
         latest = Checkpoint.latest(self.checkpoint_dir)
@@ -199,6 +213,8 @@ class EncoderStage:
                 k[len(_ES_PREFIX) :]: v for k, v in ckpt.extra.items() if k.startswith(_ES_PREFIX)
             }
             self.early.load_state_dict(ckpt.extra_meta["early_stopping"], best)
+        if self.scaler is not None and ckpt.extra_meta.get("grad_scaler"):
+            self.scaler.load_state_dict(ckpt.extra_meta["grad_scaler"])
         restore_rng(ckpt.rng)
         self.position = ckpt.position
         self.resumed_from = ckpt.position.step
@@ -214,24 +230,29 @@ class EncoderStage:
         b = to_device(batch, self.device)
         self.student.train()
         self.projection.train()
-        _, pooled, logits = self.student.encode(b.input_ids, b.attention_mask)
         losses: dict[str, Tensor] = {}
-        if bool(b.has_features.any()):
-            f = b.has_features
-            losses["feature"] = feature_mse(pooled[f], b.teacher_features[f], self.projection)
-        if bool(b.has_logits.any()):
-            h = b.has_logits
-            losses["intent_kd"] = logit_kd(logits[h], b.teacher_logits[h], cfg.temperature)
-        if bool((b.labels != -1).any()):
-            losses["task_ce"] = task_ce(logits, b.labels, ignore_index=-1)
+        with self.precision.autocast():  # the losses compute in fp32 (they cast the logits up)
+            _, pooled, logits = self.student.encode(b.input_ids, b.attention_mask)
+            if bool(b.has_features.any()):
+                f = b.has_features
+                losses["feature"] = feature_mse(pooled[f], b.teacher_features[f], self.projection)
+            if bool(b.has_logits.any()):
+                h = b.has_logits
+                losses["intent_kd"] = logit_kd(logits[h], b.teacher_logits[h], cfg.temperature)
+            if bool((b.labels != -1).any()):
+                losses["task_ce"] = task_ce(logits, b.labels, ignore_index=-1)
         weights = self.weights.weights
         total = torch.stack([weights[name] * loss for name, loss in losses.items()]).sum()
-        grad_norm = optimizer_step(total, self.optimizer, self.scheduler, cfg.grad_clip)
+        grad_norm = optimizer_step(
+            total, self.optimizer, self.scheduler, cfg.grad_clip, self.scaler
+        )
         values = {name: float(loss.detach()) for name, loss in losses.items()}
         used = {f"w_{name}": w for name, w in weights.items()}
         self.weights.update(distributed.mean_metrics(values))  # same weights on every rank
         lr, head_lr = (float(x) for x in self.scheduler.get_last_lr())
         out = {"loss": float(total.detach()), **values, **used, "grad_norm": grad_norm}
+        if self.scaler is not None:
+            out["grad_scale"] = self.scaler.get_scale()
         return {**out, "lr": lr, "head_lr": head_lr}
 
     def _trained_state(self) -> dict[str, Tensor]:
@@ -249,7 +270,9 @@ class EncoderStage:
             ids, mask = pad(
                 [truncate_source(e.input_ids, self.config.max_source_tokens) for e in chunk]
             )
-            logits.append(self.student.encode(ids.to(self.device), mask.to(self.device))[2].cpu())
+            with self.precision.autocast():
+                encoded = self.student.encode(ids.to(self.device), mask.to(self.device))
+            logits.append(encoded[2].float().cpu())
         self.student.train(was_training)
         gold = torch.tensor([e.label for e in self.dev], dtype=torch.long)
         return accuracy_and_loss(torch.cat(logits), gold)
@@ -315,6 +338,8 @@ class EncoderStage:
             figures, best = self.early.state_dict()
             extra_meta["early_stopping"] = figures
             extra |= {_ES_PREFIX + k: v for k, v in best.items()}
+        if self.scaler is not None:
+            extra_meta["grad_scaler"] = self.scaler.state_dict()
         return Checkpoint(
             stage=STAGE,
             position=self.position.copy(),

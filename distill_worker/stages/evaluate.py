@@ -125,7 +125,7 @@ def predict_intents(
     confidence: list[float] = []
     for input_ids, mask in batches:
         _, _, logits = student.encode(input_ids.to(device), mask.to(device))
-        probs, idx = torch.softmax(logits.float(), dim=-1).max(dim=-1)
+        probs, idx = (t.cpu() for t in torch.softmax(logits.float(), dim=-1).max(dim=-1))
         preds.extend(int(i) for i in idx)
         confidence.extend(float(p) for p in probs)
     student.train(was_training)

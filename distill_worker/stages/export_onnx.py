@@ -2,6 +2,10 @@
 (opset 17, dynamic batch and lengths), optional INT8 graphs, tokenizers, safetensors weights,
 a manifest.
 
+The export runs on the CPU: a student trained on a GPU is exported from a CPU copy of its
+weights (the caller's student stays where it is, untouched), so the graphs, the weights file and
+the parity reference are the same as for a student trained on the CPU.
+
 The bundle is written into a temporary sibling folder and renamed into place only once the FP32
 parity check has passed. Parity runs the serving runtime itself (`bundle_runtime.onnx_student`,
 torch-free) against the torch student: the same greedy tokens as `Student.generate`, and the
@@ -13,6 +17,7 @@ Errors:
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import logging
 import shutil
@@ -121,7 +126,8 @@ class RewardGraph(_Graph):
 
 
 def export_graphs(student: Student, folder: Path) -> dict[str, str]:
-    """Write the six FP32 graphs (opset 17, dynamic batch and lengths); -> role -> file name.
+    """Write the six FP32 graphs (opset 17, dynamic batch and lengths) of a student on the CPU;
+    -> role -> file name.
     Dummy sizes avoid 1 so that no axis is specialised: batch 2, source 5, target 2, past 3."""
     cfg = student.cfg
     n, h, heads, d = cfg.dec_layers, cfg.enc_hidden, cfg.dec_heads, cfg.dec_hidden // cfg.dec_heads
@@ -213,7 +219,8 @@ def _pad(rows: list[list[int]], pad: int) -> tuple[np.ndarray, np.ndarray]:
 def check_parity(
     student: Student, folder: Path, samples: list[list[int]], tolerance: float
 ) -> dict[str, Any]:
-    """The serving runtime on the bundle in `folder` vs the torch student on the same inputs.
+    """The serving runtime on the bundle in `folder` vs the torch student (on the CPU) on the
+    same inputs.
     Checking the runtime itself (`bundle_runtime`, torch-free), rather than a second copy of its
     loop, is the point."""
     fp32 = OnnxStudent(folder, precision="fp32")
@@ -299,6 +306,8 @@ def export_bundle(
     }
     if any(checks.values()):
         raise ExportError("cannot export: " + "; ".join(m for m, bad in checks.items() if bad))
+    if next(student.parameters()).device.type != "cpu":  # a GPU-trained student: a CPU copy
+        student = copy.deepcopy(student).cpu()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     was_training = student.training

@@ -17,6 +17,7 @@ from distill_worker.data.examples import ReplyExample
 from distill_worker.model.student import Student
 from distill_worker.stages.decoder_stage import collate_replies
 from distill_worker.stages.losses import sequence_logprob
+from distill_worker.stages.training import to_device
 
 
 def roc_auc(scores: Sequence[float], labels: Sequence[float]) -> float:
@@ -45,24 +46,22 @@ def roc_auc(scores: Sequence[float], labels: Sequence[float]) -> float:
 def _batches(
     student: Student, examples: Sequence[ReplyExample], max_source: int, max_reply: int, batch: int
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(reward logits [B], mean token log-prob [B]) per batch, dropout off."""
+    """(reward logits [B], mean token log-prob [B]) per batch, dropout off, on the CPU (the
+    student may be on a GPU)."""
     cfg = student.cfg
+    device = next(student.parameters()).device
     was_training = student.training
     student.eval()
     out = []
     try:
         for start in range(0, len(examples), batch):
-            b = collate_replies(
-                list(examples[start : start + batch]),
-                max_source,
-                max_reply,
-                cfg.dec_bos_id,
-                cfg.dec_eos_id,
-                cfg.dec_pad_id,
-            )
+            rows = list(examples[start : start + batch])
+            special = (cfg.dec_bos_id, cfg.dec_eos_id, cfg.dec_pad_id)
+            b = to_device(collate_replies(rows, max_source, max_reply, *special), device)
             result = student(b.input_ids, b.attention_mask, b.decoder_input_ids, b.decoder_mask)
             total = sequence_logprob(result["logits"], b.targets, b.decoder_mask)
-            out.append((result["reward"], total / b.decoder_mask.sum(dim=1).clamp(min=1)))
+            mean = total / b.decoder_mask.sum(dim=1).clamp(min=1)
+            out.append((result["reward"].cpu(), mean.cpu()))
     finally:
         student.train(was_training)
     return out

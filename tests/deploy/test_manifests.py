@@ -168,8 +168,18 @@ def test_the_worker_runs_on_gpu_nodes() -> None:
     ]
     pod = worker["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
-    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"])
+    # its runs train on CUDA, one torchrun process per GPU of the pod
+    container = pod["containers"][0]
+    gpus = container["resources"]["limits"]["nvidia.com/gpu"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    from feedback.settings import WorkerSettings
+
+    settings = WorkerSettings(
+        device=env["CHATDISTILL_WORKER__DEVICE"],
+        distill_processes=int(env["CHATDISTILL_WORKER__DISTILL_PROCESSES"]),
+    )
+    assert settings.device == "cuda" and settings.distill_processes == gpus >= 1
 
 
 def test_commands_in_the_deploy_files_exist_in_the_cli() -> None:

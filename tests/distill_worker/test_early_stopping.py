@@ -16,13 +16,12 @@ import pytest
 torch = pytest.importorskip("torch", reason="the stages need the `train` extra (torch)")
 transformers = pytest.importorskip("transformers", reason="the teacher is a BertModel")
 
-from tokenizers import Tokenizer  # noqa: E402
 
 from distill_worker.config import DistillConfig  # noqa: E402
 from distill_worker.data.examples import IntentExample  # noqa: E402
 from distill_worker.stages.early_stopping import EarlyStopping  # noqa: E402
 from distill_worker.stages.encoder_stage import EncoderStage  # noqa: E402
-from distill_worker.teacher.encoder import EncoderTeacher, locate_minilm  # noqa: E402
+from distill_worker.teacher.encoder import EncoderTeacher  # noqa: E402
 from tests.fixtures.tiny_student import (  # noqa: E402
     CONFIG,
     FEATURES,
@@ -31,6 +30,7 @@ from tests.fixtures.tiny_student import (  # noqa: E402
     same_state,
     tiny_student,
 )
+from tests.fixtures.tiny_teacher import INTENTS, TEXTS, tiny_teacher  # noqa: E402
 
 # 3 steps an epoch (24 examples, batches of 8); learns fast enough to move in one epoch.
 FAST = replace(CONFIG, stage1_epochs=6, stage1_lr=1e-3, stage1_head_lr=1e-2, dynamic_weights=False)
@@ -131,27 +131,7 @@ def test_early_stopping_state_round_trips_and_breaks_ties_on_the_loss() -> None:
 
 # ---------------------------------------------------------------------------- encoder teacher
 
-TEXTS = [
-    f"{word} {extra}"
-    for word in ("refund money back", "parcel delivery late", "password login reset")
-    for extra in ("please", "now", "today", "help", "again", "soon", "asap", "urgently")
-]
-INTENTS = [intent for intent in ("refund", "delivery", "login") for _ in range(8)]
 WRONG = {"refund": "delivery", "delivery": "login", "login": "refund"}
-
-
-def tiny_teacher() -> EncoderTeacher:
-    """A 1-layer BERT of width 16 with the MiniLM tokenizer (its vocabulary, [PAD] 0)."""
-    torch.manual_seed(0)
-    config = transformers.BertConfig(
-        vocab_size=30522, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=32, max_position_embeddings=64,
-    )  # fmt: skip
-    tokenizer = Tokenizer.from_file(str(locate_minilm() / "tokenizer.json"))
-    tokenizer.enable_truncation(max_length=32)
-    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
-    backbone = transformers.BertModel(config, add_pooling_layer=False)
-    return EncoderTeacher(backbone, tokenizer, threads=1)
 
 
 def finetune(teacher: EncoderTeacher, dev_intents: list[str], **options: object) -> dict:
