@@ -12,10 +12,17 @@ from tokenizers import Tokenizer
 
 from bundle_runtime.manifest import Manifest, verify_bundle
 from distill_worker.model.student import Student, StudentConfig
-from distill_worker.stages.export_onnx import export_bundle
+from distill_worker.stages.export_onnx import Int8Options, export_bundle
 
 
-def reexport_bundle(source: Path, out: Path, *, version: str | None, int8: bool) -> Manifest:
+def reexport_bundle(
+    source: Path,
+    out: Path,
+    *,
+    version: str | None,
+    int8: bool,
+    int8_options: Int8Options | None = None,
+) -> Manifest:
     manifest = verify_bundle(source)
     student = Student(StudentConfig.from_dict(manifest.student_config))
     student.load_state_dict(load_file(str(source / "student.safetensors")))
@@ -53,6 +60,7 @@ def reexport_bundle(source: Path, out: Path, *, version: str | None, int8: bool)
             metrics={**manifest.metrics, "reexported_from": manifest.model_version},
             run_id=manifest.run_id,
             int8=int8,
+            int8_options=int8_options,
             parity_samples=samples,
             decoder_vocab=manifest.decoder_vocab,
         )

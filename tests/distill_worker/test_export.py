@@ -125,6 +125,58 @@ def test_int8_graphs_run(tiny_bundle: TinyBundle) -> None:
     assert len(labels) == len(tiny_bundle.sources) and all(0 < c <= 1 for c in confidences)
 
 
+def test_int8_weights_have_one_scale_per_output_channel_by_default(
+    tiny_bundle: TinyBundle,
+) -> None:
+    """Per-channel scales (the default, measured: bench/int8_variants.py) for the matrices."""
+    import onnx
+
+    from distill_worker.stages.export_onnx import Int8Options
+
+    assert Int8Options().per_channel
+    manifest = verify_bundle(tiny_bundle.path)
+    assert manifest.parity["int8_options"] == asdict(Int8Options())
+    graph = onnx.load(str(tiny_bundle.path / "encoder.int8.onnx")).graph
+    matmul_scales = [
+        list(i.dims) for i in graph.initializer if "MatMul" in i.name and i.name.endswith("_scale")
+    ]
+    assert matmul_scales and all(dims and dims[0] > 1 for dims in matmul_scales)
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_int8_can_keep_the_heads_in_fp32(
+    tiny_bundle: TinyBundle, tmp_path: Path, per_channel: bool
+) -> None:
+    """With `fp32_heads` the INT8 encoder keeps the intent head's FP32 layer (and the reward
+    graph its head): the served intents then differ from FP32's by the body's rounding only."""
+    import onnx
+
+    from distill_worker.stages.export_onnx import Int8Options
+    from distill_worker.stages.reexport import reexport_bundle
+
+    options = Int8Options(fp32_heads=True, per_channel=per_channel)
+    out = tmp_path / "heads"
+    manifest = reexport_bundle(
+        tiny_bundle.path, out, version="tiny-heads", int8=True, int8_options=options
+    )
+    assert manifest.parity["int8_options"] == asdict(options)
+
+    def ops(path: Path, prefix: str) -> set[str]:
+        graph = onnx.load(str(path)).graph
+        return {n.op_type for n in graph.node if n.name.startswith(prefix)}
+
+    quantized = {"MatMulInteger", "DynamicQuantizeMatMul"}
+    # the heads' layers stay FP32 (the quantizer may split a Gemm into MatMul + Add) ...
+    assert not ops(out / "encoder.int8.onnx", "/intent_head/") & quantized
+    assert not ops(out / "reward.int8.onnx", "/reward_head/") & quantized
+    # ... the body is INT8; by default the head is INT8 too
+    assert ops(out / "encoder.int8.onnx", "/encoder/") & quantized
+    assert ops(tiny_bundle.path / "encoder.int8.onnx", "/intent_head/") & quantized
+    student = OnnxStudent(out, precision="int8")
+    labels, _ = student.classify(*student.encode_texts(tiny_bundle.sources))
+    assert set(labels) <= set(INTENTS)
+
+
 def test_corrupted_bundle_is_refused(tiny_bundle: TinyBundle, tmp_path: Path) -> None:
     bundle = copy_of(tiny_bundle, tmp_path)
     graph = bundle / "encoder.onnx"

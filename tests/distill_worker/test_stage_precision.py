@@ -215,6 +215,7 @@ def test_a_precision_for_another_device_type_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.gpu
+@pytest.mark.gpu
 @gpu
 def test_the_tiny_student_trains_on_a_gpu_in_bf16_like_on_the_cpu(tmp_path: Path) -> None:
     from distill_worker.devices import precision_for
@@ -256,6 +257,7 @@ def test_the_tiny_student_trains_on_a_gpu_in_bf16_like_on_the_cpu(tmp_path: Path
     stage.cleanup()
 
 
+@pytest.mark.gpu
 @pytest.mark.gpu
 @gpu
 def test_a_student_on_a_gpu_is_exported_from_a_cpu_copy(
