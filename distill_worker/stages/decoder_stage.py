@@ -274,6 +274,7 @@ class DecoderStage:
         return {"loss": loss_value, **values, "grad_norm": grad_norm, "lr": lr, **extra}
 
     def _coefficient(self, name: str) -> float:
+        """An objective's weight in the stage-2 loss (the config field in the module docstring)."""
         cfg = self.config
         weights = {
             "seq_ce": cfg.seq_kd_weight,
@@ -293,26 +294,30 @@ class DecoderStage:
         weights = b.weights
         if self.kto:  # rated-bad replies are pushed down by KTO, not imitated
             weights = weights * ~(b.has_reward & (b.reward_labels < 0.5))
-        if cfg.seq_kd_weight > 0:
-            terms["seq_ce"] = (cfg.seq_kd_weight, sequence_ce(logits, b.targets, mask, weights))
+        coefficient = self._coefficient
+        if coefficient("seq_ce") > 0:
+            terms["seq_ce"] = (
+                coefficient("seq_ce"),
+                sequence_ce(logits, b.targets, mask, weights),
+            )
         top = (b.top_ids, b.top_logprobs, b.topk_mask)
         if (
-            cfg.token_kd_weight > 0
+            coefficient("token_kd") > 0
             and top[0] is not None
             and top[1] is not None
             and top[2] is not None
         ):
             kd = token_kd_topk(logits, top[0], top[1], top[2] * mask)
-            terms["token_kd"] = (cfg.token_kd_weight, kd)
-        if cfg.reward_weight > 0 and bool(b.has_reward.any()):
+            terms["token_kd"] = (coefficient("token_kd"), kd)
+        if coefficient("reward_bce") > 0 and bool(b.has_reward.any()):
             bce = reward_bce(out["reward"], b.reward_labels, b.has_reward)
-            terms["reward_bce"] = (cfg.reward_weight, bce)
+            terms["reward_bce"] = (coefficient("reward_bce"), bce)
             if self.kto:
                 policy = sequence_logprob(logits, b.targets, mask)
                 reference = self.reference[indices].to(self.device)
                 desirable = b.reward_labels >= 0.5
                 kto = kto_loss(policy, reference, desirable, b.has_reward, cfg.kto_beta)
-                terms["kto"] = (cfg.reward_weight, kto)
+                terms["kto"] = (coefficient("kto"), kto)
         return terms
 
     def train(self, max_steps: int | None = None) -> dict[str, Any]:

@@ -131,6 +131,23 @@ def test_a_config_file_with_run_knobs_is_read_whole_and_checked(
     assert runner.invoke(cli.distill, [*out, "--ood", str(tmp_path / "nope")]).exit_code == 2
 
 
+def test_device_and_nproc_are_checked_before_any_work(
+    distill_configs: list[RunConfig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = CliRunner()
+    out = ["--out", str(tmp_path / "b")]
+    assert runner.invoke(cli.distill, [*out, "--device", "cpu"]).exit_code == 0
+    assert distill_configs.pop().device == "cpu"
+    result = runner.invoke(cli.distill, [*out, "--device", "gpu"])
+    assert result.exit_code == 2 and "device" in result.output and not distill_configs
+    assert runner.invoke(cli.distill, [*out, "--nproc", "0"]).exit_code == 2
+    # under torchrun already: --nproc would start torchrun inside torchrun
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    result = runner.invoke(cli.distill, [*out, "--nproc", "2"])
+    assert result.exit_code == 2 and "under torchrun" in result.output
+    assert not distill_configs and not (tmp_path / "b").exists()
+
+
 def test_the_loop_takes_the_ood_corpus_from_its_settings(tmp_path: Path) -> None:
     path = tmp_path / "ood.jsonl"
     config = LoopContext(Settings(worker={"ood_corpus": path})).run_settings(RunTrigger.SCHEDULE)
