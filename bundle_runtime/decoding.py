@@ -9,6 +9,9 @@ identical in `OnnxStudent`'s loop and the continuous batcher (both call `next_to
     repetition_penalty  logits of tokens the row already produced are divided by it when
                         positive, multiplied when negative (CTRL, Keskar et al. 2019; 1.0: off).
     min_new_tokens      EOS is banned before this many tokens (an empty reply helps no one).
+    repeat_window       the first two look at the row's last this many tokens only (0: the
+                        whole reply). Loops are local; a long reply repeats phrases as its
+                        steps go ("click on the", once a step), which a whole-reply ban forbids.
 
 `trim_to_sentence` ends a reply that hit the token limit at its last sentence boundary instead
 of mid-word. Defaults live in the bundle manifest (`decoding`); serving settings may override.
@@ -35,6 +38,7 @@ class Decoding:
     no_repeat_ngram: int = 3
     repetition_penalty: float = 1.2
     min_new_tokens: int = 1
+    repeat_window: int = 0
 
     def __post_init__(self) -> None:
         if not 0 <= self.no_repeat_ngram <= 16:
@@ -45,11 +49,13 @@ class Decoding:
             )
         if not 0 <= self.min_new_tokens <= 64:
             raise ValueError(f"min_new_tokens must be 0 to 64, not {self.min_new_tokens}")
+        if not 0 <= self.repeat_window <= 4096:
+            raise ValueError(f"repeat_window must be 0 (off) to 4096, not {self.repeat_window}")
 
     @classmethod
     def greedy(cls) -> Decoding:
         """Plain argmax: what the torch student's `generate` does (export parity uses it)."""
-        return cls(no_repeat_ngram=0, repetition_penalty=1.0, min_new_tokens=0)
+        return cls(no_repeat_ngram=0, repetition_penalty=1.0, min_new_tokens=0, repeat_window=0)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> Decoding:
@@ -76,7 +82,8 @@ class Decoding:
 
     @property
     def is_greedy(self) -> bool:
-        return self == Decoding.greedy()
+        """No control is on (the window alone changes nothing)."""
+        return replace(self, repeat_window=0) == Decoding.greedy()
 
 
 def banned_by_ngrams(history: Sequence[int], n: int) -> set[int]:
@@ -111,13 +118,15 @@ def next_tokens(
     said_tokens: list[int] = []
     ban_rows: list[int] = []
     ban_tokens: list[int] = []
-    for row, history in enumerate(histories):
+    window = decoding.repeat_window
+    for row, full in enumerate(histories):
+        history = full[-window:] if window else full
         if decoding.repetition_penalty != 1.0 and history:
             said = set(history)
             said_rows.extend([row] * len(said))
             said_tokens.extend(said)
         banned = banned_by_ngrams(history, decoding.no_repeat_ngram)
-        if len(history) < decoding.min_new_tokens:
+        if len(full) < decoding.min_new_tokens:
             banned.add(eos)
         ban_rows.extend([row] * len(banned))
         ban_tokens.extend(banned)

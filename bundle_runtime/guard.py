@@ -14,6 +14,12 @@ numbers badly ("locked for 2 business days" where the policy says 15 minutes), a
 figure is the costliest kind of wrong reply. The check needs an approved answer to hold the
 figures against; without one it is skipped.
 
+Before those checks, an identifier (a run of 5 or more digits: an order, invoice or account
+number) that the reply states but neither the customer nor the approved answer does is replaced
+by the customer's own when their message holds exactly one (`copy_identifiers`): the student
+learns to echo the number ("your order 3707955617") but writes one of its training numbers
+instead. On Bitext's dev prompts that was 4 in 5 of the replies the figure check stopped.
+
 Replies the model already hands off (out of scope, low confidence) pass through unchanged.
 """
 
@@ -22,9 +28,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from bundle_runtime.quality import degenerate_reason
+
+if TYPE_CHECKING:
+    from bundle_runtime.onnx_student import StudentReply
 
 ReplySource = Literal["generated", "approved", "handoff"]
 LOW_QUALITY = "low_quality"  # the handoff reason when no approved answer can stand in
@@ -47,12 +56,32 @@ def min_reward_of(guard: Mapping[str, Any] | None, override: float | None = None
 
 
 _FIGURE = re.compile(r"\d+(?:[.,:]\d+)*")
+# "1. Log in", "2) Open": a step's number, not a figure the reply states (a short number, a dot
+# or parenthesis, then a capitalised word)
+_LIST_MARKER = re.compile(r"(?<![\w.,:])\d{1,2}[.)](?=\s+[A-Z])")
 
 
 def figures(text: str) -> set[str]:
     """The figures a text states: digit runs with their decimal or time separators
-    ("9.90", "4,90" read as "4.90", "8:00"), leading zeros kept."""
+    ("9.90", "4,90" read as "4.90", "8:00"), leading zeros kept; the numbers of list steps
+    ("1. Log in") are not figures."""
+    text = _LIST_MARKER.sub(" ", text)
     return {m.group().replace(",", ".") for m in _FIGURE.finditer(text)}
+
+
+_IDENTIFIER = re.compile(r"(?<![\d.,:])\d{5,}(?![.,:]?\d)")
+
+
+def copy_identifiers(text: str, customer_text: str, approved: str | None = None) -> str:
+    """`text` with every identifier that neither `customer_text` nor `approved` states replaced
+    by the customer's identifier, when `customer_text` states exactly one (see the module
+    docstring); else `text` unchanged."""
+    theirs = set(_IDENTIFIER.findall(customer_text))
+    if len(theirs) != 1:
+        return text
+    (own,) = theirs
+    known = theirs | set(_IDENTIFIER.findall(approved or ""))
+    return _IDENTIFIER.sub(lambda m: m.group() if m.group() in known else own, text)
 
 
 def unsupported_figures(text: str, sources: Iterable[str]) -> set[str]:
@@ -101,3 +130,22 @@ def guard_reply(
     if approved:
         return GuardDecision(approved, "approved", unfit, None)
     return GuardDecision(text, "handoff", unfit, LOW_QUALITY)
+
+
+def decide(reply: StudentReply, approved: str | None, customer_text: str) -> GuardDecision:
+    """What `reply` sends: `approved` is its predicted intent's approved answer (the store's,
+    or a bundle's seed), `customer_text` the message answered, as typed."""
+    text, unfit = reply.text, None
+    if reply.handoff_reason is None:
+        text = copy_identifiers(text, customer_text, approved)
+        unfit = unfit_reason(
+            text,
+            reply.finish_reason,
+            reply.reward,
+            reply.guard_min_reward,
+            approved=approved,
+            customer_text=customer_text,
+        )
+    return guard_reply(
+        text=text, handoff_reason=reply.handoff_reason, unfit=unfit, approved=approved
+    )

@@ -3,9 +3,14 @@
 A degenerate reply is one a customer cannot use whatever its intent:
 
     empty      no word at all
-    repeats    a word 3-gram occurs 3 or more times ("to assist you with any" x3)
+    repeats    a word 3-gram occurs 3 or more times within 30 consecutive words ("to assist
+               you with any" x3), or a sentence of 5 or more words is said twice
     cut_off    the token limit ended it mid-sentence (served text without a sentence end,
                or ending in the ellipsis `trim_to_sentence` puts on a cut reply)
+
+Loops are local: a long reply may repeat a phrase as its steps go ("click on the", once per
+step). Counted over the whole reply, 3-gram repeats marked 13.6% of Bitext's human reference
+replies as loops; within 30 words, 1.0%, and every loop seen in real runs is still caught.
 
 Used by `chatdistill eval replies`, the loop's gate (a candidate may not be more degenerate
 than the champion) and the run's metrics.
@@ -14,13 +19,15 @@ than the champion) and the run's metrics.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Iterable
 from typing import Literal
 
 DegenerateReason = Literal["empty", "repeats", "cut_off"]
 _WORD = re.compile(r"\w+(?:'\w+)?")
-REPEATED_TRIGRAM = 3  # occurrences of one word 3-gram that make a reply a loop
+REPEATED_TRIGRAM = 3  # occurrences of one word 3-gram that make a reply a loop ...
+LOOP_WINDOW = 30  # ... when they start within this many words
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+SENTENCE_WORDS = 5  # a sentence this long said twice is a loop too
 
 
 def words(text: str) -> list[str]:
@@ -33,8 +40,7 @@ def degenerate_reason(text: str, finish_reason: str) -> DegenerateReason | None:
     tokens = words(text)
     if not tokens:
         return "empty"
-    trigrams = Counter(zip(tokens, tokens[1:], tokens[2:], strict=False))
-    if trigrams and max(trigrams.values()) >= REPEATED_TRIGRAM:
+    if _loops(tokens) or _repeated_sentence(text):
         return "repeats"
     stripped = text.rstrip()
     if finish_reason == "length" and (
@@ -42,6 +48,23 @@ def degenerate_reason(text: str, finish_reason: str) -> DegenerateReason | None:
     ):
         return "cut_off"
     return None
+
+
+def _loops(tokens: list[str]) -> bool:
+    """Whether one word 3-gram occurs REPEATED_TRIGRAM times within LOOP_WINDOW words."""
+    starts: dict[tuple[str, ...], list[int]] = {}
+    for i in range(len(tokens) - 2):
+        seen = starts.setdefault(tuple(tokens[i : i + 3]), [])
+        seen.append(i)
+        if len(seen) >= REPEATED_TRIGRAM and i - seen[-REPEATED_TRIGRAM] < LOOP_WINDOW:
+            return True
+    return False
+
+
+def _repeated_sentence(text: str) -> bool:
+    sentences = [tuple(words(s)) for s in _SENTENCE.split(text)]
+    long = [s for s in sentences if len(s) >= SENTENCE_WORDS]
+    return len(long) != len(set(long))
 
 
 def degenerate_counts(replies: Iterable[tuple[str, str]]) -> dict[str, int]:

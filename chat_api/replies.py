@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from bundle_runtime.guard import GuardDecision, guard_reply, unfit_reason
+from bundle_runtime.guard import GuardDecision, decide
 from bundle_runtime.onnx_student import StudentReply
 from chat_api.batching.loop import Batcher
 from chat_api.batching.scheduler import BatchingError, DeadlineExceeded, Overloaded
@@ -137,20 +137,10 @@ def guard(session: Session, reply: StudentReply, customer_text: str) -> GuardDec
     """What the reply sends (`bundle_runtime.guard`): the generated text, the predicted intent's
     approved answer in place of an unfit one, or a handoff. `customer_text`: the message answered,
     as the customer typed it (figures it states may be echoed)."""
-    unfit = approved = None
-    if reply.handoff_reason is None:
+    approved = None
+    if reply.handoff_reason is None:  # a handoff needs no answer looked up
         approved = ApprovedAnswerRepository(session).text_for(reply.intent)
-        unfit = unfit_reason(
-            reply.text,
-            reply.finish_reason,
-            reply.reward,
-            reply.guard_min_reward,
-            approved=approved,
-            customer_text=customer_text,
-        )
-    return guard_reply(
-        text=reply.text, handoff_reason=reply.handoff_reason, unfit=unfit, approved=approved
-    )
+    return decide(reply, approved, customer_text)
 
 
 def guard_unstored(

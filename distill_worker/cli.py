@@ -29,7 +29,10 @@ _SIZE_OPTIONS = {
     "dec_layers": "Decoder layers.",
     "dec_hidden": "Decoder width.",
     "stage1_epochs": "Stage 1 (encoder) epochs.",
-    "stage2_epochs": "Stage 2 (decoder + reward) epochs.",
+    "stage2_epochs": "Stage 2 (decoder + reward) epochs (the most it trains: it stops early "
+    "when the held-out reply loss stops falling).",
+    "max_reply_tokens": "Tokens of a reply: teacher replies, training targets, the served "
+    "limit. Default 0: the 95th percentile of the data's reference replies (64 without any).",
 }
 _HELP = {name: field.description or "" for name, field in RunConfig.model_fields.items()}
 # The time caps: a safety net, not the budget. Their defaults are RunConfig's and
@@ -228,6 +231,7 @@ def teacher_finetune(
 @click.option("--dec-hidden", type=int, default=None, help=_SIZE_OPTIONS["dec_hidden"])
 @click.option("--stage1-epochs", type=int, default=None, help=_SIZE_OPTIONS["stage1_epochs"])
 @click.option("--stage2-epochs", type=int, default=None, help=_SIZE_OPTIONS["stage2_epochs"])
+@click.option("--max-reply-tokens", type=int, default=None, help=_SIZE_OPTIONS["max_reply_tokens"])
 @click.option("--seed", type=int, default=None)
 @click.option("--int8/--no-int8", default=default_of("int8"), show_default=True, help=_HELP["int8"])
 @click.option(

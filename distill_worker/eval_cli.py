@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
@@ -89,6 +89,16 @@ def eval_intents(
 @_PRECISION
 @click.option("--limit", type=int, default=300, show_default=True, help="Rows, spread evenly.")
 @click.option(
+    "--teacher",
+    "teacher_rows",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="The in-process responder (from `chatdistill teacher prepare`) also answers this many "
+    "of the rows; student, retrieval and teacher are scored on exactly those (slow on a CPU: "
+    "seconds per reply). Its replies are cached in <data_dir>/eval_teacher_cache.db.",
+)
+@click.option(
     "--json",
     "json_out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -101,20 +111,26 @@ def eval_replies(
     split: str,
     precision: str,
     limit: int,
+    teacher_rows: int,
     json_out: Path | None,
 ) -> None:
     """Serve each prompt through the bundle as the API does and print reply figures as JSON:
     chrF and ROUGE-L against the references, degenerate share, length, handoffs, latency,
-    beside a TF-IDF retrieval baseline."""
+    what the guard sends, beside a TF-IDF retrieval baseline (and the teacher, --teacher N)."""
     from distill_worker.stages.reply_eval import evaluate_replies  # torch: imported when run
+    from distill_worker.teacher.base import TeacherError
 
     try:
         rows = load_utterances(data_path, split=split)
         train = load_utterances(train_path, split="train") if train_path else None
     except DataError as exc:
         _fail(str(exc))
-    overrides = Settings().serving.decoding.model_dump(exclude_none=True)
+    settings = Settings()
+    overrides = settings.serving.decoding.model_dump(exclude_none=True)
+    teacher = None
     try:
+        if teacher_rows:
+            teacher = _eval_teacher(settings.data_dir, teacher_rows)
         report = evaluate_replies(
             bundle_dir,
             rows,
@@ -122,11 +138,31 @@ def eval_replies(
             precision="fp32" if precision == "fp32" else "int8" if precision == "int8" else "auto",
             decoding_overrides=overrides,
             limit=limit,
+            teacher=teacher,
         )
-    except (BundleError, ValueError) as exc:
+    except (BundleError, ValueError, TeacherError) as exc:
         _fail(str(exc))
+    finally:
+        if teacher is not None:
+            teacher[2].close()
     text = json.dumps(report, indent=2, ensure_ascii=False)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(text + "\n", encoding="utf-8")
     click.echo(text)
+
+
+def _eval_teacher(data_dir: Path, rows: int) -> tuple[Any, int, Any]:
+    """(the prepared in-process responder, rows, its reply cache) for `eval replies --teacher`."""
+    from distill_worker.teacher.cache import TeacherCache
+    from distill_worker.teacher.local import LocalResponder
+    from distill_worker.teacher.prepare import prepared_responder_dir
+
+    folder = prepared_responder_dir(data_dir)
+    if not (folder / "config.json").is_file():
+        _fail(f"no responder in {folder}: run `chatdistill teacher prepare` first")
+    return (
+        LocalResponder(folder),
+        rows,
+        TeacherCache.in_sqlite_file(data_dir / "eval_teacher_cache.db"),
+    )

@@ -39,7 +39,12 @@ import torch
 from bundle_runtime.manifest import verify_bundle
 from distill_worker import distributed, ranks
 from distill_worker.devices import describe, precision_for
-from distill_worker.prepare_steps import fit_encoder_teacher, load_data, prepare_student
+from distill_worker.prepare_steps import (
+    fit_encoder_teacher,
+    load_data,
+    prepare_student,
+    resolve_reply_tokens,
+)
 from distill_worker.run_request import DistillRequest, DistillResult
 from distill_worker.train_steps import evaluate, export, train_decoder, train_encoder
 
@@ -97,6 +102,7 @@ def run_distillation(req: DistillRequest, log: Log = print) -> DistillResult:
     with ranks.main_first():  # rank 0 fine-tunes and saves it; the others load it
         teacher, source = fit_encoder_teacher(req, data, log, device)
     step("replies")
+    req = resolve_reply_tokens(req, data, log)  # the config's 0: from the data's replies
     state = prepare_student(req, data, teacher, source, log)
     state.student.to(device)
     state.precision = precision

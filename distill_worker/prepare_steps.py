@@ -33,8 +33,11 @@ from distill_worker.data.building import (
     stratified_split,
 )
 from distill_worker.data.demo_corpus import OOS, demo_knowledge_path, demo_utterances
+from distill_worker.data.examples import ReplyExample
 from distill_worker.data.loaders import Utterance, load_utterances
 from distill_worker.data.ood_corpus import drop_near
+from distill_worker.data.reply_dev import reply_dev
+from distill_worker.data.reply_length import reply_tokens_from_data
 from distill_worker.data.run_teachers import cached_replies, encoder_teacher
 from distill_worker.data.snapshots import load_snapshot
 from distill_worker.model.student import Student, StudentConfig
@@ -92,6 +95,26 @@ def load_data(req: DistillRequest, log: Log) -> RunData:
         f"+{noisy} adversarial variants" + (f" ({kinds})" if kinds else "")
     )
     return data
+
+
+def resolve_reply_tokens(req: DistillRequest, data: RunData, log: Log) -> DistillRequest:
+    """The request with `max_reply_tokens` set: the config's, or from the data's reference
+    replies when the config leaves it at 0 (`data.reply_length`; recorded in `data`)."""
+    if req.config.distill.max_reply_tokens:
+        return req
+    tokenizer = Tokenizer.from_file(str(req.responder_dir / "tokenizer.json"))
+    ceiling = StudentConfig(n_intents=1).dec_max_positions - 1
+    tokens, how = reply_tokens_from_data(
+        data.train, lambda text: tokenizer.encode(text, add_special_tokens=False).ids, ceiling
+    )
+    data.reply_length = how
+    cut = how.get("cut_share")
+    log(
+        f"      replies: up to {tokens} tokens ({how['from']}"
+        + (f"; {cut:.1%} of them are longer and cut" if cut else "")
+        + ")"
+    )
+    return replace(req, config=req.config.with_changes(distill={"max_reply_tokens": tokens}))
 
 
 def fit_encoder_teacher(
@@ -194,21 +217,33 @@ def prepare_student(
         max_reply_tokens=cfg.max_reply_tokens,
         seed=cfg.seed,
     )
+    # the calibration rows' references: what stage 2 stops early on (never the report rows)
+    raw_dev = reply_examples(
+        [],
+        [r for r in data.calibration if r.reply],
+        source,
+        decoder_tokenize,
+        eos_id=eos,
+        max_reply_tokens=cfg.max_reply_tokens,
+        seed=cfg.seed,
+    )
     first = champion_vocab(data.champion) if data.champion is not None else []
-    vocab = build_decoder_vocab(
+    vocab = build_decoder_vocab(  # held-out tokens too: the dev loss must be able to score them
         [*first, pad_id, bos, eos],
-        [e.reply_ids for e in raw_examples],
+        [e.reply_ids for e in [*raw_examples, *raw_dev]],
         [[ids for ids, _ in e.teacher_topk or []] for e in raw_examples],
     )
-    stage2_examples = [
-        replace(
-            e,
-            reply_ids=vocab.to_student(e.reply_ids),
-            teacher_topk=vocab.map_topk(e.teacher_topk) if e.teacher_topk else None,
-        )
-        for e in raw_examples
-    ]
+    split = reply_dev(
+        [_to_student(e, vocab) for e in raw_examples],
+        [_to_student(e, vocab) for e in raw_dev],
+        cfg.seed,
+    )
     log(f"      decoder vocabulary: {vocab.size} of the responder's {meta['vocab_size']} tokens")
+    log(
+        f"      stage 2 stops early on {len(split.dev)} held-out replies ({split.where})"
+        if split.dev
+        else "      stage 2 runs all its epochs: too few replies to hold some out"
+    )
     student = _student(cfg, len(data.labels), teacher.vocab_size, vocab, (bos, eos, pad_id))
     state = RunState(
         data=data,
@@ -219,7 +254,9 @@ def prepare_student(
         decoder_tokenizer=decoder_tokenizer,
         knowledge=knowledge,
         vocab=vocab,
-        stage2_examples=stage2_examples,
+        stage2_examples=split.train,
+        stage2_dev=split.dev,
+        stage2_dev_source=split.where,
         student=student,
         prompts=len(prompts),
         bounded=bounded,
@@ -228,6 +265,15 @@ def prepare_student(
     )
     _initialise(state, cfg, log)
     return state
+
+
+def _to_student(example: ReplyExample, vocab: DecoderVocab) -> ReplyExample:
+    """`example` with its reply and top-k ids in the student's decoder vocabulary."""
+    return replace(
+        example,
+        reply_ids=vocab.to_student(example.reply_ids),
+        teacher_topk=vocab.map_topk(example.teacher_topk) if example.teacher_topk else None,
+    )
 
 
 def _responder(req: DistillRequest, meta: dict[str, Any]) -> Responder:

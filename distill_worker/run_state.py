@@ -48,6 +48,9 @@ class RunData:
     # Rows of subjects the customer's data does not cover (RunConfig.ood_corpus): negatives
     # for the handoff threshold, never training rows.
     ood: list[Utterance] = field(default_factory=list)
+    # How the reply token budget was chosen when the config left it to the data
+    # (`data.reply_length`); empty when the config set it.
+    reply_length: dict[str, object] = field(default_factory=dict)
 
     @property
     def stage1_rows(self) -> list[Utterance]:
@@ -77,3 +80,5 @@ class RunState:
     stage_metrics: dict[str, Any] = field(default_factory=dict)  # stage1 / stage2 figures
     handoff: HandoffCalibration | None = None  # the calibrated threshold (after stage 1)
     precision: Precision | None = None  # the stages' (None: fp32 on the student's device)
+    stage2_dev: list[ReplyExample] = field(default_factory=list)  # held-out replies (stop early)
+    stage2_dev_source: str = "none"  # calibration | set_aside | none (`data.reply_dev`)

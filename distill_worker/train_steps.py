@@ -97,11 +97,13 @@ def train_decoder(req: DistillRequest, state: RunState, log: Log) -> None:
         req.work_dir / "logs" / "stage2.jsonl",
         req.work_dir / "stage2",
         precision=state.precision,
+        dev=state.stage2_dev,
     )
     stage2.setup()
     metrics = stage2.train()
     stage2.cleanup()
     _note_stop(metrics, "stage 2", "--stage2-max-minutes", log)
+    metrics["dev_replies_from"] = state.stage2_dev_source
     state.stage_metrics["stage2"] = _plain(metrics)
     cfg = req.config
     state.stage_metrics["budgets"] = run_budgets(
@@ -123,6 +125,10 @@ def evaluate(req: DistillRequest, state: RunState, log: Log) -> None:
     metrics["teacher_cache"] = state.cache_stats.as_dict()
     metrics["best_of_n"] = state.best_of_n.as_dict()
     metrics["train_rows"], metrics["dev_rows"] = len(data.train), len(data.dev)
+    metrics["reply_tokens"] = {
+        "max": req.config.distill.max_reply_tokens,
+        **({"chosen": data.reply_length} if data.reply_length else {"chosen": "config"}),
+    }
     metrics["adversarial_rows"] = {kind: len(rows) for kind, rows in data.adversarial.items()}
     if req.snapshot_dir is not None:
         metrics["snapshot"] = {"path": str(req.snapshot_dir), "content_hash": req.snapshot_dir.name}
@@ -188,9 +194,10 @@ def _note_stop(metrics: dict[str, Any], name: str, option: str, log: Log) -> Non
         )
     elif metrics.get("stop_reason") == "early_stop":
         early = metrics.get("early_stopping") or {}
+        figure = "reply loss" if "best_dev_loss" in early else "accuracy"
         log(
             f"      {name} stopped early after epoch {metrics.get('epochs_run')}: no better "
-            f"held-out accuracy for {early.get('patience')} epochs; epoch "
+            f"held-out {figure} for {early.get('patience')} epochs; epoch "
             f"{early.get('best_epoch')} kept"
         )
 

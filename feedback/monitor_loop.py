@@ -80,7 +80,7 @@ def tick(
         assessment = assess(figures, rules, armed_before)
         if is_production:
             decision, trigger, reason, run = _decide(
-                session, settings, rules, assessment, armed_before, run_config, now
+                session, settings, rules, assessment, armed_before, run_config, now, version
             )
             result.opened = run or result.opened
         else:
@@ -119,6 +119,7 @@ def _decide(
     armed_before: dict[str, bool],
     run_config: RunConfig,
     now: dt.datetime,
+    version: str,
 ) -> tuple[MonitorDecision, str | None, str, DistillRun | None]:
     """What the production version's look leads to. When a firing cannot be acted on, the
     metrics it fired stay armed, so that it fires again once it can."""
@@ -152,6 +153,21 @@ def _decide(
     if run is None:
         keep_armed()
         return MonitorDecision.RUN_ACTIVE, trigger.value, f"{fired}; a run is active", None
+    # A run that finished while this tick looked may have promoted a new version: the figures
+    # judged are then the old one's. A run moves the alias before it finishes, and the open
+    # above saw it finished, so the alias read now shows the move: take the run back.
+    current = ModelVersionRepository(session).resolve_alias(PRODUCTION, fresh=True)
+    if current is None or current.id != version:
+        session.delete(run)
+        session.flush()
+        keep_armed()
+        moved = current.id if current is not None else "nothing"
+        return (
+            MonitorDecision.RUN_ACTIVE,
+            trigger.value,
+            f"{fired}; production moved to {moved} during this tick: judged on the next one",
+            None,
+        )
     return MonitorDecision.OPENED_RUN, trigger.value, f"{fired}; opened run {run.id}", run
 
 

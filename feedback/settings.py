@@ -169,6 +169,12 @@ class DecodingOverrides(BaseModel):
     min_new_tokens: int | None = Field(
         default=None, ge=0, le=64, description="No end of reply before this many tokens."
     )
+    repeat_window: int | None = Field(
+        default=None,
+        ge=0,
+        le=4096,
+        description="The n-gram ban and the penalty look at the last this many tokens (0: all).",
+    )
 
 
 class ServingSettings(BaseModel):

@@ -11,6 +11,10 @@ Objectives per batch [coefficient]:
 Encoder frozen (requires_grad False, eval mode) when `stage2_encoder_lr` is 0, else trained at
 that LR. The intent head is never trained here.
 
+With `dev` replies (held-out references), each epoch ends with their token cross-entropy (the
+same `seq_ce`, dropout off); after `stage2_patience` epochs without a lower one training stops
+and the best epoch's weights are put back (`stages.early_stopping`, state in the checkpoint).
+
 Device and precision: as in stage 1 (`encoder_stage`): where the student's parameters are, the
 forward passes, the losses (fp32 inside) and the KTO reference under `precision.autocast()`, fp16
 steps through its `GradScaler` (state in the checkpoint); fp32 on the CPU by default.
@@ -19,6 +23,7 @@ steps through its `GradScaler` (state in the checkpoint); fp32 on the CPU by def
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +36,7 @@ from distill_worker.config import DistillConfig
 from distill_worker.data.examples import ReplyExample
 from distill_worker.devices import Precision, precision_for
 from distill_worker.model.student import Student
+from distill_worker.stages.early_stopping import EarlyStopping, keep_best
 from distill_worker.stages.losses import (
     kto_loss,
     reward_bce,
@@ -55,6 +61,7 @@ from distill_worker.stages.training import (
 )
 
 STAGE = "stage2_decoder_reward"
+_ES_PREFIX = "early_stopping."
 
 
 @dataclass
@@ -134,11 +141,14 @@ class DecoderStage:
         checkpoint_dir: Path,
         *,
         precision: Precision | None = None,
+        dev: Sequence[ReplyExample] = (),
     ) -> None:
-        """`precision`: for the student's device (None: `precision_for` it)."""
+        """`precision`: for the student's device (None: `precision_for` it). `dev`: held-out
+        replies to stop early on (those with weight 0 are ignored); none: every epoch runs."""
         self.student = student
         self.config = config
         self.examples = examples
+        self.dev = [e for e in dev if e.weight > 0]
         self.log_path = Path(log_path)
         self.checkpoint_dir = Path(checkpoint_dir)
         self.device = next(student.parameters()).device
@@ -157,12 +167,17 @@ class DecoderStage:
             raise ValueError("stage 2 needs at least one ReplyExample")
         if cfg.max_source_tokens > scfg.enc_max_positions:
             raise ValueError("max_source_tokens exceeds the student's enc_max_positions")
+        if cfg.max_reply_tokens < 1:
+            raise ValueError(
+                "max_reply_tokens is 0 (from the data): the pipeline resolves it "
+                "(distill_worker.data.reply_length); set it for a stage run on its own"
+            )
         if cfg.max_reply_tokens + 1 > scfg.dec_max_positions:
             raise ValueError(
                 f"max_reply_tokens + 1 (BOS) = {cfg.max_reply_tokens + 1} exceeds the student's "
                 f"dec_max_positions={scfg.dec_max_positions}: lower max_reply_tokens"
             )
-        for i, example in enumerate(self.examples):
+        for i, example in enumerate([*self.examples, *self.dev]):
             problem = check_reply_example(example, scfg.dec_vocab_size)
             if problem:
                 raise ValueError(f"ReplyExample {i}: {problem}; fix the data building step")
@@ -190,6 +205,7 @@ class DecoderStage:
         factor = warmup_linear_decay(self.spec.total_steps, cfg.warmup_fraction)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
         self.scaler = self.precision.grad_scaler()
+        self.early = EarlyStopping(cfg.stage2_patience, loss_only=True) if self.dev else None
         self.position = LoopPosition()
         latest = Checkpoint.latest(self.checkpoint_dir)
         if latest is not None:
@@ -201,8 +217,10 @@ class DecoderStage:
         self._ready = True
 
     def _batch(self, indices: list[int]) -> ReplyBatch:
+        return self._collate([self.examples[i] for i in indices])
+
+    def _collate(self, examples: list[ReplyExample]) -> ReplyBatch:
         cfg, s = self.config, self.student.cfg
-        examples = [self.examples[i] for i in indices]
         special = (s.dec_bos_id, s.dec_eos_id, s.dec_pad_id)
         batch = collate_replies(examples, cfg.max_source_tokens, cfg.max_reply_tokens, *special)
         return to_device(batch, self.device)
@@ -232,6 +250,11 @@ class DecoderStage:
         self.scheduler.load_state_dict(ckpt.scheduler)
         if self.kto:
             self.reference = ckpt.extra["reference_logps"]
+        if self.early is not None and "early_stopping" in ckpt.extra_meta:
+            best = {
+                k[len(_ES_PREFIX) :]: v for k, v in ckpt.extra.items() if k.startswith(_ES_PREFIX)
+            }
+            self.early.load_state_dict(ckpt.extra_meta["early_stopping"], best)
         if self.scaler is not None and ckpt.extra_meta.get("grad_scaler"):
             self.scaler.load_state_dict(ckpt.extra_meta["grad_scaler"])
         restore_rng(ckpt.rng)
@@ -320,16 +343,68 @@ class DecoderStage:
                 terms["kto"] = (coefficient("kto"), kto)
         return terms
 
+    def _trained_state(self) -> dict[str, Tensor]:
+        trained = ("decoder.", "reward_head.") + (() if self.frozen_encoder else ("encoder.",))
+        return {k: v for k, v in self.student.state_dict().items() if k.startswith(trained)}
+
+    @torch.no_grad()
+    def dev_loss(self) -> float:
+        """Token cross-entropy of the dev replies (each counting its weight), dropout off."""
+        was_training = self.student.training
+        self.student.eval()
+        total = tokens = 0.0
+        size = self.config.stage2_batch_size
+        for start in range(0, len(self.dev), size):
+            chunk = self.dev[start : start + size]
+            b = self._collate(chunk)
+            with self.precision.autocast():
+                logits = self.student(
+                    b.input_ids, b.attention_mask, b.decoder_input_ids, b.decoder_mask
+                )["logits"]
+                n = float(b.decoder_mask.sum())
+                total += float(sequence_ce(logits, b.targets, b.decoder_mask, b.weights)) * n
+            tokens += n
+        self.student.train(was_training)
+        return total / max(tokens, 1.0)
+
+    def _epoch_end(self) -> bool:
+        """Score the finished epoch on the dev replies; True once patience is exhausted."""
+        assert self.early is not None
+        loss = self.dev_loss()
+        self.early.update(self.position.epoch, 0.0, loss, self._trained_state)
+        self.logger.log(
+            {"stage": STAGE, "event": "dev", "epoch": self.position.epoch}
+            | {"dev_loss": loss, "best_epoch": self.early.best_epoch}
+        )
+        return self.early.exhausted
+
     def train(self, max_steps: int | None = None) -> dict[str, Any]:
-        """Train until all epochs are done, `max_steps` steps of this call, or the time limit;
-        always ends with a checkpoint. Returns the run's metrics."""
+        """Train until all epochs are done, early stopping, `max_steps` steps of this call, or
+        the time limit; always ends with a checkpoint (of the weights training reached), then,
+        with dev replies, puts the best epoch's weights in the student. Returns the run's
+        metrics."""
         if not self._ready:
             raise RuntimeError("call setup() before train()")
+        epoch_end = self._epoch_end if self.early is not None else None
         metrics = run_epochs(
-            self.position, self.spec, self._step, self.save_checkpoint, self.logger, max_steps
+            self.position,
+            self.spec,
+            self._step,
+            self.save_checkpoint,
+            self.logger,
+            max_steps,
+            epoch_end,
         )
         self.save_checkpoint()
         metrics.update(resumed_from=self.resumed_from, encoder_frozen=self.frozen_encoder)
+        metrics["dev_replies"] = len(self.dev)
+        if self.early is not None and metrics["stop_reason"] != "max_steps":
+            metrics["early_stopping"] = keep_best(
+                self.early,
+                self.student,
+                self.position.batch_in_epoch > 0,
+                lambda: (0.0, self.dev_loss()),
+            )
         self.logger.log({"event": "end", **metrics})
         return metrics
 
@@ -337,7 +412,13 @@ class DecoderStage:
         extra = {"n_examples": torch.tensor(len(self.examples))}
         if self.kto:
             extra["reference_logps"] = self.reference
-        extra_meta = {} if self.scaler is None else {"grad_scaler": self.scaler.state_dict()}
+        extra_meta: dict[str, Any] = {}
+        if self.scaler is not None:
+            extra_meta["grad_scaler"] = self.scaler.state_dict()
+        if self.early is not None:
+            figures, best = self.early.state_dict()
+            extra_meta["early_stopping"] = figures
+            extra |= {_ES_PREFIX + k: v for k, v in best.items()}
         return Checkpoint(
             stage=STAGE,
             position=self.position.copy(),

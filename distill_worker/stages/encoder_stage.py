@@ -42,7 +42,7 @@ from distill_worker.data.curriculum import assign_tiers
 from distill_worker.data.examples import IntentExample
 from distill_worker.devices import Precision, precision_for
 from distill_worker.model.student import Student
-from distill_worker.stages.early_stopping import EarlyStopping, accuracy_and_loss
+from distill_worker.stages.early_stopping import EarlyStopping, accuracy_and_loss, keep_best
 from distill_worker.stages.losses import DynamicLossWeights, feature_mse, logit_kd, task_ce
 from distill_worker.stages.training import (
     Checkpoint,
@@ -308,27 +308,11 @@ class EncoderStage:
         self.save_checkpoint()
         metrics.update(resumed_from=self.resumed_from, loss_weights=dict(self.weights.weights))
         if self.early is not None and metrics["stop_reason"] != "max_steps":
-            metrics["early_stopping"] = self._keep_best()
+            metrics["early_stopping"] = keep_best(
+                self.early, self.student, self.position.batch_in_epoch > 0, self.dev_figures
+            )
         self.logger.log({"event": "end", **metrics})
         return metrics
-
-    def _keep_best(self) -> dict[str, Any]:
-        """Put the best scored weights in the student: the best epoch's, or the weights a time
-        cap stopped at part-way through an epoch when they score better."""
-        assert self.early is not None
-        report = self.early.report()
-        if self.position.batch_in_epoch > 0 or not self.early.best_weights:
-            accuracy, loss = self.dev_figures()  # a partial epoch (time cap), not recorded
-            report["partial_epoch"] = {
-                "dev_accuracy": round(accuracy, 6),
-                "dev_loss": round(loss, 6),
-            }
-            if not self.early.best_weights or self.early.better(accuracy, loss):
-                report["kept"] = "partial_epoch"
-                return report
-        self.student.load_state_dict(self.early.best_weights, strict=False)
-        report["kept"] = f"epoch {self.early.best_epoch}"
-        return report
 
     def save_checkpoint(self) -> Path:
         extra = {f"projection.{k}": v for k, v in self.projection.state_dict().items()}

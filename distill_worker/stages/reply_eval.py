@@ -14,13 +14,24 @@ request's. Figures over the rows:
 In the same run, a retrieval baseline answers each prompt with the reference reply of the most
 similar training prompt (TF-IDF cosine over word 1-2 grams). With no training file it searches
 the evaluated rows themselves, leaving the row out. A generative student that does not beat it
-has no reason to exist on that data.
+has no reason to exist on that data. With `teacher` (a responder), the teacher answers the
+first rows too, and student, retrieval and teacher are scored on exactly those rows.
+
+Everything is scored as a customer would read it: template slots (`{{Order Number}}`) are
+rephrased in the references and the baseline's replies as the API rephrases them in the
+student's (`bundle_runtime.slots`), so no side wins or loses on braces.
+
+`student` is the generated text of every row; `served` is what the API sends after the guard
+(`bundle_runtime.guard`, with the bundle's seeded approved answers standing for the operators'):
+its chrF is over the rows the bot answered, and its `fallback_share` the rows whose generated
+reply the guard replaced.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -28,11 +39,17 @@ from typing import Any, Literal
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from bundle_runtime.guard import GuardDecision, decide
 from bundle_runtime.onnx_student import OnnxStudent, StudentReply
 from bundle_runtime.quality import degenerate_counts, words
+from bundle_runtime.slots import rephrase_slots
 from bundle_runtime.source import format_source
+from distill_worker.data.building import teacher_messages
+from distill_worker.data.labelling import greedy_replies
 from distill_worker.data.loaders import Utterance
 from distill_worker.stages.evaluate import corpus_chrf, rouge_l
+from distill_worker.teacher.base import Responder
+from distill_worker.teacher.cache import TeacherCache
 from feedback.monitor import percentile
 
 EXAMPLES = 8
@@ -62,7 +79,7 @@ def retrieval_replies(queries: Sequence[Utterance], index: Sequence[Utterance] |
             if j is not None:
                 sims[i, j] = -1.0
     best = np.asarray(sims.argmax(axis=1)).ravel()
-    return [pool[int(j)].reply or "" for j in best]
+    return [rephrase_slots(pool[int(j)].reply or "") for j in best]
 
 
 def _text(row: Utterance) -> str:
@@ -80,6 +97,58 @@ def _quality(hyps: Sequence[str], refs: Sequence[str | None]) -> dict[str, Any]:
     }
 
 
+def served(student: OnnxStudent, answer: StudentReply, row: Utterance) -> GuardDecision:
+    """What the API sends for `answer` (`chat_api.replies.guard`), with the bundle's seeded
+    approved answers standing for the operators' own."""
+    return decide(answer, student.manifest.approved_seeds.get(answer.intent), row.text)
+
+
+def _served_figures(
+    decisions: Sequence[GuardDecision], refs: Sequence[str | None]
+) -> dict[str, Any]:
+    answered = [(d.text, r) for d, r in zip(decisions, refs, strict=True) if d.source != "handoff"]
+    n = len(decisions)
+    return {
+        **_quality([t for t, _ in answered], [r for _, r in answered]),
+        "answered": len(answered),
+        "fallback_share": round(sum(d.source == "approved" for d in decisions) / n, 4),
+        "handoff_share": round(sum(d.source == "handoff" for d in decisions) / n, 4),
+        "guard_reasons": dict(
+            sorted(Counter(d.reason for d in decisions if d.reason is not None).items())
+        ),
+    }
+
+
+def teacher_side(
+    responder: Responder,
+    rows: Sequence[Utterance],
+    hyps: Sequence[str],
+    baseline: Sequence[str] | None,
+    refs: Sequence[str | None],
+    *,
+    max_new_tokens: int,
+    cache: TeacherCache,
+) -> dict[str, Any]:
+    """The responder's greedy replies to `rows` (no knowledge file: the prompt the run's teacher
+    had without one), scored beside the student's and the baseline's on the same rows."""
+    chats = [teacher_messages(None, r.turns()) for r in rows]
+    started = time.perf_counter()
+    replies, stats = greedy_replies(responder, chats, cache, max_new_tokens=max_new_tokens)
+    n = len(rows)
+    return {
+        "rows": n,
+        "teacher": _quality([rephrase_slots(t) for t in replies], refs[:n]),
+        "student": _quality(hyps[:n], refs[:n]),
+        "retrieval": _quality(baseline[:n], refs[:n]) if baseline is not None else None,
+        "teacher_id": responder.teacher_id,
+        "seconds": round(time.perf_counter() - started, 1),
+        "cache": stats.as_dict(),
+        "examples": [
+            {"prompt": r.text, "teacher": t} for r, t in list(zip(rows, replies, strict=True))[:3]
+        ],
+    }
+
+
 def evaluate_replies(
     bundle_dir: Path,
     rows: Sequence[Utterance],
@@ -88,8 +157,10 @@ def evaluate_replies(
     precision: Literal["auto", "fp32", "int8"] = "auto",
     decoding_overrides: Mapping[str, Any] | None = None,
     limit: int = 300,
+    teacher: tuple[Responder, int, TeacherCache] | None = None,
 ) -> dict[str, Any]:
-    """Serve every row through the bundle and score it (see the module docstring)."""
+    """Serve every row through the bundle and score it (see the module docstring). `teacher`:
+    (responder, how many of the rows it answers, its reply cache)."""
     chosen = spread(rows, limit)
     if not chosen:
         raise ValueError("the data has no rows to evaluate")
@@ -101,7 +172,8 @@ def evaluate_replies(
         answers.append(student.reply(row.turns()))
         times.append((time.perf_counter() - started) * 1000.0)
     hyps = [a.text for a in answers]
-    refs = [r.reply for r in chosen]
+    refs = [rephrase_slots(r.reply) if r.reply else None for r in chosen]
+    decisions = [served(student, a, r) for a, r in zip(answers, chosen, strict=True)]
     counts = degenerate_counts((a.text, a.finish_reason) for a in answers)
     report: dict[str, Any] = {
         "bundle": student.model_version,
@@ -117,6 +189,8 @@ def evaluate_replies(
             "latency_ms_median": round(statistics.median(times), 2),
             "latency_ms_p95": round(percentile(sorted(times), 0.95) or 0.0, 2),
         },
+        "served": _served_figures(decisions, refs),
+        "scored_as": "references and baseline with template slots rephrased as served",
     }
     baseline: list[str] | None = None
     if any(refs) or (train is not None and any(r.reply for r in train)):
@@ -126,12 +200,25 @@ def evaluate_replies(
             "index": "training file" if train is not None else "the evaluated rows, leave-one-out",
             "mean_words": round(statistics.fmean(len(words(b)) for b in baseline), 2),
         }
+    if teacher is not None:
+        responder, n, cache = teacher
+        report["same_rows_as_teacher"] = teacher_side(
+            responder,
+            chosen[: max(1, n)],
+            hyps,
+            baseline,
+            refs,
+            max_new_tokens=student.limit(None),
+            cache=cache,
+        )
     report["examples"] = [
         {
             "prompt": row.text,
-            "reference": row.reply,
+            "reference": refs[i],
             "student": answer.text,
             "intent": answer.intent,
+            "served": decisions[i].source,
+            "sent": decisions[i].text,  # what the customer reads, after the guard
             "retrieval": baseline[i] if baseline is not None else None,
         }
         for i, (row, answer) in enumerate(zip(chosen, answers, strict=True))

@@ -67,8 +67,10 @@ class ModelVersionRepository:
             select(ModelVersion).order_by(ModelVersion.created_at.desc())
         ).all()
 
-    def resolve_alias(self, alias: str = PRODUCTION) -> ModelVersion | None:
-        row = self.session.get(ModelAlias, alias)
+    def resolve_alias(self, alias: str = PRODUCTION, *, fresh: bool = False) -> ModelVersion | None:
+        """The version `alias` points at; `fresh` reads the row again from the database (what
+        another transaction committed since this session first read it)."""
+        row = self.session.get(ModelAlias, alias, populate_existing=fresh)
         if row is None:
             return None
         return self.session.get(ModelVersion, row.model_version_id)

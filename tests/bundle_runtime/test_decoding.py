@@ -3,6 +3,8 @@ settings are plain argmax."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -45,6 +47,32 @@ def test_the_penalty_lowers_tokens_already_said() -> None:
     assert next_tokens(row, [[1]], EOS, penalty).tolist() == [2]  # 2.0 / 1.2 < 1.8
     assert next_tokens(row, [[3]], EOS, penalty).tolist() == [1]  # unsaid 1 still wins
     assert np.array_equal(row, before)  # the caller's logits are not changed
+
+
+def test_the_window_limits_both_controls_to_recent_tokens() -> None:
+    # "5 6 7" was said 6 tokens ago: with a window of 4 it may be said again, and 5 and 6 are
+    # no longer penalised; within the window both controls still act.
+    history = [5, 6, 7, 1, 2, 3, 5, 6]
+    whole = Decoding(no_repeat_ngram=3, repetition_penalty=1.0, min_new_tokens=0)
+    windowed = Decoding(
+        no_repeat_ngram=3, repetition_penalty=1.0, min_new_tokens=0, repeat_window=4
+    )
+    assert next_tokens(logits_preferring(7, 4), [history], EOS, whole).tolist() == [4]
+    assert next_tokens(logits_preferring(7, 4), [history], EOS, windowed).tolist() == [7]
+    recent = [2, 3, 5, 6, 2, 3]  # "2 3 5" is inside the last 6 tokens: banned
+    small = Decoding(no_repeat_ngram=3, repetition_penalty=1.0, min_new_tokens=0, repeat_window=6)
+    assert next_tokens(logits_preferring(5, 4), [recent], EOS, small).tolist() == [4]
+    row = np.array([[-1.0, 2.0, 1.8, -3.0]], dtype=np.float32)
+    penalty = Decoding(no_repeat_ngram=0, repetition_penalty=1.2, min_new_tokens=0, repeat_window=2)
+    assert next_tokens(row, [[1, 3, 3]], EOS, penalty).tolist() == [1]  # 1 left the window
+    assert next_tokens(row, [[3, 1]], EOS, penalty).tolist() == [2]
+    # the minimum length counts the whole reply, not the window
+    minimum = Decoding(no_repeat_ngram=0, repetition_penalty=1.0, min_new_tokens=3, repeat_window=1)
+    assert next_tokens(logits_preferring(EOS, 3), [[4, 4]], EOS, minimum).tolist() == [3]
+    assert Decoding(repeat_window=16).with_overrides({}).repeat_window == 16
+    assert Decoding.greedy().is_greedy and replace(Decoding.greedy(), repeat_window=8).is_greedy
+    with pytest.raises(ValueError, match="repeat_window"):
+        Decoding(repeat_window=-1)
 
 
 def test_no_end_before_the_minimum_length() -> None:

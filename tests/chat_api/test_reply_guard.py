@@ -48,6 +48,11 @@ def test_the_decision() -> None:
         "0042",
         "9",
     }
+    # A step list numbers its steps: those numbers are no figures (a reply with more steps
+    # than the approved answer is not unfit for it), the figures inside the steps still are.
+    steps = "Follow these steps:\n1. Log in.\n2) Open Orders. 3. Pay 9.90 euros within 14 days."
+    assert figures(steps) == {"9.90", "14"}
+    assert unfit_reason(steps, "stop", 0.9, 0.5, approved="Pay 9.90 euros within 14 days.") is None
     sent = guard_reply(text="x x x", handoff_reason=None, unfit="degenerate_repeats", approved="A")
     assert (sent.text, sent.source, sent.reason, sent.handoff_reason) == (
         "A", "approved", "degenerate_repeats", None,
@@ -231,3 +236,22 @@ def test_an_approved_answer_from_a_reply_that_does_not_exist_is_a_404(
     )
     assert_error(response, 404, "not_found")
     assert ApprovedAnswerRepository(db).get("refund") is None
+
+
+def test_a_miscopied_identifier_becomes_the_customers_own() -> None:
+    from bundle_runtime.guard import copy_identifiers
+
+    reply = "Your purchase with the number 013842 is cancelled. Call 5550123 for help."
+    ask = "please cancel purchase 3707955617"
+    fixed = copy_identifiers(reply, ask, approved="Our line: 5550123.")
+    assert fixed == "Your purchase with the number 3707955617 is cancelled. Call 5550123 for help."
+    # Two numbers in the message, or none: no way to tell which is meant, nothing changes (and
+    # the figure check then stops the reply).
+    assert copy_identifiers(reply, "orders 3707955617 and 1234567") == reply
+    assert copy_identifiers(reply, "cancel my purchase") == reply
+    # Short figures and prices are not identifiers.
+    assert copy_identifiers("Pay 9.90 within 14 days.", ask) == "Pay 9.90 within 14 days."
+    assert (
+        unfit_reason(fixed, "stop", 0.9, 0.5, approved="Our line: 5550123.", customer_text=ask)
+        is None
+    )

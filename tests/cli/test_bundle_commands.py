@@ -161,8 +161,11 @@ def test_eval_replies_scores_the_served_replies_beside_retrieval(
         "no_repeat_ngram": 3,
         "repetition_penalty": 1.2,
         "min_new_tokens": 1,
+        "repeat_window": 0,
     }
     assert report["examples"][0]["student"] == "your order is on its way"
+    # what the guard sends: the toy student's right replies go out as written
+    assert report["served"]["fallback_share"] == 0.0 and report["served"]["chrf"] > 95
     # Without a training file the rows are their own index, each row left out of its own
     # search (found itself, every row would score 100; the toy prompts share few words, so
     # some nearest neighbours belong to other intents).

@@ -1,4 +1,4 @@
-"""Early stopping on a dev split, for stage 1 and the encoder teacher, on tiny real models.
+"""Early stopping on a dev split, for both stages and the encoder teacher, on tiny real models.
 
 The dev rows are the training contexts with every label moved to the next intent: the better
 the model learns the training labels, the worse it scores on them, so the dev figures stop
@@ -18,7 +18,9 @@ transformers = pytest.importorskip("transformers", reason="the teacher is a Bert
 
 
 from distill_worker.config import DistillConfig  # noqa: E402
-from distill_worker.data.examples import IntentExample  # noqa: E402
+from distill_worker.data.examples import IntentExample, ReplyExample  # noqa: E402
+from distill_worker.data.reply_dev import reply_dev  # noqa: E402
+from distill_worker.stages.decoder_stage import DecoderStage  # noqa: E402
 from distill_worker.stages.early_stopping import EarlyStopping  # noqa: E402
 from distill_worker.stages.encoder_stage import EncoderStage  # noqa: E402
 from distill_worker.teacher.encoder import EncoderTeacher  # noqa: E402
@@ -26,6 +28,7 @@ from tests.fixtures.tiny_student import (  # noqa: E402
     CONFIG,
     FEATURES,
     intent_examples,
+    reply_examples,
     run_encoder,
     same_state,
     tiny_student,
@@ -182,3 +185,90 @@ def test_a_checkpoint_from_before_early_stopping_still_resumes(tmp_path: Path) -
     meta_path.write_text(json.dumps(meta))
     _, metrics = stage1(tmp_path, FAST, dev)
     assert metrics["resumed_from"] == 2 and metrics["stop_reason"] == "early_stop"
+
+
+# ---------------------------------------------------------------------------------- stage 2
+
+# 3 steps an epoch (24 replies, batches of 8); the decoder learns its replies within an epoch.
+FAST2 = replace(CONFIG, stage2_epochs=6, stage2_lr=3e-3, stage2_batch_size=8)
+
+
+def wrong_replies(examples: list[ReplyExample]) -> list[ReplyExample]:
+    """Each context with a reply of tokens no training reply has: the better the decoder
+    learns its training replies, the worse these score."""
+    return [replace(e, reply_ids=[40 + i % 5, 41 + i % 5, 45]) for i, e in enumerate(examples)]
+
+
+def stage2(
+    tmp: Path, config: DistillConfig, dev: list[ReplyExample], max_steps: int | None = None
+) -> tuple[DecoderStage, dict[str, object]]:
+    stage = DecoderStage(
+        tiny_student(), config, reply_examples(), tmp / "s2.jsonl", tmp / "ck2", dev=dev
+    )
+    stage.setup()
+    metrics = stage.train(max_steps=max_steps)
+    stage.cleanup()
+    return stage, metrics
+
+
+def decoder_state(stage: DecoderStage) -> dict[str, torch.Tensor]:
+    return {
+        k: v
+        for k, v in stage.student.state_dict().items()
+        if k.startswith(("decoder.", "reward_head."))
+    }
+
+
+def test_stage2_stops_when_the_dev_reply_loss_stops_falling_and_keeps_the_best_epoch(
+    tmp_path: Path,
+) -> None:
+    dev = wrong_replies(reply_examples())
+    stage, metrics = stage2(tmp_path / "es", FAST2, dev)
+    assert metrics["stop_reason"] == "early_stop" and metrics["dev_replies"] == len(dev)
+    early = metrics["early_stopping"]
+    assert isinstance(early, dict) and "best_dev_accuracy" not in early
+    best = early["best_epoch"]
+    assert metrics["epochs_run"] == best + FAST2.stage2_patience < 6
+    losses = [h["dev_loss"] for h in early["dev_history"]]
+    assert early["best_dev_loss"] == min(losses) == losses[best - 1]
+    assert early["kept"] == f"epoch {best}"
+    # The kept weights are the best epoch's: the same run stopped after its 3 * best steps.
+    first, _ = stage2(tmp_path / "one", FAST2, [], max_steps=3 * best)
+    assert same_state(decoder_state(stage), decoder_state(first))
+    assert stage.dev_loss() == pytest.approx(losses[best - 1], abs=1e-5)
+
+
+def test_stage2_with_honest_dev_replies_trains_on_and_the_loss_falls(tmp_path: Path) -> None:
+    dev = [e for e in reply_examples() if e.weight > 0]
+    _, metrics = stage2(tmp_path, replace(FAST2, stage2_epochs=3), dev)
+    assert metrics["completed"] and metrics["epochs_run"] == 3
+    losses = [h["dev_loss"] for h in metrics["early_stopping"]["dev_history"]]
+    assert losses[-1] < losses[0]
+
+
+def test_a_resumed_stage2_stops_where_the_uninterrupted_one_did(tmp_path: Path) -> None:
+    config = replace(FAST2, checkpoint_every=2)
+    dev = wrong_replies(reply_examples())
+    full, full_metrics = stage2(tmp_path / "a", config, dev)
+    _, part = stage2(tmp_path / "b", config, dev, max_steps=4)  # mid epoch 2
+    assert part["stop_reason"] == "max_steps" and "early_stopping" not in part
+    resumed, metrics = stage2(tmp_path / "b", config, dev)
+    assert metrics["resumed_from"] == 4 and metrics["stop_reason"] == "early_stop"
+    assert metrics["early_stopping"] == full_metrics["early_stopping"]
+    assert same_state(decoder_state(full), decoder_state(resumed))
+
+
+def test_held_out_replies_come_from_calibration_else_a_seeded_tenth_of_training() -> None:
+    train = reply_examples(60)
+    cal = reply_examples(10)
+    chosen = reply_dev(train, cal, seed=0)
+    assert chosen.where == "calibration" and chosen.train == train
+    assert chosen.dev == [e for e in cal if e.weight > 0]
+    aside = reply_dev(train, cal[:3], seed=0)  # too few calibration replies
+    assert aside.where == "set_aside" and len(aside.dev) == 8  # max(MIN_DEV, 10% of 60)
+    assert len(aside.train) + len(aside.dev) == len(train)
+    assert all(e in train and e not in aside.train for e in aside.dev)
+    assert reply_dev(train, [], seed=0).dev == aside.dev  # the seed decides, nothing else
+    assert reply_dev(train, [], seed=1).dev != aside.dev
+    tiny = reply_dev(reply_examples(20), [], seed=0)
+    assert tiny.where == "none" and not tiny.dev and len(tiny.train) == 20

@@ -203,3 +203,33 @@ def test_the_window_is_the_last_n_rated_replies() -> None:
     assert fired.fired == ["positive_rate"] and fired.armed["positive_rate"] is False
     held = assess(figures(8, 2), rules, fired.armed)  # 0.8 == rearm_at: recovered
     assert held.armed["positive_rate"] is True and "intent_accuracy" in held.insufficient
+
+
+def test_a_version_promoted_during_the_tick_opens_no_run_for_the_old_one(db: Session) -> None:
+    from sqlalchemy import update
+
+    from feedback.models import ModelAlias
+
+    now = utcnow()
+    serve(db, "mv-1")
+    replies(db, "mv-1", up=0, down=12, at=now - dt.timedelta(minutes=5))
+    repo = ModelVersionRepository(db)
+    repo.register(version_id="mv-2", bundle_uri="/b/mv-2", checksum="0" * 64)
+    # A run promotes mv-2 and finishes while the tick looks: the row changes in the database,
+    # the tick's first read (this session's copy, held here) still says mv-1.
+    held = db.get(ModelAlias, PRODUCTION)
+    assert held is not None and held.model_version_id == "mv-1"
+    db.execute(
+        update(ModelAlias)
+        .where(ModelAlias.alias == PRODUCTION)
+        .values(model_version_id="mv-2")
+        .execution_options(synchronize_session=False)
+    )
+    result = tick(db, SETTINGS, config_of, now=now)
+    [row] = [e for e in result.evaluations if e.is_production]
+    assert result.opened is None and db.scalars(select(DistillRun)).all() == []
+    assert row.model_version == "mv-1" and row.decision == "run_active"
+    assert "production moved to mv-2 during this tick" in row.reason
+    assert row.armed["positive_rate"] is True  # it fires again once it can
+    assert repo.resolve_alias(PRODUCTION, fresh=True).id == "mv-2"  # type: ignore[union-attr]
+    assert held.model_version_id == "mv-2"
