@@ -6,8 +6,12 @@ Stage 2 stops when the student's cross-entropy on replies it does not train on s
     calibration   the reference replies of the run's calibration rows (the held-out half that
                   tunes, never the half the run reports on), when there are at least MIN_DEV
     set_aside     else a tenth (MIN_DEV to MAX_DEV) of the stage-2 replies, chosen with the
-                  run's seed and removed from training, when there are at least 5 x MIN_DEV
-    none          else no early stopping: stage 2 runs its epochs (a tiny data set)
+                  run's seed and removed from training, when there are at least 10 x MIN_DEV
+    none          else no early stopping: stage 2 runs its epochs (a small data set)
+
+Fewer than MIN_DEV replies make a loss too noisy to stop on: on the quickstart's demo corpus,
+8 calibration replies stopped stage 2 after 7 of its 60 epochs, and the demo bot's express
+shipping answer lost its price ("Express delivery takes within 1 to show it.").
 
 Only replies that teach the decoder count (weight > 0: references, teacher replies, rated and
 corrected replies); the reward head's negatives stay in training.
@@ -21,7 +25,7 @@ from dataclasses import dataclass, field
 
 from distill_worker.data.examples import ReplyExample
 
-MIN_DEV = 8
+MIN_DEV = 32
 MAX_DEV = 200
 SET_ASIDE = 0.1
 
@@ -41,7 +45,7 @@ def reply_dev(
     if len(held_out) >= MIN_DEV:
         return ReplyDev(list(train), held_out[:MAX_DEV], "calibration")
     teaching = [i for i, e in enumerate(train) if e.weight > 0]
-    if len(teaching) < 5 * MIN_DEV:
+    if len(teaching) < 10 * MIN_DEV:
         return ReplyDev(list(train))
     n = min(MAX_DEV, max(MIN_DEV, round(SET_ASIDE * len(teaching))))
     chosen = set(random.Random(seed).sample(teaching, n))

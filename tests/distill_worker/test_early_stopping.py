@@ -259,16 +259,16 @@ def test_a_resumed_stage2_stops_where_the_uninterrupted_one_did(tmp_path: Path) 
 
 
 def test_held_out_replies_come_from_calibration_else_a_seeded_tenth_of_training() -> None:
-    train = reply_examples(60)
-    cal = reply_examples(10)
+    train = reply_examples(400)
+    cal = reply_examples(40)
     chosen = reply_dev(train, cal, seed=0)
     assert chosen.where == "calibration" and chosen.train == train
     assert chosen.dev == [e for e in cal if e.weight > 0]
-    aside = reply_dev(train, cal[:3], seed=0)  # too few calibration replies
-    assert aside.where == "set_aside" and len(aside.dev) == 8  # max(MIN_DEV, 10% of 60)
+    aside = reply_dev(train, cal[:31], seed=0)  # too few calibration replies to stop on
+    assert aside.where == "set_aside" and len(aside.dev) == 40  # 10% of 400 (at least 32)
     assert len(aside.train) + len(aside.dev) == len(train)
     assert all(e in train and e not in aside.train for e in aside.dev)
     assert reply_dev(train, [], seed=0).dev == aside.dev  # the seed decides, nothing else
     assert reply_dev(train, [], seed=1).dev != aside.dev
-    tiny = reply_dev(reply_examples(20), [], seed=0)
-    assert tiny.where == "none" and not tiny.dev and len(tiny.train) == 20
+    small = reply_dev(reply_examples(319), cal[:8], seed=0)  # the quickstart's case
+    assert small.where == "none" and not small.dev and len(small.train) == 319
