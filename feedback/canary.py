@@ -26,9 +26,10 @@ from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
+from feedback.loop_settings import CanarySettings
 from feedback.monitor import WindowMetrics, window_metrics
 from feedback.repositories.model_versions import CANARY, PRODUCTION, ModelVersionRepository
-from feedback.settings import CanarySettings, Settings
+from feedback.settings import Settings
 
 Action = Literal["none", "wait", "keep", "rollback", "promote"]
 

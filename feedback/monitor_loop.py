@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from feedback.loop_settings import MonitorSettings
 from feedback.models import DistillRun, MonitorDecision, MonitorEvaluation, RunTrigger, utcnow
 from feedback.monitor import window_metrics
 from feedback.monitor_gauges import MonitorGauges
@@ -24,7 +25,6 @@ from feedback.monitor_rules import Assessment, Rule, assess, rules_from
 from feedback.repositories.model_versions import PRODUCTION, ModelVersionRepository
 from feedback.repositories.monitor import MonitorRepository
 from feedback.repositories.runs import RunRepository
-from feedback.settings import MonitorSettings
 
 RunConfig = Callable[[RunTrigger], dict[str, Any]]
 MAX_OBSERVED_VERSIONS = 5

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from feedback.loop_settings import MonitorSettings
 from feedback.monitor import WindowMetrics
-from feedback.settings import MonitorSettings
 
 Kind = Literal["min", "max"]
 Family = Literal["accuracy", "latency"]

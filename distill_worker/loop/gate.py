@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from feedback.settings import GateSettings
+from feedback.loop_settings import GateSettings
 
 
 @dataclass(frozen=True)

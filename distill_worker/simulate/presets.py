@@ -55,7 +55,7 @@ def stack_settings(student: str) -> dict[str, str]:
 
 def monitor_thresholds(values: dict[str, str]) -> tuple[float, float]:
     """(accuracy threshold, p95 latency threshold in ms) the started stack runs with."""
-    from feedback.settings import MonitorSettings
+    from feedback.loop_settings import MonitorSettings
 
     monitor = {
         key.removeprefix("MONITOR__").lower(): value

@@ -173,7 +173,7 @@ def test_the_worker_runs_on_gpu_nodes() -> None:
     container = pod["containers"][0]
     gpus = container["resources"]["limits"]["nvidia.com/gpu"]
     env = {e["name"]: e.get("value") for e in container["env"]}
-    from feedback.settings import WorkerSettings
+    from feedback.loop_settings import WorkerSettings
 
     settings = WorkerSettings(
         device=env["CHATDISTILL_WORKER__DEVICE"],

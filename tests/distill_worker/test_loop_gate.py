@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from distill_worker.loop.gate import judge
-from feedback.settings import GateSettings
+from feedback.loop_settings import GateSettings
 
 GATE = GateSettings(
     intent_accuracy_margin=0.01,

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from feedback.loop_settings import MonitorSettings
 from feedback.models import (
     Conversation,
     DistillRun,
@@ -28,7 +29,6 @@ from feedback.monitor_loop import tick
 from feedback.monitor_rules import assess, rules_from
 from feedback.repositories.model_versions import PRODUCTION, ModelVersionRepository
 from feedback.repositories.runs import RunRepository
-from feedback.settings import MonitorSettings
 
 SETTINGS = MonitorSettings(
     min_samples=10,
