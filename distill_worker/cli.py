@@ -206,6 +206,13 @@ def teacher_finetune(
     help=_HELP["reply_budget"],
 )
 @click.option(
+    "--replies-per-intent",
+    type=int,
+    default=default_of("replies_per_intent"),
+    show_default=True,
+    help=_HELP["replies_per_intent"],
+)
+@click.option(
     "--eval-replies",
     type=int,
     default=default_of("eval_replies"),
@@ -270,6 +277,7 @@ def distill(
     split: str,
     work_dir: Path | None,
     reply_budget: int,
+    replies_per_intent: int,
     eval_replies: int,
     teacher_epochs: int,
     config_file: Path | None,
@@ -288,6 +296,7 @@ def distill(
     knobs = {
         "split": split,
         "reply_budget": reply_budget,
+        "replies_per_intent": replies_per_intent,
         "eval_replies": eval_replies,
         "teacher_epochs": teacher_epochs,
         "int8": int8,

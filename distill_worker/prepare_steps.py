@@ -26,11 +26,13 @@ from distill_worker.config import DistillConfig
 from distill_worker.data.augment import adversarial_variants_by_kind
 from distill_worker.data.best_of_n import selector_for
 from distill_worker.data.building import (
+    ReplyQuota,
     SourceTokenizer,
     intents_with_references,
     reply_examples,
     sample_prompts,
     stratified_split,
+    wanted_prompts,
 )
 from distill_worker.data.demo_corpus import OOS, demo_knowledge_path, demo_utterances
 from distill_worker.data.examples import ReplyExample
@@ -103,7 +105,7 @@ def resolve_reply_tokens(req: DistillRequest, data: RunData, log: Log) -> Distil
     if req.config.distill.max_reply_tokens:
         return req
     tokenizer = Tokenizer.from_file(str(req.responder_dir / "tokenizer.json"))
-    ceiling = StudentConfig(n_intents=1).dec_max_positions - 1
+    ceiling = StudentConfig.dec_max_positions - 1  # the default student's decoder positions
     tokens, how = reply_tokens_from_data(
         data.train, lambda text: tokenizer.encode(text, add_special_tokens=False).ids, ceiling
     )
@@ -170,11 +172,18 @@ def prepare_student(
     covered = intents_with_references(data.train, cfg.teacher_skip_references)
     askable = [r for r in data.train if r.intent not in covered]
     budget = req.config.reply_budget
-    prompts = sample_prompts(askable, budget, cfg.seed)
-    bounded = len(prompts) < len({r.text.lower() for r in askable})
+    quota = ReplyQuota(req.config.replies_per_intent, req.config.reply_share)
+    prompts = sample_prompts(askable, budget, cfg.seed, quota)
+    wanted = wanted_prompts(askable, cfg.seed, quota)
+    bounded = len(prompts) < wanted
     log(
         f"[3/7] teacher replies: {len(prompts)} prompts"
-        + (f" (bounded by --reply-budget {budget})" if bounded else "")
+        + (
+            f" ({quota.share:.0%} of each intent's, at least {quota.floor})"
+            if askable and budget
+            else ""
+        )
+        + (f"; bounded by --reply-budget {budget} (the quotas ask for {wanted})" if bounded else "")
         + (
             f"; {len(covered)} intents answered by their own reference replies "
             f"(>= {cfg.teacher_skip_references} each) are not sent to the teacher"
@@ -260,6 +269,7 @@ def prepare_student(
         student=student,
         prompts=len(prompts),
         bounded=bounded,
+        wanted=wanted,
         cache_stats=cache_stats,
         best_of_n=best_report,
     )

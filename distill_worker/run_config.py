@@ -33,7 +33,24 @@ class RunConfig(BaseModel):
     )
     split: str = Field(default="train", min_length=1, description="Split of a CLINC150 JSON.")
     reply_budget: int = Field(
-        default=200, ge=0, description="Teacher replies for stage 2 (the slow part on a CPU)."
+        default=1000,
+        ge=0,
+        description="The most teacher replies for stage 2 in one run, a ceiling on its cost (the "
+        "slow part on a CPU); 0: no teacher. Under it, each intent gets its quota: "
+        "`reply_share` of its prompts, at least `replies_per_intent`.",
+    )
+    replies_per_intent: int = Field(
+        default=4,
+        ge=0,
+        description="Teacher replies per intent at least (when the intent has that many prompts).",
+    )
+    reply_share: float = Field(
+        default=0.03,
+        ge=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+        description="Share of each intent's distinct prompts sent to the teacher (above the "
+        "floor).",
     )
     eval_replies: int = Field(
         default=24, ge=0, description="Extra teacher replies on held-out prompts (reply quality)."

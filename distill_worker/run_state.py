@@ -74,6 +74,7 @@ class RunState:
     student: Student
     prompts: int  # teacher prompts asked for replies
     bounded: bool  # whether reply_budget cut the prompts
+    wanted: int  # the prompts the per-intent quotas asked for
     cache_stats: CacheStats
     best_of_n: BestOfNReport
     metrics: dict[str, Any] = field(default_factory=dict)  # the bundle's manifest metrics

@@ -121,7 +121,14 @@ def evaluate(req: DistillRequest, state: RunState, log: Log) -> None:
     data, metrics = state.data, state.metrics
     metrics |= evaluate_run(state, req.config, cache=req.teacher_cache, work_dir=req.work_dir)
     metrics |= state.stage_metrics  # stage1, stage2
-    metrics["reply_budget"] = {"prompts": state.prompts, "bounded": state.bounded}
+    metrics["reply_budget"] = {
+        "prompts": state.prompts,
+        "bounded": state.bounded,
+        "wanted": state.wanted,
+        "ceiling": req.config.reply_budget,
+        "per_intent_floor": req.config.replies_per_intent,
+        "per_intent_share": req.config.reply_share,
+    }
     metrics["teacher_cache"] = state.cache_stats.as_dict()
     metrics["best_of_n"] = state.best_of_n.as_dict()
     metrics["train_rows"], metrics["dev_rows"] = len(data.train), len(data.dev)

@@ -5,8 +5,9 @@
   text, the encoder teacher's WordPiece tokenizer, truncated from the left so the newest turn
   survives ([CLS] + last tokens + [SEP]), exactly as the serving runtime does.
 * `intent_examples` attaches the encoder teacher's features and logits (stage 1).
-* `sample_prompts` picks a bounded, intent-stratified sample of prompts for the responder (its
-  replies come through the teacher cache: `labelling.py`, `best_of_n.py`).
+* `sample_prompts` picks an intent-stratified sample of prompts for the responder, a `ReplyQuota`
+  per intent under a total budget (its replies come through the teacher cache: `labelling.py`,
+  `best_of_n.py`).
 * `reply_examples` turns the teacher replies (with their top-k token logprobs), references,
   ratings and corrections into stage-2 examples, with contrastive negatives (a reply written for
   another intent) as reward-head labels.
@@ -14,6 +15,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -23,13 +25,13 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 
+from bundle_runtime.source import format_source
 from distill_worker.data.examples import IntentExample, ReplyExample
 from distill_worker.data.loaders import Utterance
 from distill_worker.data.snapshots.records import example_key
 from distill_worker.data.snapshots.split import sample_priority
 from distill_worker.teacher.encoder import EncoderTeacher
 from distill_worker.teacher.grounding import Knowledge, build_messages
-from bundle_runtime.source import format_source
 
 GENERIC_SYSTEM = (
     "You are a helpful customer-service agent. Answer in at most 2-3 short sentences. If you "
@@ -127,12 +129,44 @@ def intents_with_references(rows: Sequence[Utterance], enough: int) -> set[str]:
     return {intent for intent, n in counts.items() if n >= enough}
 
 
-def sample_prompts(rows: Sequence[Utterance], budget: int, seed: int) -> list[Utterance]:
-    """Up to `budget` rows, spread evenly over intents (round robin), distinct texts.
+@dataclass(frozen=True)
+class ReplyQuota:
+    """How many of an intent's distinct prompts go to the teacher: a share of them, never fewer
+    than `floor` (when the intent has that many). The total then grows with the data and every
+    intent, however small, gets some replies to learn from."""
+
+    floor: int
+    share: float
+
+    def of(self, available: int) -> int:
+        return min(available, max(self.floor, math.ceil(self.share * available)))
+
+
+def sample_prompts(
+    rows: Sequence[Utterance], budget: int, seed: int, quota: ReplyQuota | None = None
+) -> list[Utterance]:
+    """Up to `budget` rows, spread evenly over intents (round robin), distinct texts; with a
+    `quota`, at most `quota.of(n)` of an intent's n distinct texts (without one, all of them).
 
     Within an intent, rows are taken in `sample_priority` order, the order snapshots draw their
     replay sample in: the prompts an earlier run asked the teacher about are the first ones of
     its replay, so an incremental run finds their replies in the teacher cache."""
+    queues = [q[len(q) - quota.of(len(q)) :] if quota else q for q in _prompt_queues(rows, seed)]
+    chosen: list[Utterance] = []
+    while len(chosen) < budget and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < budget:
+                chosen.append(queue.pop())
+    return chosen
+
+
+def wanted_prompts(rows: Sequence[Utterance], seed: int, quota: ReplyQuota | None) -> int:
+    """How many prompts `sample_prompts` would take with no budget."""
+    return len(sample_prompts(rows, len(rows), seed, quota))
+
+
+def _prompt_queues(rows: Sequence[Utterance], seed: int) -> list[list[Utterance]]:
+    """Per intent (sorted), its distinct texts with the highest priority last (pop() first)."""
     by_intent: dict[str | None, list[Utterance]] = defaultdict(list)
     seen: set[str] = set()
     for row in rows:
@@ -140,16 +174,11 @@ def sample_prompts(rows: Sequence[Utterance], budget: int, seed: int) -> list[Ut
             seen.add(row.text.lower())
             by_intent[row.intent].append(row)
     queues = [by_intent[k] for k in sorted(by_intent, key=lambda x: x or "")]
-    for queue in queues:  # highest priority last: pop() takes it first
+    for queue in queues:
         queue.sort(
             key=lambda r: sample_priority(example_key(r.text, r.context), seed), reverse=True
         )
-    chosen: list[Utterance] = []
-    while len(chosen) < budget and any(queues):
-        for queue in queues:
-            if queue and len(chosen) < budget:
-                chosen.append(queue.pop())
-    return chosen
+    return queues
 
 
 @dataclass(frozen=True)

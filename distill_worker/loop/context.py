@@ -50,6 +50,7 @@ class LoopContext:
             distill.update(worker.compression)
         knobs: dict[str, Any] = {
             "reply_budget": worker.reply_budget,
+            "replies_per_intent": worker.replies_per_intent,
             "teacher_epochs": worker.teacher_epochs,
             "int8": True if trigger is RunTrigger.LATENCY else worker.int8,
         }

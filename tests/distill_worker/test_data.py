@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from bundle_runtime.vocab import build_decoder_vocab
-from distill_worker.data.building import sample_prompts, stratified_split
+from distill_worker.data.building import (
+    ReplyQuota,
+    sample_prompts,
+    stratified_split,
+    wanted_prompts,
+)
 from distill_worker.data.demo_corpus import OOS, demo_intents, demo_knowledge_path, demo_utterances
 from distill_worker.data.loaders import DataError, Utterance, load_utterances
 from distill_worker.teacher.grounding import load_knowledge
@@ -111,6 +116,22 @@ def test_sample_prompts_round_robin_over_intents() -> None:
     chosen = sample_prompts(rows, 6, seed=0)
     assert Counter(r.intent for r in chosen) == {"a": 3, "b": 3}
     assert len({r.text for r in chosen}) == 6
+
+
+def test_reply_quota_is_a_share_of_each_intent_with_a_floor() -> None:
+    quota = ReplyQuota(floor=4, share=0.05)
+    assert [quota.of(n) for n in (0, 2, 4, 10, 80, 81, 200)] == [0, 2, 4, 4, 4, 5, 10]
+    # a large intent and a small one: the large one gets its share, the small one the floor
+    rows = [Utterance(text=f"big {i}", intent="big") for i in range(200)]
+    rows += [Utterance(text=f"small {i}", intent="small") for i in range(6)]
+    chosen = sample_prompts(rows, 1000, seed=0, quota=quota)
+    assert Counter(r.intent for r in chosen) == {"big": 10, "small": 4}
+    assert wanted_prompts(rows, 0, quota) == 14
+    # the budget is a ceiling: round robin under it, still within each quota
+    capped = sample_prompts(rows, 6, seed=0, quota=quota)
+    assert Counter(r.intent for r in capped) == {"big": 3, "small": 3}
+    # one priority order: what a lower ceiling takes is what a higher one takes first
+    assert {r.text for r in capped} < {r.text for r in chosen}
 
 
 def test_decoder_vocab_keeps_specials_replies_and_teacher_alternatives() -> None:

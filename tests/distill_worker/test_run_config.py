@@ -57,6 +57,7 @@ def test_the_worker_settings_build_the_run_config() -> None:
     settings = Settings(
         worker={
             "reply_budget": 6,
+            "replies_per_intent": 2,
             "teacher_epochs": 1,
             "int8": False,
             "distill": {"seed": 2},
@@ -67,6 +68,7 @@ def test_the_worker_settings_build_the_run_config() -> None:
     ctx = LoopContext(settings)
     manual = ctx.run_settings(RunTrigger.MANUAL)
     assert (manual.reply_budget, manual.teacher_epochs, manual.eval_replies) == (6, 1, 4)
+    assert manual.replies_per_intent == 2
     assert manual.int8 is False and manual.distill == DistillConfig(seed=2)
     latency = ctx.run_settings(RunTrigger.LATENCY)
     assert latency.int8 is True and latency.distill == DistillConfig(seed=2, enc_layers=1)
@@ -106,6 +108,11 @@ def test_the_distill_command_builds_one_run_config(
 
     result = runner.invoke(cli.distill, ["--out", str(tmp_path / "b"), "--reply-budget", "-2"])
     assert result.exit_code == 2 and "reply_budget" in result.output
+
+    args = ["--out", str(tmp_path / "b"), "--replies-per-intent", "2", "--reply-budget", "50"]
+    result = runner.invoke(cli.distill, args)
+    assert result.exit_code == 0, result.output
+    assert seen.pop() == RunConfig(replies_per_intent=2, reply_budget=50)
 
 
 def test_a_config_file_with_run_knobs_is_read_whole_and_checked(
