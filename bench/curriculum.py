@@ -35,8 +35,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.intent_data import DATA  # noqa: E402
 from bench.intent_students import student_metrics  # noqa: E402
-from bench.intents import DATA, teacher_metrics, teacher_model  # noqa: E402
+from bench.intent_teacher import teacher_metrics, teacher_model  # noqa: E402
 from distill_worker.config import DistillConfig  # noqa: E402
 from distill_worker.data.building import SourceTokenizer, intent_examples  # noqa: E402
 from distill_worker.data.curriculum import assign_tiers, difficulty  # noqa: E402
@@ -208,7 +209,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.tiers < 2 or args.short_epochs < 1 or args.epochs <= args.short_epochs:
         raise SystemExit("need --tiers >= 2 and 1 <= --short-epochs < --epochs")
-    # what bench.intents.teacher_model reads from its namespace
+    # what bench.intent_teacher.teacher_model reads from its namespace
     args.teacher, args.seed = "minilm", args.data_seed
 
     rows = load_utterances(DATA / "banking77" / "train.csv")
