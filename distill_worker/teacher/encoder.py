@@ -266,7 +266,10 @@ class EncoderTeacher:
         "time_limit"), seconds."""
         if len(texts) != len(labels) or not texts:
             raise ValueError("finetune needs as many labels as texts, and at least one")
-        self._grow_head(labels)
+        gpus = [self.device] if self.device.type == "cuda" else []  # their RNG is forked too
+        with torch.random.fork_rng(devices=gpus):  # new head rows from `seed`, not the caller's
+            torch.manual_seed(seed)
+            self._grow_head(labels)
         assert self.head is not None
         index = {name: i for i, name in enumerate(self.labels)}
         targets = torch.tensor([index[x] for x in labels])
@@ -286,7 +289,6 @@ class EncoderTeacher:
         started, stop = time.monotonic(), "epochs"
         lengths = torch.tensor([len(e.ids) for e in self.tokenizer.encode_batch(texts)])
         scaler = self.precision.grad_scaler()
-        gpus = [self.device] if self.device.type == "cuda" else []  # their RNG is forked too
         self.backbone.train()
         with torch_threads(self.threads), torch.random.fork_rng(devices=gpus):
             torch.manual_seed(seed)

@@ -169,6 +169,17 @@ def banking77_rows(intents: int, per_intent: int) -> tuple[list[str], list[str]]
     return texts, labels
 
 
+def test_finetune_depends_on_its_seed_not_on_the_callers_random_state() -> None:
+    texts, labels = banking77_rows(intents=3, per_intent=4)
+    runs = []
+    for draws in (0, 5):  # the caller used the global generator a different number of times
+        torch.rand(draws)
+        teacher = load_encoder(locate_minilm())
+        teacher.finetune(texts, labels, epochs=1, seed=3)
+        runs.append(teacher.intent_logits(texts))
+    assert torch.equal(runs[0], runs[1])
+
+
 def test_finetune_learns_banking77_intents(tmp_path: Path) -> None:
     texts, labels = banking77_rows(intents=10, per_intent=30)
     teacher = load_encoder(locate_minilm())
