@@ -43,6 +43,7 @@ from distill_worker.data.reply_length import reply_tokens_from_data
 from distill_worker.data.run_teachers import cached_replies, encoder_teacher
 from distill_worker.data.snapshots import load_snapshot
 from distill_worker.model.student import Student, StudentConfig
+from distill_worker.run_config import RunConfig
 from distill_worker.run_request import DistillRequest
 from distill_worker.run_state import RunData, RunState
 from distill_worker.stages.structural import init_student_encoder_from_teacher
@@ -119,6 +120,22 @@ def resolve_reply_tokens(req: DistillRequest, data: RunData, log: Log) -> Distil
     return replace(req, config=req.config.with_changes(distill={"max_reply_tokens": tokens}))
 
 
+def teacher_prompts(
+    askable: list[Utterance], config: RunConfig, seed: int
+) -> tuple[list[Utterance], int, str]:
+    """(the prompts the responder answers for stage 2, what the per-intent quotas ask for, how
+    they were chosen, for the log): each intent's quota, under the `reply_budget` ceiling."""
+    quota = ReplyQuota(config.replies_per_intent, config.reply_share)
+    wanted = wanted_prompts(askable, seed, quota)
+    if not config.reply_budget:
+        return [], wanted, " (--reply-budget 0: the teacher writes none)"
+    prompts = sample_prompts(askable, config.reply_budget, seed, quota)
+    how = f" ({quota.share:.0%} of each intent's, at least {quota.floor})" if askable else ""
+    if len(prompts) < wanted:
+        how += f"; cut by --reply-budget {config.reply_budget} from the quotas' {wanted}"
+    return prompts, wanted, how
+
+
 def fit_encoder_teacher(
     req: DistillRequest, data: RunData, log: Log, device: torch.device | None = None
 ) -> tuple[EncoderTeacher, SourceTokenizer]:
@@ -171,19 +188,9 @@ def prepare_student(
 
     covered = intents_with_references(data.train, cfg.teacher_skip_references)
     askable = [r for r in data.train if r.intent not in covered]
-    budget = req.config.reply_budget
-    quota = ReplyQuota(req.config.replies_per_intent, req.config.reply_share)
-    prompts = sample_prompts(askable, budget, cfg.seed, quota)
-    wanted = wanted_prompts(askable, cfg.seed, quota)
-    bounded = len(prompts) < wanted
+    prompts, wanted, how = teacher_prompts(askable, req.config, cfg.seed)
     log(
-        f"[3/7] teacher replies: {len(prompts)} prompts"
-        + (
-            f" ({quota.share:.0%} of each intent's, at least {quota.floor})"
-            if askable and budget
-            else ""
-        )
-        + (f"; bounded by --reply-budget {budget} (the quotas ask for {wanted})" if bounded else "")
+        f"[3/7] teacher replies: {len(prompts)} prompts{how}"
         + (
             f"; {len(covered)} intents answered by their own reference replies "
             f"(>= {cfg.teacher_skip_references} each) are not sent to the teacher"
@@ -268,7 +275,7 @@ def prepare_student(
         stage2_dev_source=split.where,
         student=student,
         prompts=len(prompts),
-        bounded=bounded,
+        bounded=bool(req.config.reply_budget) and len(prompts) < wanted,
         wanted=wanted,
         cache_stats=cache_stats,
         best_of_n=best_report,

@@ -18,6 +18,8 @@ from distill_worker.data.building import (
 )
 from distill_worker.data.demo_corpus import OOS, demo_intents, demo_knowledge_path, demo_utterances
 from distill_worker.data.loaders import DataError, Utterance, load_utterances
+from distill_worker.prepare_steps import teacher_prompts
+from distill_worker.run_config import RunConfig
 from distill_worker.teacher.grounding import load_knowledge
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -132,6 +134,18 @@ def test_reply_quota_is_a_share_of_each_intent_with_a_floor() -> None:
     assert Counter(r.intent for r in capped) == {"big": 3, "small": 3}
     # one priority order: what a lower ceiling takes is what a higher one takes first
     assert {r.text for r in capped} < {r.text for r in chosen}
+
+
+def test_the_run_asks_each_intent_its_quota_under_the_ceiling() -> None:
+    rows = [Utterance(text=f"{k} {i}", intent=k) for k in ("a", "b", "c") for i in range(50)]
+    prompts, wanted, how = teacher_prompts(rows, RunConfig(), seed=0)
+    assert len(prompts) == wanted == 12 and "at least 4" in how  # 3% of 50 is under the floor
+    prompts, wanted, how = teacher_prompts(rows, RunConfig(reply_share=0.1), seed=0)
+    assert len(prompts) == wanted == 15
+    prompts, wanted, how = teacher_prompts(rows, RunConfig(reply_budget=7), seed=0)
+    assert len(prompts) == 7 and wanted == 12 and "cut by --reply-budget 7" in how
+    prompts, wanted, how = teacher_prompts(rows, RunConfig(reply_budget=0), seed=0)
+    assert prompts == [] and "the teacher writes none" in how
 
 
 def test_decoder_vocab_keeps_specials_replies_and_teacher_alternatives() -> None:

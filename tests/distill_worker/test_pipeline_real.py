@@ -73,7 +73,7 @@ def test_distil_export_serve_and_resume(responder_dir: Path, tmp_path: Path) -> 
     # 6 teacher replies are too few to hold some out: stage 2 runs its epochs, and says so.
     assert metrics["stage2"]["dev_replies_from"] == "none" and metrics["stage2"]["dev_replies"] == 0
     assert any("stage 2 runs all its epochs" in line for line in logs)
-    assert any("bounded by --reply-budget 6" in line for line in logs)
+    assert any("cut by --reply-budget 6 from the quotas" in line for line in logs)
     # The run's whole config is logged at its start, as one line of JSON.
     logged = [line.split("config: ", 1)[1] for line in logs if line.strip().startswith("config: ")]
     assert [RunConfig.model_validate_json(text) for text in logged] == [request.config]
