@@ -415,8 +415,9 @@ class EncoderTeacher:
             verify_sha256(folder / name, expected, owner=folder.name, action=_RESTORE)
         backbone, head_state = _load_backbone(folder)
         head = None
-        if labels:
-            head = nn.Linear(int(getattr(backbone, "config").hidden_size), len(labels))  # noqa: B009
+        if labels:  # its draws are overwritten; like finetune's, they leave the caller's RNG alone
+            with torch.random.fork_rng(devices=[]):
+                head = nn.Linear(int(getattr(backbone, "config").hidden_size), len(labels))  # noqa: B009
             try:
                 head.load_state_dict({k.removeprefix(HEAD): v for k, v in head_state.items()})
             except RuntimeError as exc:
