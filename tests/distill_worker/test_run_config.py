@@ -113,6 +113,11 @@ def test_the_distill_command_builds_one_run_config(
     result = runner.invoke(cli.distill, args)
     assert result.exit_code == 0, result.output
     assert seen.pop() == RunConfig(replies_per_intent=2, reply_budget=50)
+    bad = ["--out", str(tmp_path / "b"), "--replies-per-intent", "-1"]
+    result = runner.invoke(cli.distill, bad)
+    assert result.exit_code == 2 and "replies_per_intent" in result.output and not seen
+    with pytest.raises(ValidationError, match="reply_share"):
+        RunConfig(reply_share=1.5)
 
 
 def test_a_config_file_with_run_knobs_is_read_whole_and_checked(
