@@ -12,9 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline, make_union
+from sklearn.pipeline import Pipeline
 from torch import Tensor
 
 from bench.intent_data import DataSet
@@ -125,18 +123,6 @@ def scored(logits: Logits, data: DataSet) -> tuple[dict[str, Any], Calibration]:
 
 
 # ---------------------------------------------------------------------------------- TF-IDF
-
-
-def fit_tfidf(train: list[Utterance]) -> Pipeline:
-    model = make_pipeline(
-        make_union(
-            TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
-            TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2),
-        ),
-        LogisticRegression(C=10.0, max_iter=2000),
-    )
-    model.fit([r.text for r in train], [r.intent for r in train])
-    return model
 
 
 def tfidf_logits(model: Pipeline, rows: list[Utterance], labels: list[str]) -> Tensor:

@@ -66,7 +66,6 @@ from bench.intent_latency import (  # noqa: E402
 )
 from bench.intent_scoring import (  # noqa: E402
     Logits,
-    fit_tfidf,
     in_label_order,
     report,
     scored,
@@ -93,6 +92,7 @@ from bench.intent_teacher import (  # noqa: E402
 )
 from distill_worker.data.building import SourceTokenizer, intent_examples  # noqa: E402
 from distill_worker.data.loaders import Utterance  # noqa: E402
+from distill_worker.stages.intent_baseline import fit_tfidf  # noqa: E402
 from distill_worker.teacher.encoder import EncoderTeacher, locate_minilm  # noqa: E402
 
 

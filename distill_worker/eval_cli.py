@@ -51,21 +51,61 @@ def evaluate() -> None:
 @_SPLIT
 @_PRECISION
 @click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option(
+    "--baseline-train",
+    "baseline_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Also train TF-IDF + logistic regression on this file (the rows the bundle was "
+    "distilled from) and score it on the same rows: `baseline` in the output, and "
+    "`points_above_baseline` (the served accuracy minus the baseline's, in points).",
+)
+@click.option(
+    "--baseline-split", default="train", show_default=True, help="Split of a CLINC150 JSON."
+)
 def eval_intents(
-    bundle_dir: Path, data_path: Path, split: str, precision: str, batch_size: int
+    bundle_dir: Path,
+    data_path: Path,
+    split: str,
+    precision: str,
+    batch_size: int,
+    baseline_path: Path | None,
+    baseline_split: str,
 ) -> None:
     """Print intent metrics as JSON: accuracy, macro_f1, oos_recall (when the data has `oos`)."""
     from bundle_runtime.intents import evaluate_intents
 
     try:
         rows = load_utterances(data_path, split=split)
+        train = (
+            None if baseline_path is None else load_utterances(baseline_path, split=baseline_split)
+        )
     except DataError as exc:
         _fail(str(exc))
     try:
         result = evaluate_intents(bundle_dir, rows, precision=precision, batch_size=batch_size)
     except BundleError as exc:
         _fail(str(exc))
+    if train is not None:
+        result |= _baseline(train, rows, result)
     click.echo(json.dumps(result, indent=2))
+
+
+def _baseline(train: list[Any], rows: list[Any], served: dict[str, Any]) -> dict[str, Any]:
+    """The TF-IDF baseline's scores on `rows` (argmax, no handoff; on data with `oos` rows it
+    predicts `oos` where it learned to), and the bundle's margin over it."""
+    from bundle_runtime.intents import scores
+    from distill_worker.stages.intent_baseline import fit_tfidf, tfidf_predictions
+
+    try:
+        model = fit_tfidf(train)
+    except ValueError as exc:
+        _fail(f"--baseline-train: {exc}")
+    labelled = [r for r in rows if r.intent]
+    figures = scores(tfidf_predictions(model, labelled), [r.intent for r in labelled])
+    return {
+        "baseline": {"model": "tfidf+logreg", "train_rows": len(train), **figures},
+        "points_above_baseline": round(100 * (served["accuracy"] - figures["accuracy"]), 2),
+    }
 
 
 @evaluate.command("replies")

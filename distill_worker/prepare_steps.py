@@ -77,7 +77,7 @@ def load_data(req: DistillRequest, log: Log) -> RunData:
         labels = intent_order(champion, labels)
     by_kind = adversarial_variants_by_kind(train, cfg.adversarial_fraction, cfg.distill.seed)
     report, calibration = stratified_split(dev, 0.5, cfg.distill.seed + 1)
-    ood = _ood_rows(cfg.ood_corpus, train, cfg.distill.seed, log)
+    ood = ood_negatives(cfg.ood_corpus, train, cfg.distill.seed, log)
     data = RunData(
         train=train,
         dev=dev,
@@ -351,7 +351,7 @@ def _train_and_heldout(req: DistillRequest, log: Log) -> tuple[list[Utterance], 
 OOD_ROWS = 2000  # out-of-domain negatives kept for calibration (a seeded sample)
 
 
-def _ood_rows(path: str | None, train: list[Utterance], seed: int, log: Log) -> list[Utterance]:
+def ood_negatives(path: str | None, train: list[Utterance], seed: int, log: Log) -> list[Utterance]:
     """The out-of-domain negatives: the file's rows, less those close to a train row."""
     if path is None:
         return []

@@ -76,6 +76,8 @@ def train_encoder(req: DistillRequest, state: RunState, log: Log) -> None:
             data,
             target_precision=req.config.handoff_precision,
             oos_prior=req.config.oos_prior,
+            pseudo_oos=req.config.pseudo_oos,
+            seed=req.config.distill.seed,
         )
     if state.handoff is not None:
         h = state.handoff
@@ -83,6 +85,7 @@ def train_encoder(req: DistillRequest, state: RunState, log: Log) -> None:
             f"      handoff threshold {h.threshold:.3f}: {h.precision:.1%} of answers right "
             f"(target {h.target_precision:.0%}), {h.coverage:.1%} of in-scope rows answered"
             + (f", {h.oos_answered:.1%} of {h.oos_rows} out-of-scope rows" if h.oos_rows else "")
+            + (f" ({h.pseudo_oos_rows} of them pseudo-out-of-scope)" if h.pseudo_oos_rows else "")
             + ("" if h.met_target else "; the target was not reached")
         )
 

@@ -8,12 +8,15 @@ into the head (weights and bias divided by T), so exported graphs and serving ar
 The handoff threshold is then chosen on the same calibration rows (never on the rows a run
 reports on): the lowest confidence at which the answers the bot still gives are right often
 enough (`fit_handoff_threshold`), with the data's out-of-scope rows, and any out-of-domain
-rows given to the run, as the messages it should not answer.
+rows given to the run, as the messages it should not answer. Data with few of those still gets
+negatives: **pseudo-out-of-scope** rows, each calibration row scored as if its intent were not
+one the bot knows (`pseudo_oos_confidences`).
 """
 
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -89,6 +92,7 @@ class HandoffCalibration:
     oos_rows: int
     met_target: bool
     floor: float | None = None  # the right-answers floor, when too few negatives set it
+    pseudo_oos_rows: int = 0  # of `oos_rows`: calibration rows scored without their intent
 
     def as_dict(self) -> dict[str, float | int | bool | None]:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -100,6 +104,7 @@ def fit_handoff_threshold(
     *,
     target_precision: float = DEFAULT_HANDOFF_PRECISION,
     oos_prior: float = DEFAULT_OOS_PRIOR,
+    pseudo_oos: Sequence[float] = (),
 ) -> HandoffCalibration:
     """The lowest threshold whose estimated answered precision reaches `target_precision`.
 
@@ -110,12 +115,16 @@ def fit_handoff_threshold(
     alone (the threshold then only removes uncertain answers). When no threshold reaches the
     target with at least MIN_COVERAGE of in-scope rows answered, the most precise one that does
     is taken and `met_target` is False. With fewer than MIN_NEGATIVES negatives the threshold
-    is raised to `floor` (see KEEP_RIGHT) where that is higher.
+    is raised to `floor` (see KEEP_RIGHT) where that is higher. `pseudo_oos`: confidences of
+    pseudo-out-of-scope rows (`pseudo_oos_confidences`), negatives alongside `oos`; the floor
+    still looks at the real ones only.
     """
     if not in_scope:
         raise ValueError("calibrating the handoff threshold needs in-scope rows")
     if not 0.0 < target_precision <= 1.0 or not 0.0 <= oos_prior < 1.0:
         raise ValueError("target_precision must be in (0, 1] and oos_prior in [0, 1)")
+    real = len(oos)
+    oos = [*oos, *pseudo_oos]
     prior = oos_prior if oos else 0.0
     conf = np.array([c for c, _ in in_scope], dtype=np.float64)
     right_conf = np.sort(conf[np.array([ok for _, ok in in_scope], dtype=bool)])
@@ -140,7 +149,7 @@ def fit_handoff_threshold(
     meeting = [t for t in usable if precision(t) >= target_precision]
     threshold = meeting[0] if meeting else max(usable, key=precision)
     floor = None
-    if len(neg) < MIN_NEGATIVES and len(right_conf) >= FLOOR_ROWS:
+    if real < MIN_NEGATIVES and len(right_conf) >= FLOOR_ROWS:
         floor = float(np.quantile(right_conf, 1.0 - KEEP_RIGHT, method="lower"))
         threshold = max(threshold, floor)
     answered, _, wrong_oos = rates(threshold)
@@ -155,4 +164,49 @@ def fit_handoff_threshold(
         oos_rows=len(neg),
         met_target=bool(meeting),
         floor=floor,
+        pseudo_oos_rows=len(pseudo_oos),
     )
+
+
+# ------------------------------------------------------------------------- pseudo-out-of-scope
+
+PSEUDO_OOS_FOLDS = 5
+
+
+def pseudo_oos_confidences(
+    logits: Tensor,
+    gold: Sequence[int],
+    *,
+    oos: int | None = None,
+    folds: int = PSEUDO_OOS_FOLDS,
+    seed: int = 0,
+) -> list[float]:
+    """Each in-scope row's confidence as if its intent were unknown to the bot.
+
+    The intents present in `gold` (less `oos`) are dealt at random (`seed`) into `folds` groups,
+    each held out in turn: a row of a held-out intent is scored by the softmax over the columns
+    of the intents that are not held out, so its confidence is the one the bot would have on a
+    message of a subject it was never given, next to subjects it knows. The student did learn
+    these intents, so this approximates (it does not replace) real out-of-scope messages; it is
+    what calibration has where the data holds none. -inf where the row's top remaining intent
+    is `oos` (handed off at any threshold). `logits` [N, C] are the temperature-scaled ones.
+    """
+    if logits.shape[0] != len(gold):
+        raise ValueError("pseudo_oos_confidences needs one gold intent per row of logits")
+    if folds < 2:
+        raise ValueError("pseudo-out-of-scope needs at least two folds of intents")
+    intents = sorted({g for g in gold if g != oos})
+    random.Random(seed).shuffle(intents)
+    fold_of = {intent: i % folds for i, intent in enumerate(intents)}
+    out = [-math.inf] * len(gold)
+    for fold in range(min(folds, len(intents))):
+        held = [c for c, f in fold_of.items() if f == fold]
+        rows = [i for i, g in enumerate(gold) if fold_of.get(g) == fold]
+        if not rows or len(held) >= logits.shape[1]:
+            continue
+        masked = logits[rows].clone()
+        masked[:, held] = -math.inf
+        confidence, pred = torch.softmax(masked, dim=-1).max(dim=-1)
+        for i, p, c in zip(rows, pred.tolist(), confidence.tolist(), strict=True):
+            out[i] = -math.inf if p == oos else float(c)
+    return [out[i] for i, g in enumerate(gold) if g != oos]

@@ -26,10 +26,12 @@ from distill_worker.model.student import Student
 from distill_worker.run_config import RunConfig
 from distill_worker.run_state import RunData, RunState
 from distill_worker.stages.calibrate import (
+    MIN_NEGATIVES,
     HandoffCalibration,
     fit_handoff_threshold,
     fit_temperature,
     fold_temperature,
+    pseudo_oos_confidences,
 )
 from distill_worker.stages.evaluate import (
     corpus_chrf,
@@ -64,10 +66,15 @@ def calibrate_handoff(
     *,
     target_precision: float,
     oos_prior: float,
+    pseudo_oos: bool = True,
+    seed: int = 0,
 ) -> HandoffCalibration | None:
     """The handoff threshold on the (temperature-calibrated) student, from the calibration rows:
     their in-scope rows, and as negatives their out-of-scope rows and the out-of-domain rows.
-    None without labelled calibration rows (the configured threshold stays)."""
+    With `pseudo_oos` and fewer than MIN_NEGATIVES of those, the in-scope calibration rows are
+    also scored as if their intents were unknown (`pseudo_oos_confidences`, folds drawn from
+    `seed`) and join the negatives. None without labelled calibration rows (the configured
+    threshold stays)."""
     index = {label: i for i, label in enumerate(data.labels)}
     oos = index.get(data.oos_label) if data.oos_label is not None else None
     in_scope = [r for r in data.calibration if r.intent in index and index[r.intent] != oos]
@@ -76,10 +83,8 @@ def calibrate_handoff(
     negatives = [r for r in data.calibration if oos is not None and r.intent == data.oos_label]
     negatives += data.ood
 
-    def scored(rows: list[Utterance]) -> tuple[list[int], list[float]]:
-        if not rows:
-            return [], []
-        probs = torch.softmax(_intent_logits(student, source, rows), dim=-1)
+    def scored(logits: Tensor) -> tuple[list[int], list[float]]:
+        probs = torch.softmax(logits, dim=-1)
         confidence, pred = probs.max(dim=-1)
         # A predicted out-of-scope row is handed off at any threshold.
         values = [
@@ -87,13 +92,19 @@ def calibrate_handoff(
         ]
         return pred.tolist(), values
 
-    pred, conf = scored(in_scope)
+    logits = _intent_logits(student, source, in_scope)
+    pred, conf = scored(logits)
     gold = [index[r.intent or ""] for r in in_scope]
+    negative_conf = scored(_intent_logits(student, source, negatives))[1] if negatives else []
+    pseudo: list[float] = []
+    if pseudo_oos and len(negative_conf) < MIN_NEGATIVES and len(set(gold)) >= 2:
+        pseudo = pseudo_oos_confidences(logits, gold, oos=oos, seed=seed)
     return fit_handoff_threshold(
         [(c, p == g) for c, p, g in zip(conf, pred, gold, strict=True)],
-        scored(negatives)[1],
+        negative_conf,
         target_precision=target_precision,
         oos_prior=oos_prior,
+        pseudo_oos=pseudo,
     )
 
 

@@ -57,6 +57,34 @@ def test_eval_intents_prints_metrics(
     assert metrics["classifier_accuracy"] == metrics["accuracy"]  # no oos rows: the same figure
 
 
+def test_eval_intents_scores_the_tfidf_baseline_on_the_same_rows(
+    tiny_bundle: TinyBundle, tmp_path: Path, env: dict[str, str]
+) -> None:
+    rows = [{"text": t, "intent": i} for i, (texts, _) in TOY.items() for t in texts]
+    data = tmp_path / "toy.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    # The baseline learns from one row of each intent: it gets some of the rest wrong.
+    train = tmp_path / "train.csv"
+    firsts = {r["intent"]: r["text"] for r in reversed(rows)}
+    train.write_text(
+        "text,category\n" + "".join(f"{t},{i}\n" for i, t in firsts.items()), encoding="utf-8"
+    )
+    args = ["--bundle", str(tiny_bundle.path), "--data", str(data), "--precision", "fp32"]
+    result = run(env, "eval", "intents", *args, "--baseline-train", str(train))
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    baseline = metrics["baseline"]
+    assert baseline["model"] == "tfidf+logreg" and baseline["train_rows"] == len(firsts)
+    assert 0.0 < baseline["accuracy"] <= 1.0 and "macro_f1" in baseline
+    margin = 100 * (metrics["accuracy"] - baseline["accuracy"])
+    assert metrics["points_above_baseline"] == pytest.approx(margin, abs=0.01)
+    # One intent is no classifier: a clear error, exit 1.
+    single = tmp_path / "one.csv"
+    single.write_text("text,category\nwhere is my order,track_order\n", encoding="utf-8")
+    refused = run(env, "eval", "intents", *args, "--baseline-train", str(single))
+    assert refused.returncode == 1 and "at least two intents" in refused.stderr
+
+
 def test_eval_intents_refuses_a_corrupted_bundle(
     tiny_bundle: TinyBundle, tmp_path: Path, env: dict[str, str]
 ) -> None:

@@ -20,7 +20,9 @@ from distill_worker.data.loaders import Utterance  # noqa: E402
 from distill_worker.run_state import RunData  # noqa: E402
 from distill_worker.stages.calibrate import (  # noqa: E402
     MIN_COVERAGE,
+    MIN_NEGATIVES,
     fit_handoff_threshold,
+    pseudo_oos_confidences,
 )
 from distill_worker.stages.run_eval import calibrate_handoff  # noqa: E402
 from tests.fixtures.tiny_student import tiny_student  # noqa: E402
@@ -126,8 +128,21 @@ def test_calibration_reads_the_calibration_rows_and_the_negatives_only(tmp_path:
     student = tiny_student()
     fit = calibrate_handoff(student, _source(tmp_path), data, target_precision=0.9, oos_prior=0.1)
     assert fit is not None
-    assert fit.in_scope_rows == 6 and fit.oos_rows == 2 + 2  # 2 oos calibration rows + 2 ood
+    # 2 oos calibration rows + 2 ood are too few negatives: the 6 in-scope rows, scored without
+    # their intents, join them as pseudo-out-of-scope rows.
+    assert fit.in_scope_rows == 6 and fit.oos_rows == 2 + 2 + 6 and fit.pseudo_oos_rows == 6
     assert 0.0 <= fit.threshold <= 1.0 and fit.target_precision == 0.9
+    real_only = calibrate_handoff(
+        student, _source(tmp_path), data, target_precision=0.9, oos_prior=0.1, pseudo_oos=False
+    )
+    assert real_only is not None and (real_only.oos_rows, real_only.pseudo_oos_rows) == (4, 0)
+    # Enough real negatives: no pseudo-out-of-scope rows.
+    many = RunData(**{**vars(data), "ood": [Utterance(text="weather")] * MIN_NEGATIVES})
+    enough = calibrate_handoff(
+        student, _source(tmp_path), many, target_precision=0.9, oos_prior=0.1
+    )
+    assert enough is not None and enough.pseudo_oos_rows == 0
+    assert enough.oos_rows == 2 + MIN_NEGATIVES
     # No calibration rows: nothing to calibrate on, the configured threshold stays.
     empty = RunData(**{**vars(data), "calibration": []})
     assert (
@@ -149,3 +164,52 @@ def test_too_few_negatives_raise_the_threshold_to_the_right_answers_floor() -> N
     assert fit_handoff_threshold(in_scope, oos, target_precision=0.95).floor is None
     # Too few right answers to measure a 1% quantile on: no floor either.
     assert fit_handoff_threshold(in_scope[:60], oos[:5], target_precision=0.95).floor is None
+
+
+def test_pseudo_out_of_scope_scores_each_row_without_its_intent() -> None:
+    # 10 intents, 3 rows each, each row sure of its own intent and unsure of the rest.
+    gold = [i // 3 for i in range(30)]
+    logits = torch.full((30, 10), 0.0)
+    for row, intent in enumerate(gold):
+        logits[row, intent] = 6.0
+        logits[row, (intent + 1) % 10] = 1.0  # a runner-up
+    sure = torch.softmax(logits, dim=-1).max(dim=-1).values
+    pseudo = pseudo_oos_confidences(logits, gold, folds=5, seed=3)
+    assert len(pseudo) == 30
+    # Without its own intent a row is far less sure than with it, and never surer.
+    assert all(p < 0.5 < float(s) for p, s in zip(pseudo, sure, strict=True))
+    # The folds are a seeded draw: the same seed, the same scores; another, others.
+    assert pseudo_oos_confidences(logits, gold, folds=5, seed=3) == pseudo
+    assert pseudo_oos_confidences(logits, gold, folds=5, seed=4) != pseudo
+
+
+def test_pseudo_out_of_scope_skips_oos_rows_and_hands_off_an_oos_runner_up() -> None:
+    gold = [0, 1, 2, 3, 3]  # intent 3 is `oos`
+    logits = torch.tensor(
+        [
+            [5.0, 0.0, 0.0, 4.0],  # intent 0; without it, `oos` is on top: handed off
+            [0.0, 5.0, 2.0, 0.0],
+            [0.0, 2.0, 5.0, 0.0],
+            [0.0, 0.0, 0.0, 5.0],
+            [0.0, 0.0, 0.0, 5.0],
+        ]
+    )
+    pseudo = pseudo_oos_confidences(logits, gold, oos=3, folds=3, seed=0)
+    assert len(pseudo) == 3 and pseudo[0] == -math.inf
+    assert all(0.0 < p < 1.0 for p in pseudo[1:])
+    with pytest.raises(ValueError, match="one gold intent per row"):
+        pseudo_oos_confidences(logits, gold[:2])
+    with pytest.raises(ValueError, match="two folds"):
+        pseudo_oos_confidences(logits, gold, folds=1)
+
+
+def test_pseudo_out_of_scope_rows_are_negatives_but_the_floor_counts_real_ones() -> None:
+    in_scope, oos = _model_like(4)
+    pseudo = oos[:200]
+    fit = fit_handoff_threshold(in_scope, oos[:5], pseudo_oos=pseudo, target_precision=0.95)
+    assert fit.oos_rows == 205 and fit.pseudo_oos_rows == 200
+    assert fit.floor is not None and fit.threshold >= fit.floor  # 5 real negatives: floor kept
+    # As negatives they weigh like real ones: the same threshold as 205 real negatives.
+    real = fit_handoff_threshold(in_scope, oos[:5] + pseudo, target_precision=0.95)
+    assert real.floor is None and real.threshold <= fit.threshold
+    assert max(real.threshold, fit.floor) == fit.threshold

@@ -11,7 +11,8 @@ const RATIO = /(accuracy|rate|recall|precision|agreement|f1|degenerate|share|cov
 // hands off there, reply quality.
 const NESTED = [
   "intent.accuracy", "intent.oos_recall", "intent.handoff.threshold", "intent.handoff.share",
-  "intent.handoff.calibration.precision", "replies.degenerate", "replies.chrf_vs_teacher",
+  "intent.handoff.calibration.precision", "intent.handoff.calibration.oos_rows",
+  "intent.handoff.calibration.pseudo_oos_rows", "replies.degenerate", "replies.chrf_vs_teacher",
 ];
 
 function metric(m, key) {

@@ -1,0 +1,161 @@
+"""Which negatives the handoff threshold should be calibrated on, measured as served on rows the
+run never saw: a bundle's calibration rows are rebuilt exactly as its run carved them (same
+split, same seed), the threshold is fitted on them with each choice of negatives, and each
+threshold is applied to the same dev rows in one run:
+
+    floor only        no negatives: the right-answers floor (`fit_handoff_threshold`)
+    data oos + ood    the data's own `oos` rows and the out-of-domain corpus (--ood)
+    pseudo-oos        every calibration row scored as if its intent were unknown
+                      (`pseudo_oos_confidences`: intents held out in folds, their columns masked)
+    all               data oos + ood + pseudo-oos
+
+    .venv/bin/python bench/pseudo_oos.py --bundle B --data data_full.json --split train \\
+        --dev data_full.json --dev-split val [--ood ood.jsonl] [--precision int8]
+
+`--data`, `--split`, `--seed`, `--dev-fraction` must be the run's (its `--data` and defaults);
+`--dev`: rows the run did not train on, with `oos` rows where out-of-scope recall is wanted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bundle_runtime.intents import OOS, as_served, scores  # noqa: E402
+from bundle_runtime.onnx_student import OnnxStudent  # noqa: E402
+from bundle_runtime.source import format_source  # noqa: E402
+from distill_worker.data.building import stratified_split  # noqa: E402
+from distill_worker.data.loaders import Utterance, load_utterances  # noqa: E402
+from distill_worker.prepare_steps import ood_negatives  # noqa: E402
+from distill_worker.stages.calibrate import (  # noqa: E402
+    fit_handoff_threshold,
+    pseudo_oos_confidences,
+)
+
+
+def logits_of(student: OnnxStudent, rows: list[Utterance]) -> torch.Tensor:
+    turns = student.manifest.context_turns
+    chunks = []
+    for i in range(0, len(rows), 64):
+        ids, mask = student.encode_texts(
+            [format_source(r.turns(), turns) for r in rows[i : i + 64]]
+        )
+        chunks.append(torch.from_numpy(np.asarray(student.encode(ids, mask)[2], dtype=np.float32)))
+    return torch.cat(chunks) if chunks else torch.zeros(0, len(student.manifest.intent_labels))
+
+
+def confidences(logits: torch.Tensor, oos: int | None) -> tuple[list[int], list[float]]:
+    probs, pred = torch.softmax(logits, dim=-1).max(dim=-1)
+    return pred.tolist(), [
+        -math.inf if p == oos else float(c)
+        for p, c in zip(pred.tolist(), probs.tolist(), strict=True)
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bundle", type=Path, required=True)
+    parser.add_argument("--data", type=Path, required=True, help="The run's --data.")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--dev", type=Path, required=True)
+    parser.add_argument("--dev-split", default="val")
+    parser.add_argument("--ood", type=Path, default=None, help="The run's --ood corpus.")
+    parser.add_argument(
+        "--dev-oos",
+        type=Path,
+        default=None,
+        help="Messages the bot should hand off (any --data format, labels ignored), scored as "
+        "out-of-scope dev rows: for data without its own (e.g. CLINC150's oos_test beside "
+        "BANKING77).",
+    )
+    parser.add_argument("--dev-oos-split", default="oos_val")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dev-fraction", type=float, default=0.1)
+    parser.add_argument("--precision", choices=["fp32", "int8"], default="int8")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+
+    student = OnnxStudent(args.bundle, precision=args.precision)
+    labels = list(student.manifest.intent_labels)
+    index = {label: i for i, label in enumerate(labels)}
+    oos = index.get(OOS)
+    train, heldout = stratified_split(
+        load_utterances(args.data, split=args.split), args.dev_fraction, args.seed
+    )
+    _, calibration = stratified_split(heldout, 0.5, args.seed + 1)
+    calibration = [r for r in calibration if r.intent in index]
+    ood = ood_negatives(str(args.ood) if args.ood else None, train, args.seed, print)
+    dev = [r for r in load_utterances(args.dev, split=args.dev_split) if r.intent]
+    if args.dev_oos is not None:
+        extra = load_utterances(args.dev_oos, split=args.dev_oos_split)
+        dev += [replace(r, intent=OOS) for r in extra]
+
+    cal_logits = logits_of(student, calibration)
+    gold = [index[r.intent or ""] for r in calibration]
+    pred, conf = confidences(cal_logits, oos)
+    in_scope = [(c, p == g) for c, p, g in zip(conf, pred, gold, strict=True) if g != oos]
+    data_oos = [c for c, g in zip(conf, gold, strict=True) if g == oos]
+    ood_conf = confidences(logits_of(student, ood), oos)[1] if ood else []
+    pseudo = pseudo_oos_confidences(cal_logits, gold, oos=oos, seed=args.seed)
+    choices = {
+        "floor only": [],
+        "data oos + ood": data_oos + ood_conf,
+        "pseudo-oos": pseudo,
+        "all": data_oos + ood_conf + pseudo,
+    }
+    dev_pred, dev_conf = confidences(logits_of(student, dev), oos)
+    dev_gold = [r.intent or "" for r in dev]
+    predicted = [labels[p] for p in dev_pred]
+    results: list[dict[str, Any]] = []
+    for name, negatives in choices.items():
+        fit = fit_handoff_threshold(in_scope, negatives)
+        served, handoff = as_served(
+            predicted,
+            dev_conf,
+            dev_gold,
+            threshold=fit.threshold,
+            oos=OOS if oos is not None else None,
+            counts_as_oos=OOS if OOS in dev_gold else None,
+        )
+        results.append(
+            {"negatives": name, "calibration": fit.as_dict(), "handoff": handoff}
+            | scores(served, dev_gold)
+        )
+    print(
+        f"bundle {student.model_version} ({args.precision}); calibration rows {len(in_scope)} "
+        f"in scope, {len(data_oos)} oos, {len(ood_conf)} out-of-domain, {len(pseudo)} "
+        f"pseudo-oos; dev {len(dev)} rows of {args.dev}"
+    )
+    print(
+        "| negatives | threshold | dev accuracy | in-scope acc. | OOS recall | handed off | "
+        "answered acc. |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in results:
+        cells = [
+            r["negatives"],
+            f"{r['calibration']['threshold']:.3f}",
+            f"{r['accuracy']:.4f}",
+            "" if r.get("in_scope_accuracy") is None else f"{r['in_scope_accuracy']:.4f}",
+            "" if r.get("oos_recall") is None else f"{r['oos_recall']:.3f}",
+            f"{r['handoff']['share']:.3f}",
+            f"{r['handoff']['answered_accuracy']:.4f}",
+        ]
+        print("| " + " | ".join(cells) + " |")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
