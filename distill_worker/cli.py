@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,17 @@ def _cap_help(name: str) -> str:
     return (
         f"Safety-net time cap of {what} in minutes (the budget is {budget}); 0: no cap. "
         f"Default: the --config file's, else {shown}."
+    )
+
+
+def _corpus_option(flag: str, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """An optional existing file of messages, the RunConfig field `name`."""
+    return click.option(
+        flag,
+        name,
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        default=None,
+        help=_HELP[name],
     )
 
 
@@ -146,13 +158,8 @@ def _config(config_file: Path | None, sizes: dict[str, Any], knobs: dict[str, An
 @click.option("--max-reply-tokens", type=int, default=None, help=_SIZE_OPTIONS["max_reply_tokens"])
 @click.option("--seed", type=int, default=None)
 @click.option("--int8/--no-int8", default=default_of("int8"), show_default=True, help=_HELP["int8"])
-@click.option(
-    "--ood",
-    "ood_corpus",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help=_HELP["ood_corpus"],
-)
+@_corpus_option("--ood", "ood_corpus")
+@_corpus_option("--unlabelled", "unlabelled_corpus")
 @click.option(
     "--teacher-max-minutes", type=float, default=None, help=_cap_help("teacher_max_minutes")
 )
@@ -191,6 +198,7 @@ def distill(
     stage1_max_minutes: float | None,
     stage2_max_minutes: float | None,
     ood_corpus: Path | None,
+    unlabelled_corpus: Path | None,
     device: str | None,
     nproc: int,
     **sizes: Any,
@@ -213,6 +221,8 @@ def distill(
         knobs["teacher_max_minutes"] = _cap(teacher_max_minutes)
     if ood_corpus is not None:
         knobs["ood_corpus"] = str(ood_corpus.resolve())
+    if unlabelled_corpus is not None:
+        knobs["unlabelled_corpus"] = str(unlabelled_corpus.resolve())
     if device is not None:
         knobs["device"] = device
     sizes = {k: v for k, v in sizes.items() if v is not None}

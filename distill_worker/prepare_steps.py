@@ -78,6 +78,7 @@ def load_data(req: DistillRequest, log: Log) -> RunData:
     by_kind = adversarial_variants_by_kind(train, cfg.adversarial_fraction, cfg.distill.seed)
     report, calibration = stratified_split(dev, 0.5, cfg.distill.seed + 1)
     ood = ood_negatives(cfg.ood_corpus, train, cfg.distill.seed, log)
+    unlabelled = unlabelled_messages(cfg.unlabelled_corpus, train, dev, cfg.distill.seed, log)
     data = RunData(
         train=train,
         dev=dev,
@@ -89,6 +90,7 @@ def load_data(req: DistillRequest, log: Log) -> RunData:
         calibration=calibration,
         report=report,
         ood=ood,
+        unlabelled=unlabelled,
     )
     noisy = sum(len(rows) for rows in by_kind.values())
     kinds = ", ".join(f"{kind} {len(rows)}" for kind, rows in by_kind.items() if rows)
@@ -362,6 +364,37 @@ def ood_negatives(path: str | None, train: list[Utterance], seed: int, log: Log)
     log(
         f"      out-of-domain negatives: {len(kept)} of {len(rows)} rows of {path} (the rest "
         "are close to a train row)"
+    )
+    return kept
+
+
+UNLABELLED_ROWS = 10_000  # unlabelled messages kept for stage 1 KD (a seeded sample)
+
+
+def unlabelled_messages(
+    path: str | None,
+    train: list[Utterance],
+    held_out: list[Utterance],
+    seed: int,
+    log: Log,
+) -> list[Utterance]:
+    """The file's messages with their labels dropped, less those a train row already has and
+    those equal or close to a held-out row (the figures a run reports stay on unseen text)."""
+    if path is None:
+        return []
+    seen = {r.text.strip().lower() for r in [*train, *held_out]}
+    rows: list[Utterance] = []
+    for r in load_utterances(Path(path)):
+        key = r.text.strip().lower()
+        if key and key not in seen:
+            seen.add(key)
+            rows.append(Utterance(text=r.text, context=r.context))
+    if len(rows) > UNLABELLED_ROWS:
+        rows = random.Random(seed).sample(rows, UNLABELLED_ROWS)
+    kept = drop_near(rows, held_out)
+    log(
+        f"      unlabelled messages for stage 1 KD: {len(kept)} of {len(rows)} new rows of "
+        f"{path} (the rest are close to a held-out row)"
     )
     return kept
 

@@ -121,6 +121,13 @@ class RunConfig(BaseModel):
         "negatives for the handoff threshold, never training rows. "
         "`chatdistill data ood-corpus` builds one.",
     )
+    unlabelled_corpus: str | None = Field(
+        default=None,
+        description="A file of customer messages without intent labels (any --data format; "
+        "labels ignored): stage 1 learns the encoder teacher's intent distribution and "
+        "features on them (KD only, no cross-entropy), never the decoder. Rows equal or close "
+        "to a held-out row are left out; at most 10,000 (a seeded sample).",
+    )
 
     device: str = Field(
         default="auto",

@@ -48,14 +48,18 @@ class RunData:
     # Rows of subjects the customer's data does not cover (RunConfig.ood_corpus): negatives
     # for the handoff threshold, never training rows.
     ood: list[Utterance] = field(default_factory=list)
+    # Customer messages without labels (RunConfig.unlabelled_corpus): stage 1 KD rows only.
+    unlabelled: list[Utterance] = field(default_factory=list)
     # How the reply token budget was chosen when the config left it to the data
     # (`data.reply_length`); empty when the config set it.
     reply_length: dict[str, object] = field(default_factory=dict)
 
     @property
     def stage1_rows(self) -> list[Utterance]:
-        """The train rows and their noisy variants (they train the encoders, never the decoder)."""
-        return [*self.train, *(row for rows in self.adversarial.values() for row in rows)]
+        """The train rows, their noisy variants and the unlabelled messages (they train the
+        encoders, never the decoder)."""
+        noisy = (row for rows in self.adversarial.values() for row in rows)
+        return [*self.train, *noisy, *self.unlabelled]
 
 
 @dataclass

@@ -55,11 +55,11 @@ def encoder_teacher(
         if sorted(teacher.labels) == labels:
             log(f"      encoder teacher: reusing the fine-tuned one in {folder}")
             return teacher
-    log(f"      encoder teacher: fine-tuning all-MiniLM-L6-v2 on {len(train)} rows ({device})")
+    labelled = [r for r in train if r.intent]  # unlabelled rows are for the student's KD
+    log(f"      encoder teacher: fine-tuning all-MiniLM-L6-v2 on {len(labelled)} rows ({device})")
     # A distillation job owns its machine: the teacher uses every torch thread (2 were 1.7-2x
     # faster than 1 here when nothing else ran; the serving default stays 1).
     teacher = load_encoder(locate_minilm(), threads=torch.get_num_threads(), device=device)
-    labelled = [r for r in train if r.intent]
     held = [r for r in dev if r.intent]
     result = teacher.finetune(
         [format_source(r.turns(), context_turns) for r in labelled],

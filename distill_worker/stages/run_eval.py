@@ -185,6 +185,7 @@ def evaluate_run(
         "report": len(labelled),
         "calibration": len(state.data.calibration),
         "ood_negatives": len(state.data.ood),
+        "unlabelled_kd": len(state.data.unlabelled),
     }
     texts = [source.text(r.turns()) for r in labelled]
     teacher_pred = (

@@ -22,22 +22,12 @@ from distill_worker.data.snapshots import create_snapshot
 from distill_worker.data.snapshots.records import read_records
 from distill_worker.pipeline import DistillRequest, run_distillation
 from distill_worker.run_config import RunConfig
+from tests.fixtures.distill_runs import tiny_config
 from tests.fixtures.operators import auth, login, make_operator
 
 pytestmark = pytest.mark.slow
 
-TINY = DistillConfig(
-    enc_layers=1,
-    dec_layers=1,
-    dec_hidden=64,
-    dec_heads=2,
-    dec_ffn=128,
-    stage1_epochs=1,
-    stage2_epochs=2,
-    stage1_batch_size=16,
-    stage2_batch_size=8,
-    max_reply_tokens=24,
-)
+TINY = tiny_config(stage1_epochs=1, stage2_epochs=2)
 AGENT_ANSWER = "Gift cards work online and in our stores, and they never expire."
 QUESTIONS = [
     "can I pay with a gift card",

@@ -10,7 +10,6 @@ import pytest
 from sqlalchemy.orm import Session
 
 from bundle_runtime.manifest import verify_bundle
-from distill_worker.config import DistillConfig
 from distill_worker.data.demo_corpus import demo_knowledge_path, demo_utterances
 from distill_worker.data.importers.records import SeedRecord
 from distill_worker.data.importers.store import store_records
@@ -20,19 +19,13 @@ from distill_worker.run_config import RunConfig
 from feedback.models import MessageRole
 from feedback.repositories.conversations import ConversationRepository
 from feedback.repositories.ratings import RatingRepository
+from tests.fixtures.distill_runs import tiny_config
 
 pytestmark = pytest.mark.slow
 
-TINY = DistillConfig(
-    enc_layers=1,
-    dec_layers=1,
-    dec_hidden=64,
-    dec_heads=2,
-    dec_ffn=128,
+TINY = tiny_config(
     stage1_epochs=2,
     stage2_epochs=1,
-    stage1_batch_size=16,
-    stage2_batch_size=8,
     max_reply_tokens=16,
     best_of_n=2,  # the first run has no champion to judge; the second one does
 )

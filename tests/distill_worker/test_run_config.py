@@ -141,6 +141,10 @@ def test_a_config_file_with_run_knobs_is_read_whole_and_checked(
     assert runner.invoke(cli.distill, [*out, "--ood", str(ood)]).exit_code == 0
     assert seen.pop().ood_corpus == str(ood.resolve())
     assert runner.invoke(cli.distill, [*out, "--ood", str(tmp_path / "nope")]).exit_code == 2
+    # --unlabelled likewise (messages for stage 1 KD).
+    assert runner.invoke(cli.distill, [*out, "--unlabelled", str(ood)]).exit_code == 0
+    assert seen.pop().unlabelled_corpus == str(ood.resolve())
+    assert runner.invoke(cli.distill, [*out, "--unlabelled", str(tmp_path / "no")]).exit_code == 2
 
 
 def test_device_and_nproc_are_checked_before_any_work(

@@ -17,25 +17,14 @@ import numpy as np
 import pytest
 
 from bundle_runtime.onnx_student import OnnxStudent
-from distill_worker.config import DistillConfig
 from distill_worker.data.demo_corpus import demo_utterances
 from distill_worker.pipeline import DistillRequest, run_distillation
 from distill_worker.run_config import RunConfig
+from tests.fixtures.distill_runs import tiny_config
 
 pytestmark = pytest.mark.slow
 
-TINY = DistillConfig(
-    enc_layers=1,
-    dec_layers=1,
-    dec_hidden=64,
-    dec_heads=2,
-    dec_ffn=128,
-    stage1_epochs=3,
-    stage2_epochs=2,
-    stage1_batch_size=16,
-    stage2_batch_size=8,
-    max_reply_tokens=16,
-)
+TINY = tiny_config(stage1_epochs=3, stage2_epochs=2, max_reply_tokens=16)
 MESSAGES = ["where is my parcel?", "I want my money back", "can I change the address?", "hi"]
 
 
