@@ -6,6 +6,8 @@ steps; they differ only in the objective and the initialisation:
     ce          structural init (MiniLM's first layers), task cross-entropy only (no KD)
     kd          structural init, stage 1 KD (feature MSE + intent logit KD + CE, dynamic weights)
     kd_random   random init, stage 1 KD (the alternative to structural distillation)
+    kd_unlabelled  as kd, plus the --unlabelled messages as KD-only rows (the teacher's intent
+                distribution and features, no cross-entropy): the same epochs, so more steps
 
 The helpers return logits and one-request callables rather than scores, so that
 `bench/intents.py` can calibrate and score every model (students, teacher, TF-IDF) the same way
@@ -38,7 +40,7 @@ from distill_worker.stages.export_onnx import EncoderGraph
 from distill_worker.stages.structural import init_student_encoder_from_teacher
 from distill_worker.stages.training import pad
 
-VARIANTS = ("ce", "kd", "kd_random")
+VARIANTS = ("ce", "kd", "kd_random", "kd_unlabelled")
 _CE_ONLY = {
     "feature_weight": 0.0,
     "intent_kd_weight": 0.0,

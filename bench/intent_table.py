@@ -50,6 +50,14 @@ def ratios(result: dict[str, Any], student_key: str) -> dict[str, Any]:
     }
     if student_key == "student_kd" and "student_ce" in result:
         out["kd_minus_ce_accuracy"] = student["accuracy"] - result["student_ce"]["accuracy"]
+    if student_key == "student_kd" and "student_kd_unlabelled" in result:
+        out["kd_unlabelled_minus_kd_accuracy"] = (
+            result["student_kd_unlabelled"]["accuracy"] - student["accuracy"]
+        )
+    if "student_ce" in result and "student_kd_unlabelled" in result:
+        out["kd_unlabelled_minus_ce_accuracy"] = (
+            result["student_kd_unlabelled"]["accuracy"] - result["student_ce"]["accuracy"]
+        )
     if student_key == "student_kd" and "student_kd_random" in result:
         out["structural_minus_random_accuracy"] = (
             student["accuracy"] - result["student_kd_random"]["accuracy"]
@@ -171,6 +179,13 @@ def ratio_rows(result: dict[str, Any]) -> list[list[str]]:
     ]
     if "kd_minus_ce_accuracy" in r:
         rows.append(["KD - CE accuracy", f"{r['kd_minus_ce_accuracy']:+.3f}", "dev, torch"])
+    for key, label in (
+        ("kd_unlabelled_minus_kd_accuracy", "KD + unlabelled - KD accuracy"),
+        ("kd_unlabelled_minus_ce_accuracy", "KD + unlabelled - CE accuracy"),
+    ):
+        if key in r:
+            steps = f"dev, torch; {result['student_kd_unlabelled']['examples']:,} examples an epoch"
+            rows.append([label, f"{r[key]:+.3f}", steps])
     if "structural_minus_random_accuracy" in r:
         value = f"{r['structural_minus_random_accuracy']:+.3f}"
         rows.append(["structural - random init accuracy", value, "dev, torch"])

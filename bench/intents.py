@@ -1,7 +1,8 @@
 """Intent classification and handoff, side by side in one run, on BANKING77, CLINC150 and HWU64:
 
     TF-IDF + logistic regression | encoder teacher (MiniLM or MPNet, fine-tuned) |
-    student, CE only (no KD) | student, stage 1 KD | student, stage 1 KD from a random init
+    student, CE only (no KD) | student, stage 1 KD | student, stage 1 KD from a random init |
+    student, stage 1 KD with unlabelled messages too (--unlabelled FILE)
 
 Rows (../shared/data), the same for every model of a run, so that no figure is tuned on the rows
 it is reported on:
@@ -38,6 +39,7 @@ measures the students without paying for the teacher again. The MPNet teacher ne
     OMP_NUM_THREADS=1 .venv/bin/python bench/intents.py --json bench/results/intents.json
     [--datasets banking77 clinc150 hwu64] [--teacher minilm|mpnet] [--teacher-epochs 3]
     [--teacher-lr 5e-5] [--student-epochs 4] [--max-train N] [--variants ce kd kd_random]
+    [--variants ... kd_unlabelled --unlabelled FILE]   # any --data format, labels ignored
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ from bench.intent_teacher import (  # noqa: E402
 )
 from distill_worker.data.building import SourceTokenizer, intent_examples  # noqa: E402
 from distill_worker.data.loaders import Utterance  # noqa: E402
+from distill_worker.prepare_steps import unlabelled_messages  # noqa: E402
 from distill_worker.stages.intent_baseline import fit_tfidf  # noqa: E402
 from distill_worker.teacher.encoder import EncoderTeacher, locate_minilm  # noqa: E402
 
@@ -123,10 +126,13 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
         result["teacher"] = run_teacher(teacher, data, source, work, calls)
         result["teacher"]["train_seconds"] = round(seconds, 1)
         examples = intent_examples(data.train, teacher.labels, source, teacher)
+        extra = unlabelled_examples(data, args, teacher, source)
         for variant in args.variants:
+            rows = [*examples, *extra] if variant == "kd_unlabelled" else examples
             result[f"student_{variant}"] = run_student(
-                variant, teacher, examples, data, source, args, work, calls, variant == served
+                variant, teacher, rows, data, source, args, work, calls, variant == served
             )
+            result[f"student_{variant}"]["examples"] = len(rows)
         messages = data.dev[:LATENCY_MESSAGES]
         print(f"timing {len(calls)} models, {LATENCY_RUNS} rounds", flush=True)
         latency = interleaved_latency(calls, messages, LATENCY_RUNS, LATENCY_WARMUP)
@@ -137,6 +143,19 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
     )
     result["ratios"] = ratios(result, f"student_{served}")
     return result
+
+
+def unlabelled_examples(
+    data: DataSet, args: argparse.Namespace, teacher: EncoderTeacher, source: SourceTokenizer
+) -> list[Any]:
+    """The --unlabelled messages as KD-only stage 1 examples (none unless kd_unlabelled runs),
+    filtered as a run filters them: no text of a train, calibration or dev row, none close to
+    a calibration or dev row."""
+    if "kd_unlabelled" not in args.variants:
+        return []
+    held_out = [*data.calibration, *data.dev]
+    rows = unlabelled_messages(str(args.unlabelled), data.train, held_out, args.seed, print)
+    return intent_examples(rows, teacher.labels, source, teacher)
 
 
 def run_tfidf(data: DataSet, calls: dict[str, Call]) -> dict[str, Any]:
@@ -247,7 +266,15 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--unlabelled",
+        type=Path,
+        default=None,
+        help="messages for the kd_unlabelled variant (any --data format; labels ignored)",
+    )
     args = parser.parse_args()
+    if "kd_unlabelled" in args.variants and args.unlabelled is None:
+        parser.error("the kd_unlabelled variant needs --unlabelled FILE")
     results: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}}
     for name in args.datasets:
         results[name] = run_dataset(name, args)
