@@ -32,6 +32,14 @@ from distill_worker.teacher.grounding import Knowledge
 Log = Callable[[str], None]
 
 
+def teacher_epoch_line(figures: dict[str, float], epochs: int) -> str:
+    """One epoch of the teacher's fine-tune, for the run's log."""
+    line = f"epoch {figures['epoch']:g}/{epochs}: train loss {figures['loss']:.3f}"
+    if "dev_accuracy" in figures:
+        line += f", calibration accuracy {figures['dev_accuracy']:.3f}"
+    return line + f" ({figures['seconds']:.0f} s)"
+
+
 def encoder_teacher(
     work_dir: Path,
     train: list[Utterance],
@@ -73,6 +81,7 @@ def encoder_teacher(
             [r.intent or "" for r in held],
         ),
         patience=patience,
+        on_epoch=lambda figures: log(f"      encoder teacher {teacher_epoch_line(figures, epochs)}"),
     )
     log("      " + json.dumps(result, default=str))
     if result["stop_reason"] == "time_limit":

@@ -29,6 +29,7 @@ import math
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -255,6 +256,7 @@ class EncoderTeacher:
         max_minutes: float | None = None,
         dev: tuple[list[str], list[str]] | None = None,
         patience: int = 2,
+        on_epoch: Callable[[dict[str, float]], None] | None = None,
     ) -> dict[str, Any]:
         """Train encoder + head with cross-entropy (AdamW, 10% linear warmup then linear decay)
         for at most `epochs`. With `dev` (texts, intents): after each epoch score them, stop
@@ -263,7 +265,8 @@ class EncoderTeacher:
         `max_minutes`: a time cap (None: none). Runs on `self.device` under `self.precision`
         (fp16: with a loss scaler that skips overflowing steps). Returns the report: per-epoch
         figures, epochs run, the best epoch, `stop_reason` ("epochs", "early_stop" or
-        "time_limit"), seconds."""
+        "time_limit"), seconds. `on_epoch` gets each epoch's figures (and its `seconds` since
+        the start) as it ends: a long fine-tune shows its progress."""
         if len(texts) != len(labels) or not texts:
             raise ValueError("finetune needs as many labels as texts, and at least one")
         gpus = [self.device] if self.device.type == "cuda" else []  # their RNG is forked too
@@ -323,6 +326,8 @@ class EncoderTeacher:
                         if stop == "epochs":  # a partial epoch is compared at the end only
                             early.update(epoch, accuracy, dev_loss, self._trainable_state)
                     log.info("encoder teacher: %s", history[-1])
+                    if on_epoch is not None:
+                        on_epoch(history[-1] | {"seconds": round(time.monotonic() - started, 1)})
                 if stop != "epochs":
                     break
                 if early is not None and early.exhausted and epoch < epochs:

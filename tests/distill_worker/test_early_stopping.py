@@ -20,6 +20,7 @@ transformers = pytest.importorskip("transformers", reason="the teacher is a Bert
 from distill_worker.config import DistillConfig  # noqa: E402
 from distill_worker.data.examples import IntentExample, ReplyExample  # noqa: E402
 from distill_worker.data.reply_dev import reply_dev  # noqa: E402
+from distill_worker.data.run_teachers import teacher_epoch_line  # noqa: E402
 from distill_worker.stages.decoder_stage import DecoderStage  # noqa: E402
 from distill_worker.stages.early_stopping import EarlyStopping  # noqa: E402
 from distill_worker.stages.encoder_stage import EncoderStage  # noqa: E402
@@ -147,8 +148,14 @@ def finetune(teacher: EncoderTeacher, dev_intents: list[str], **options: object)
 @pytest.mark.parametrize("patience", [1, 2])
 def test_teacher_stops_early_and_keeps_its_best_epoch(patience: int) -> None:
     teacher = tiny_teacher()
-    report = finetune(teacher, [WRONG[i] for i in INTENTS], patience=patience)
+    seen: list[dict[str, float]] = []
+    report = finetune(teacher, [WRONG[i] for i in INTENTS], patience=patience, on_epoch=seen.append)
     assert report["stop_reason"] == "early_stop" and report["best_epoch"] == 1
+    # each epoch is reported as it ends: the run's log shows a long fine-tune's progress
+    assert [{k: v for k, v in e.items() if k != "seconds"} for e in seen] == report["epochs"]
+    assert [e["seconds"] for e in seen] == sorted(e["seconds"] for e in seen)
+    line = teacher_epoch_line(seen[0], 6)
+    assert line.startswith("epoch 1/6: train loss ") and ", calibration accuracy " in line
     assert report["epochs_run"] == 1 + patience and report["kept"] == "epoch 1"
     assert report["dev_rows"] == len(TEXTS) and report["max_epochs"] == 6
     index = {name: i for i, name in enumerate(teacher.labels)}
