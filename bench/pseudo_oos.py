@@ -14,6 +14,13 @@ threshold is applied to the same dev rows in one run:
 
 `--data`, `--split`, `--seed`, `--dev-fraction` must be the run's (its `--data` and defaults);
 `--dev`: rows the run did not train on, with `oos` rows where out-of-scope recall is wanted.
+
+`--score energy` ranks messages by the energy score instead of the served max-softmax:
+logsumexp of the (temperature-scaled) logits of the in-scope intents, the `oos` column left out,
+higher meaning more in scope; pseudo-out-of-scope rows get the same with their fold's intents
+masked. The thresholds are then in those units (positive on the bundles measured so far). The
+bundle's own threshold is max-softmax; this measures whether the other score would serve
+better, with the same calibration rule.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -39,6 +47,7 @@ from distill_worker.data.building import stratified_split  # noqa: E402
 from distill_worker.data.loaders import Utterance, load_utterances  # noqa: E402
 from distill_worker.prepare_steps import ood_negatives  # noqa: E402
 from distill_worker.stages.calibrate import (  # noqa: E402
+    PSEUDO_OOS_FOLDS,
     fit_handoff_threshold,
     pseudo_oos_confidences,
 )
@@ -55,12 +64,46 @@ def logits_of(student: OnnxStudent, rows: list[Utterance]) -> torch.Tensor:
     return torch.cat(chunks) if chunks else torch.zeros(0, len(student.manifest.intent_labels))
 
 
-def confidences(logits: torch.Tensor, oos: int | None) -> tuple[list[int], list[float]]:
-    probs, pred = torch.softmax(logits, dim=-1).max(dim=-1)
+def confidences(
+    logits: torch.Tensor, oos: int | None, score: str = "max-softmax"
+) -> tuple[list[int], list[float]]:
+    """The predicted intents and each row's score (-inf where `oos` is predicted)."""
+    pred = logits.argmax(dim=-1)
+    if score == "energy":
+        values = torch.logsumexp(_without(logits, oos), dim=-1)
+    else:
+        values = torch.softmax(logits, dim=-1).max(dim=-1).values
     return pred.tolist(), [
         -math.inf if p == oos else float(c)
-        for p, c in zip(pred.tolist(), probs.tolist(), strict=True)
+        for p, c in zip(pred.tolist(), values.tolist(), strict=True)
     ]
+
+
+def _without(logits: torch.Tensor, column: int | None) -> torch.Tensor:
+    if column is None:
+        return logits
+    return torch.cat([logits[:, :column], logits[:, column + 1 :]], dim=-1)
+
+
+def pseudo_oos_energies(
+    logits: torch.Tensor, gold: list[int], oos: int | None, seed: int
+) -> list[float]:
+    """`pseudo_oos_confidences` with the energy score: the same folds of intents (same seed),
+    each row's energy over the in-scope columns its fold leaves."""
+    intents = sorted({g for g in gold if g != oos})
+    random.Random(seed).shuffle(intents)
+    fold_of = {intent: i % PSEUDO_OOS_FOLDS for i, intent in enumerate(intents)}
+    out = [-math.inf] * len(gold)
+    for fold in range(min(PSEUDO_OOS_FOLDS, len(intents))):
+        rows = [i for i, g in enumerate(gold) if fold_of.get(g) == fold]
+        if not rows:
+            continue
+        masked = logits[rows].clone()
+        masked[:, [c for c, f in fold_of.items() if f == fold]] = -math.inf
+        _, values = confidences(masked, oos, "energy")
+        for i, v in zip(rows, values, strict=True):
+            out[i] = v
+    return [out[i] for i, g in enumerate(gold) if g != oos]
 
 
 def main() -> None:
@@ -83,6 +126,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dev-fraction", type=float, default=0.1)
     parser.add_argument("--precision", choices=["fp32", "int8"], default="int8")
+    parser.add_argument("--score", choices=["max-softmax", "energy"], default="max-softmax")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -103,18 +147,21 @@ def main() -> None:
 
     cal_logits = logits_of(student, calibration)
     gold = [index[r.intent or ""] for r in calibration]
-    pred, conf = confidences(cal_logits, oos)
+    pred, conf = confidences(cal_logits, oos, args.score)
     in_scope = [(c, p == g) for c, p, g in zip(conf, pred, gold, strict=True) if g != oos]
     data_oos = [c for c, g in zip(conf, gold, strict=True) if g == oos]
-    ood_conf = confidences(logits_of(student, ood), oos)[1] if ood else []
-    pseudo = pseudo_oos_confidences(cal_logits, gold, oos=oos, seed=args.seed)
+    ood_conf = confidences(logits_of(student, ood), oos, args.score)[1] if ood else []
+    if args.score == "energy":
+        pseudo = pseudo_oos_energies(cal_logits, gold, oos, args.seed)
+    else:
+        pseudo = pseudo_oos_confidences(cal_logits, gold, oos=oos, seed=args.seed)
     choices = {
         "floor only": [],
         "data oos + ood": data_oos + ood_conf,
         "pseudo-oos": pseudo,
         "all": data_oos + ood_conf + pseudo,
     }
-    dev_pred, dev_conf = confidences(logits_of(student, dev), oos)
+    dev_pred, dev_conf = confidences(logits_of(student, dev), oos, args.score)
     dev_gold = [r.intent or "" for r in dev]
     predicted = [labels[p] for p in dev_pred]
     results: list[dict[str, Any]] = []
@@ -133,9 +180,9 @@ def main() -> None:
             | scores(served, dev_gold)
         )
     print(
-        f"bundle {student.model_version} ({args.precision}); calibration rows {len(in_scope)} "
-        f"in scope, {len(data_oos)} oos, {len(ood_conf)} out-of-domain, {len(pseudo)} "
-        f"pseudo-oos; dev {len(dev)} rows of {args.dev}"
+        f"bundle {student.model_version} ({args.precision}, {args.score}); calibration rows "
+        f"{len(in_scope)} in scope, {len(data_oos)} oos, {len(ood_conf)} out-of-domain, "
+        f"{len(pseudo)} pseudo-oos; dev {len(dev)} rows of {args.dev}"
     )
     print(
         "| negatives | threshold | dev accuracy | in-scope acc. | OOS recall | handed off | "
