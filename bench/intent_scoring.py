@@ -1,7 +1,7 @@
 """Scoring of `bench/intents.py`, the same for every model: logits put in the data set's label
 order, the temperature and handoff threshold fitted on the calibration rows, dev metrics as
-served (handoff applied) and the out-of-scope AUROC; and the TF-IDF + logistic regression
-baseline, whose decision function gives the logits."""
+served (handoff applied, on the pipeline's handoff score) and the out-of-scope AUROC; and the
+TF-IDF + logistic regression baseline, whose decision function gives the logits."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ from sklearn.pipeline import Pipeline
 from torch import Tensor
 
 from bench.intent_data import DataSet
+from bundle_runtime.handoff_score import intent_scores
 from bundle_runtime.intents import as_served
 from distill_worker.data.loaders import Utterance
-from distill_worker.run_config import DEFAULT_HANDOFF_PRECISION, DEFAULT_OOS_PRIOR
+from distill_worker.run_config import DEFAULT_HANDOFF_PRECISION, DEFAULT_OOS_PRIOR, RunConfig
 from distill_worker.stages.calibrate import (
     HandoffCalibration,
     fit_handoff_threshold,
@@ -54,12 +55,14 @@ def in_label_order(logits: Tensor, model_labels: Sequence[str], labels: list[str
     return out
 
 
+# The score the pipeline calibrates and serves the handoff on, unless told otherwise.
+HANDOFF_SCORE: str = RunConfig.model_fields["handoff_score"].default
+
+
 def confidences(scaled: Tensor, oos: int | None) -> tuple[list[int], list[float]]:
-    """(argmax, its probability) per row; -inf where the argmax is `oos`, which is handed off
-    at any threshold (as `fit_handoff_threshold` expects)."""
-    probs, pred = torch.softmax(scaled, dim=-1).max(dim=-1)
-    predicted = pred.tolist()
-    values = [-math.inf if p == oos else float(c) for p, c in zip(predicted, probs, strict=True)]
+    """(argmax, its handoff score) per row (`HANDOFF_SCORE`); -inf where the argmax is `oos`,
+    which is handed off at any threshold (as `fit_handoff_threshold` expects)."""
+    predicted, _, values = intent_scores(scaled.double().numpy(), HANDOFF_SCORE, oos)
     return predicted, values
 
 
@@ -74,6 +77,7 @@ def calibrate(logits: Tensor, data: DataSet) -> Calibration:
         [c for c, _, g in rows if g == data.oos],
         target_precision=DEFAULT_HANDOFF_PRECISION,
         oos_prior=DEFAULT_OOS_PRIOR,
+        score=HANDOFF_SCORE,
     )
     return Calibration(temperature, handoff)
 
@@ -83,11 +87,11 @@ def report(logits: Tensor, calibration: Calibration, data: DataSet) -> dict[str,
     (a handed-off message counts as predicted `oos` where the data has out-of-scope rows)."""
     gold = data.gold(data.dev)
     scaled = logits / calibration.temperature
-    probs, pred = torch.softmax(scaled, dim=-1).max(dim=-1)
+    pred, values = confidences(scaled, data.oos)
     counts_as_oos = data.oos if data.oos in gold else None
     served, handoff = as_served(
-        pred.tolist(),
-        probs.tolist(),
+        pred,
+        values,
         gold,
         threshold=calibration.handoff.threshold,
         oos=data.oos,

@@ -15,20 +15,18 @@ threshold is applied to the same dev rows in one run:
 `--data`, `--split`, `--seed`, `--dev-fraction` must be the run's (its `--data` and defaults);
 `--dev`: rows the run did not train on, with `oos` rows where out-of-scope recall is wanted.
 
-`--score energy` ranks messages by the energy score instead of the served max-softmax:
-logsumexp of the (temperature-scaled) logits of the in-scope intents, the `oos` column left out,
-higher meaning more in scope; pseudo-out-of-scope rows get the same with their fold's intents
-masked. The thresholds are then in those units (positive on the bundles measured so far). The
-bundle's own threshold is max-softmax; this measures whether the other score would serve
-better, with the same calibration rule.
+`--score energy|max-softmax` ranks messages by that score (`bundle_runtime.handoff_score`)
+instead of the bundle's own: energy is the logsumexp of the (temperature-scaled) logits of the
+in-scope intents, the `oos` column left out, higher meaning more in scope; pseudo-out-of-scope
+rows get the same with their fold's intents masked. The thresholds are then in that score's
+units. This measures whether the other score would serve better, with the same calibration
+rule.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
-import random
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -40,6 +38,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bundle_runtime.handoff_score import HANDOFF_SCORES, intent_scores  # noqa: E402
 from bundle_runtime.intents import OOS, as_served, scores  # noqa: E402
 from bundle_runtime.onnx_student import OnnxStudent  # noqa: E402
 from bundle_runtime.source import format_source  # noqa: E402
@@ -47,7 +46,6 @@ from distill_worker.data.building import stratified_split  # noqa: E402
 from distill_worker.data.loaders import Utterance, load_utterances  # noqa: E402
 from distill_worker.prepare_steps import ood_negatives  # noqa: E402
 from distill_worker.stages.calibrate import (  # noqa: E402
-    PSEUDO_OOS_FOLDS,
     fit_handoff_threshold,
     pseudo_oos_confidences,
 )
@@ -60,50 +58,14 @@ def logits_of(student: OnnxStudent, rows: list[Utterance]) -> torch.Tensor:
         ids, mask = student.encode_texts(
             [format_source(r.turns(), turns) for r in rows[i : i + 64]]
         )
-        chunks.append(torch.from_numpy(np.asarray(student.encode(ids, mask)[2], dtype=np.float32)))
+        chunks.append(torch.from_numpy(student.intent_logits(ids, mask).astype(np.float32)))
     return torch.cat(chunks) if chunks else torch.zeros(0, len(student.manifest.intent_labels))
 
 
-def confidences(
-    logits: torch.Tensor, oos: int | None, score: str = "max-softmax"
-) -> tuple[list[int], list[float]]:
-    """The predicted intents and each row's score (-inf where `oos` is predicted)."""
-    pred = logits.argmax(dim=-1)
-    if score == "energy":
-        values = torch.logsumexp(_without(logits, oos), dim=-1)
-    else:
-        values = torch.softmax(logits, dim=-1).max(dim=-1).values
-    return pred.tolist(), [
-        -math.inf if p == oos else float(c)
-        for p, c in zip(pred.tolist(), values.tolist(), strict=True)
-    ]
-
-
-def _without(logits: torch.Tensor, column: int | None) -> torch.Tensor:
-    if column is None:
-        return logits
-    return torch.cat([logits[:, :column], logits[:, column + 1 :]], dim=-1)
-
-
-def pseudo_oos_energies(
-    logits: torch.Tensor, gold: list[int], oos: int | None, seed: int
-) -> list[float]:
-    """`pseudo_oos_confidences` with the energy score: the same folds of intents (same seed),
-    each row's energy over the in-scope columns its fold leaves."""
-    intents = sorted({g for g in gold if g != oos})
-    random.Random(seed).shuffle(intents)
-    fold_of = {intent: i % PSEUDO_OOS_FOLDS for i, intent in enumerate(intents)}
-    out = [-math.inf] * len(gold)
-    for fold in range(min(PSEUDO_OOS_FOLDS, len(intents))):
-        rows = [i for i, g in enumerate(gold) if fold_of.get(g) == fold]
-        if not rows:
-            continue
-        masked = logits[rows].clone()
-        masked[:, [c for c, f in fold_of.items() if f == fold]] = -math.inf
-        _, values = confidences(masked, oos, "energy")
-        for i, v in zip(rows, values, strict=True):
-            out[i] = v
-    return [out[i] for i, g in enumerate(gold) if g != oos]
+def confidences(logits: torch.Tensor, oos: int | None, score: str) -> tuple[list[int], list[float]]:
+    """The predicted intents and each row's handoff score (-inf where `oos` is predicted)."""
+    pred, _, values = intent_scores(logits.double().numpy(), score, oos)
+    return pred, values
 
 
 def main() -> None:
@@ -126,11 +88,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dev-fraction", type=float, default=0.1)
     parser.add_argument("--precision", choices=["fp32", "int8"], default="int8")
-    parser.add_argument("--score", choices=["max-softmax", "energy"], default="max-softmax")
+    parser.add_argument(
+        "--score",
+        choices=HANDOFF_SCORES,
+        default=None,
+        help="The handoff score (`bundle_runtime.handoff_score`); default: the bundle's own.",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
     student = OnnxStudent(args.bundle, precision=args.precision)
+    args.score = args.score or student.handoff_score
     labels = list(student.manifest.intent_labels)
     index = {label: i for i, label in enumerate(labels)}
     oos = index.get(OOS)
@@ -151,10 +119,7 @@ def main() -> None:
     in_scope = [(c, p == g) for c, p, g in zip(conf, pred, gold, strict=True) if g != oos]
     data_oos = [c for c, g in zip(conf, gold, strict=True) if g == oos]
     ood_conf = confidences(logits_of(student, ood), oos, args.score)[1] if ood else []
-    if args.score == "energy":
-        pseudo = pseudo_oos_energies(cal_logits, gold, oos, args.seed)
-    else:
-        pseudo = pseudo_oos_confidences(cal_logits, gold, oos=oos, seed=args.seed)
+    pseudo = pseudo_oos_confidences(cal_logits, gold, oos=oos, seed=args.seed, score=args.score)
     choices = {
         "floor only": [],
         "data oos + ood": data_oos + ood_conf,
@@ -166,7 +131,7 @@ def main() -> None:
     predicted = [labels[p] for p in dev_pred]
     results: list[dict[str, Any]] = []
     for name, negatives in choices.items():
-        fit = fit_handoff_threshold(in_scope, negatives)
+        fit = fit_handoff_threshold(in_scope, negatives, score=args.score)
         served, handoff = as_served(
             predicted,
             dev_conf,

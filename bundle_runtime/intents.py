@@ -2,7 +2,8 @@
 
 Accuracy, macro-F1 over the intents present in the data, and, when the data has the `oos`
 label, out-of-scope recall and precision, with the bundle's handoff applied as served: a message
-whose confidence is under the handoff threshold counts as predicted out-of-scope. The share of
+whose handoff score (`bundle_runtime.handoff_score`) is under the bundle's threshold counts as
+predicted out-of-scope. The share of
 messages handed off and the accuracy of the ones answered are reported in every case. Rows
 whose intent the bundle does not know count as errors (the bundle cannot predict them) and are
 reported.
@@ -51,9 +52,9 @@ def evaluate_intents(
     for start in range(0, len(labelled), batch_size):
         chunk = labelled[start : start + batch_size]
         ids, mask = student.encode_texts([format_source(r.turns(), context_turns) for r in chunk])
-        labels, confidence = student.classify(ids, mask)
+        labels, _, values = student.intents(student.intent_logits(ids, mask))
         predicted.extend(labels)
-        confidences.extend(confidence)
+        confidences.extend(values)
     elapsed = time.perf_counter() - started
     gold = [r.intent or "" for r in labelled]
     served, handoff = as_served(
@@ -70,7 +71,7 @@ def evaluate_intents(
         "rows": len(gold),
         "unknown_intents": sorted(set(gold) - set(student.manifest.intent_labels)),
         **scores(served, gold),
-        "handoff": handoff,
+        "handoff": {**handoff, "score": student.handoff_score},
         # The classifier alone, every row answered: what the handoff is weighed against.
         "classifier_accuracy": sum(p == g for p, g in zip(predicted, gold, strict=True))
         / len(gold),
@@ -89,11 +90,12 @@ def as_served(
 ) -> tuple[list[T], dict[str, float | None]]:
     """The predictions with the handoff applied as serving applies it, and the handoff figures.
 
-    A message is handed off when its predicted intent is `oos` or its confidence is under
-    `threshold`. With `counts_as_oos` (the data's out-of-scope label; None when the data has no
-    out-of-scope rows), a handed-off message counts as predicted out-of-scope, the CLINC150
-    protocol; without, the predictions stay the classifier's and only the figures show the
-    handoff: its threshold, the share handed off, and the accuracy of the messages answered.
+    A message is handed off when its predicted intent is `oos` or its handoff score
+    (`confidence`: the probability or the energy, as the threshold is) is under `threshold`.
+    With `counts_as_oos` (the data's out-of-scope label; None when the data has no out-of-scope
+    rows), a handed-off message counts as predicted out-of-scope, the CLINC150 protocol;
+    without, the predictions stay the classifier's and only the figures show the handoff: its
+    threshold, the share handed off, and the accuracy of the messages answered.
     """
     off = [p == oos or c < threshold for p, c in zip(predicted, confidence, strict=True)]
     served = [

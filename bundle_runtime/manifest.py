@@ -58,6 +58,9 @@ class Manifest:
     # the tokenizer's vocabulary (None: the ids are the tokenizer's own).
     decoder_vocab: list[int] | None = None
     handoff_threshold: float = 0.5
+    # What the threshold is compared with (`bundle_runtime.handoff_score`): "max-softmax" (a
+    # probability; every bundle before the field) or "energy" (logit units).
+    handoff_score: str = "max-softmax"
     max_source_tokens: int = 128
     max_new_tokens: int = 64
     context_turns: int = 4

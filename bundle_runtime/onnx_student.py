@@ -34,6 +34,7 @@ from tokenizers import Tokenizer
 
 from bundle_runtime.decoding import Decoding, next_tokens, trim_to_sentence
 from bundle_runtime.guard import min_reward_of
+from bundle_runtime.handoff_score import MAX_SOFTMAX, check_handoff, intent_scores
 from bundle_runtime.manifest import BundleError, verify_bundle
 from bundle_runtime.slots import rephrase_slots
 from bundle_runtime.source import format_source
@@ -71,12 +72,6 @@ class Generation:
     reward_logits: FloatArray  # [B]
 
 
-def softmax(logits: FloatArray) -> FloatArray:
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    probs: FloatArray = (shifted / shifted.sum(axis=-1, keepdims=True)).astype(np.float32)
-    return probs
-
-
 class OnnxStudent:
     def __init__(
         self,
@@ -86,6 +81,7 @@ class OnnxStudent:
         intra_op_threads: int = 1,
         inter_op_threads: int = 1,
         handoff_threshold: float | None = None,
+        handoff_score: str = MAX_SOFTMAX,
         provider: Provider = "cpu",
         decoding: Decoding | None = None,
         decoding_overrides: Mapping[str, Any] | None = None,
@@ -93,7 +89,8 @@ class OnnxStudent:
     ) -> None:
         """`decoding` replaces the manifest's decoding settings; `decoding_overrides` (serving
         settings) changes some of them; `guard_min_reward` overrides the bundle's guard
-        threshold."""
+        threshold; `handoff_threshold` overrides the bundle's threshold and score, with
+        `handoff_score` naming what it is compared with (`bundle_runtime.handoff_score`)."""
         self.bundle_dir = bundle_dir
         self.manifest = verify_bundle(bundle_dir)
         try:
@@ -152,9 +149,16 @@ class OnnxStudent:
         self._dec_hidden = int(cfg["dec_hidden"])
         self._dec_max_positions = int(cfg["dec_max_positions"])
         self._max_source = min(self.manifest.max_source_tokens, int(cfg["enc_max_positions"]))
-        self.handoff_threshold = (
-            self.manifest.handoff_threshold if handoff_threshold is None else handoff_threshold
+        self.handoff_score, self.handoff_threshold = (
+            (self.manifest.handoff_score, self.manifest.handoff_threshold)
+            if handoff_threshold is None
+            else (handoff_score, handoff_threshold)
         )
+        try:
+            check_handoff(self.handoff_score, self.handoff_threshold)
+        except ValueError as exc:
+            where = "the manifest's" if handoff_threshold is None else "the serving override of"
+            raise BundleError(f"bundle {bundle_dir}: {where} handoff threshold: {exc}") from exc
         self._kv = [f"{i}.{part}" for i in range(self._layers) for part in ("key", "value")]
         self.guard_min_reward = min_reward_of(self.manifest.guard, guard_min_reward)
 
@@ -206,16 +210,32 @@ class OnnxStudent:
 
     def classify(self, input_ids: IntArray, mask: IntArray) -> tuple[list[str], list[float]]:
         """-> (intent label, softmax confidence) per row."""
+        labels, confidences, _ = self.intents(self.intent_logits(input_ids, mask))
+        return labels, confidences
+
+    def intent_logits(self, input_ids: IntArray, mask: IntArray) -> FloatArray:
+        """The encoder's intent logits [B, C] (temperature-scaled at export)."""
         _, _, logits = self._sessions["encoder"].run(
             None, {"input_ids": input_ids, "attention_mask": mask}
         )
-        return self._intents(logits)
+        out: FloatArray = logits
+        return out
 
-    def _intents(self, logits: FloatArray) -> tuple[list[str], list[float]]:
-        probs = softmax(logits)
-        best = probs.argmax(axis=-1)
+    def intents(self, logits: FloatArray) -> tuple[list[str], list[float], list[float]]:
+        """-> (intent label, softmax confidence, handoff score) per row: the score the bundle's
+        threshold is compared with (`handoff_score`), -inf where the intent is out-of-scope."""
         labels = self.manifest.intent_labels
-        return [labels[int(i)] for i in best], [float(probs[r, i]) for r, i in enumerate(best)]
+        oos = self.manifest.oos_label
+        best, confidences, values = intent_scores(
+            logits, self.handoff_score, labels.index(oos) if oos in labels else None
+        )
+        return [labels[i] for i in best], confidences, values
+
+    def hands_off(self, intent: str, value: float) -> str | None:
+        """Why a message with this predicted intent and handoff score goes to a human, or None."""
+        if self.manifest.oos_label is not None and intent == self.manifest.oos_label:
+            return "out_of_scope"
+        return "low_confidence" if value < self.handoff_threshold else None
 
     # ------------------------------------------------------------------------------ decoding
 
@@ -393,18 +413,14 @@ class OnnxStudent:
     ) -> list[StudentReply]:
         """Texts, intents, rewards and handoff decisions of a generation, row by row."""
         texts = [self.decode_text(row) for row in gen.tokens]
-        intents, confidences = self._intents(gen.intent_logits)
+        intents, confidences, values = self.intents(gen.intent_logits)
         rewards = 1.0 / (1.0 + np.exp(-gen.reward_logits.astype(np.float64)))
         replies = []
         for i, (intent, confidence) in enumerate(zip(intents, confidences, strict=True)):
             text = rephrase_slots(texts[i].strip())
             if not gen.finished[i] and text:
                 text = trim_to_sentence(text)
-            reason = None
-            if self.manifest.oos_label is not None and intent == self.manifest.oos_label:
-                reason = "out_of_scope"
-            elif confidence < self.handoff_threshold:
-                reason = "low_confidence"
+            reason = self.hands_off(intent, values[i])
             replies.append(
                 StudentReply(
                     text=text,

@@ -93,6 +93,7 @@ def create_app(
             intra_op_threads=settings.serving.intra_op_threads,
             inter_op_threads=settings.serving.inter_op_threads,
             handoff_threshold=settings.serving.handoff_threshold,
+            handoff_score=settings.serving.handoff_score,
             decoding=settings.serving.decoding.model_dump(exclude_none=True),
             guard_min_reward=settings.serving.guard_min_reward,
             provider=settings.serving.provider,

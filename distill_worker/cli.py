@@ -16,6 +16,7 @@ import click
 from click.core import ParameterSource
 from sqlalchemy.orm import Session
 
+from bundle_runtime.handoff_score import HANDOFF_SCORES
 from distill_worker import ranks
 from distill_worker.budgets import cap_note
 from distill_worker.config import DistillConfig
@@ -158,6 +159,13 @@ def _config(config_file: Path | None, sizes: dict[str, Any], knobs: dict[str, An
 @click.option("--max-reply-tokens", type=int, default=None, help=_SIZE_OPTIONS["max_reply_tokens"])
 @click.option("--seed", type=int, default=None)
 @click.option("--int8/--no-int8", default=default_of("int8"), show_default=True, help=_HELP["int8"])
+@click.option(
+    "--handoff-score",
+    type=click.Choice(HANDOFF_SCORES),
+    default=default_of("handoff_score"),
+    show_default=True,
+    help=_HELP["handoff_score"],
+)
 @_corpus_option("--ood", "ood_corpus")
 @_corpus_option("--unlabelled", "unlabelled_corpus")
 @click.option(
@@ -194,6 +202,7 @@ def distill(
     teacher_epochs: int,
     config_file: Path | None,
     int8: bool,
+    handoff_score: str,
     teacher_max_minutes: float | None,
     stage1_max_minutes: float | None,
     stage2_max_minutes: float | None,
@@ -213,6 +222,7 @@ def distill(
         "eval_replies": eval_replies,
         "teacher_epochs": teacher_epochs,
         "int8": int8,
+        "handoff_score": handoff_score,
     }
     given = click.get_current_context().get_parameter_source
     # An option left at its default (RunConfig's) does not override the --config file.

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from bundle_runtime.handoff_score import ENERGY, HandoffScore
 from distill_worker.config import DistillConfig
 
 DEFAULT_HANDOFF_PRECISION = 0.95
@@ -108,6 +109,14 @@ class RunConfig(BaseModel):
         lt=1.0,
         allow_inf_nan=False,
         description="Share of out-of-scope messages assumed in real traffic when calibrating.",
+    )
+    handoff_score: HandoffScore = Field(
+        default=ENERGY,
+        description="What the calibrated handoff threshold is compared with: energy (the log "
+        "of the summed exponentials of the in-scope intent logits) or max-softmax (the "
+        "predicted intent's probability). Energy told CLINC150's out-of-scope messages from "
+        "in-scope ones better (AUROC 0.976 against 0.897, README). Without calibration the "
+        "bundle keeps max-softmax and distill.handoff_threshold.",
     )
     pseudo_oos: bool = Field(
         default=True,

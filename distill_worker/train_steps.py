@@ -33,6 +33,7 @@ from distill_worker.stages.run_eval import (
     calibrate,
     calibrate_handoff,
     evaluate_run,
+    handoff_score,
     handoff_threshold,
 )
 
@@ -78,12 +79,13 @@ def train_encoder(req: DistillRequest, state: RunState, log: Log) -> None:
             oos_prior=req.config.oos_prior,
             pseudo_oos=req.config.pseudo_oos,
             seed=req.config.distill.seed,
+            score=req.config.handoff_score,
         )
     if state.handoff is not None:
         h = state.handoff
         log(
-            f"      handoff threshold {h.threshold:.3f}: {h.precision:.1%} of answers right "
-            f"(target {h.target_precision:.0%}), {h.coverage:.1%} of in-scope rows answered"
+            f"      handoff threshold {h.threshold:.3f} ({h.score}): {h.precision:.1%} of answers "
+            f"right (target {h.target_precision:.0%}), {h.coverage:.1%} of in-scope rows answered"
             + (f", {h.oos_answered:.1%} of {h.oos_rows} out-of-scope rows" if h.oos_rows else "")
             + (f" ({h.pseudo_oos_rows} of them pseudo-out-of-scope)" if h.pseudo_oos_rows else "")
             + ("" if h.met_target else "; the target was not reached")
@@ -185,6 +187,7 @@ def export(req: DistillRequest, state: RunState, log: Log, started: float) -> Ma
         max_new_tokens=cfg.max_reply_tokens,
         context_turns=req.config.context_turns,
         handoff_threshold=handoff_threshold(state, req.config),
+        handoff_score=handoff_score(state),
         metrics=state.metrics,
         run_id=str(req.run_id) if req.run_id else None,
         int8=req.config.int8,

@@ -193,7 +193,17 @@ class ServingSettings(BaseModel):
         default=1, ge=1, le=64, description="ONNX Runtime threads across operators."
     )
     handoff_threshold: float | None = Field(
-        default=None, ge=0.0, le=1.0, description="Override the bundle's handoff confidence."
+        default=None,
+        allow_inf_nan=False,
+        description="Override the bundle's handoff threshold: a message whose handoff score is "
+        "under it goes to a human. In the units of handoff_score (a probability for "
+        "max-softmax).",
+    )
+    handoff_score: Literal["max-softmax", "energy"] = Field(
+        default="max-softmax",
+        description="The score handoff_threshold is compared with, when it is set (a bundle's "
+        "own threshold comes with its own score): max-softmax, the predicted intent's "
+        "probability, or energy, in logit units (`bundle_runtime.handoff_score`).",
     )
     guard_min_reward: float | None = Field(
         default=None,
@@ -229,6 +239,18 @@ class ServingSettings(BaseModel):
     request_timeout_s: float = Field(
         default=30.0, gt=0, description="Deadline of one reply; later it fails with 503."
     )
+
+    @model_validator(mode="after")
+    def _threshold_fits_score(self) -> ServingSettings:
+        threshold = self.handoff_threshold
+        probability = self.handoff_score == "max-softmax"
+        if probability and threshold is not None and not 0 <= threshold <= 1:
+            raise ValueError(
+                "serving.handoff_threshold is a probability with the max-softmax score: "
+                f"between 0 and 1, got {threshold} (set serving.handoff_score=energy for a "
+                "threshold in logit units)"
+            )
+        return self
 
 
 class EventsSettings(BaseModel):

@@ -28,6 +28,7 @@ from urllib.parse import unquote, urlparse
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from bundle_runtime.handoff_score import MAX_SOFTMAX, HandoffScore, check_handoff
 from bundle_runtime.manifest import BundleError, bundle_checksum, load_manifest
 from bundle_runtime.onnx_student import OnnxStudent, Precision, Provider
 from feedback.db import session_scope
@@ -48,7 +49,8 @@ class ServingOptions:
     precision: Precision = "auto"
     intra_op_threads: int = 1
     inter_op_threads: int = 1
-    handoff_threshold: float | None = None  # None: the bundle manifest's threshold
+    handoff_threshold: float | None = None  # None: the bundle manifest's threshold and score
+    handoff_score: HandoffScore = MAX_SOFTMAX  # what an overriding threshold is compared with
     decoding: Mapping[str, Any] = field(default_factory=dict)  # overrides of the manifest's
     guard_min_reward: float | None = None  # None: the bundle manifest's guard threshold
     provider: Provider = "cpu"
@@ -61,8 +63,8 @@ class ServingOptions:
             raise ValueError("serving provider must be cpu, cuda or tensorrt")
         if self.intra_op_threads < 1 or self.inter_op_threads < 1:
             raise ValueError("serving thread counts must be at least 1")
-        if self.handoff_threshold is not None and not 0.0 <= self.handoff_threshold <= 1.0:
-            raise ValueError("the handoff threshold is a probability, between 0 and 1")
+        if self.handoff_threshold is not None:
+            check_handoff(self.handoff_score, self.handoff_threshold)
         if not 0.0 <= self.canary_share <= 1.0:
             raise ValueError("the canary share is a fraction, between 0 and 1")
 
@@ -155,6 +157,7 @@ class ReplyEngine:
                 intra_op_threads=self.options.intra_op_threads,
                 inter_op_threads=self.options.inter_op_threads,
                 handoff_threshold=self.options.handoff_threshold,
+                handoff_score=self.options.handoff_score,
                 provider=self.options.provider,
                 decoding_overrides=self.options.decoding,
                 guard_min_reward=self.options.guard_min_reward,

@@ -6,7 +6,8 @@ chosen to minimise the held-out negative log-likelihood, makes confidences hones
 into the head (weights and bias divided by T), so exported graphs and serving are unchanged.
 
 The handoff threshold is then chosen on the same calibration rows (never on the rows a run
-reports on): the lowest confidence at which the answers the bot still gives are right often
+reports on), on the run's handoff score (`bundle_runtime.handoff_score`: energy by default, or
+max-softmax): the lowest score at which the answers the bot still gives are right often
 enough (`fit_handoff_threshold`), with the data's out-of-scope rows, and any out-of-domain
 rows given to the run, as the messages it should not answer. Data with few of those still gets
 negatives: **pseudo-out-of-scope** rows, each calibration row scored as if its intent were not
@@ -25,6 +26,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
+from bundle_runtime.handoff_score import MAX_SOFTMAX, intent_scores
 from distill_worker.model.student import Student
 from distill_worker.run_config import DEFAULT_HANDOFF_PRECISION, DEFAULT_OOS_PRIOR
 
@@ -93,6 +95,7 @@ class HandoffCalibration:
     met_target: bool
     floor: float | None = None  # the right-answers floor, when too few negatives set it
     pseudo_oos_rows: int = 0  # of `oos_rows`: calibration rows scored without their intent
+    score: str = MAX_SOFTMAX  # what `threshold` is compared with (`bundle_runtime.handoff_score`)
 
     def as_dict(self) -> dict[str, float | int | bool | None]:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -105,6 +108,7 @@ def fit_handoff_threshold(
     target_precision: float = DEFAULT_HANDOFF_PRECISION,
     oos_prior: float = DEFAULT_OOS_PRIOR,
     pseudo_oos: Sequence[float] = (),
+    score: str = MAX_SOFTMAX,
 ) -> HandoffCalibration:
     """The lowest threshold whose estimated answered precision reaches `target_precision`.
 
@@ -117,7 +121,9 @@ def fit_handoff_threshold(
     is taken and `met_target` is False. With fewer than MIN_NEGATIVES negatives the threshold
     is raised to `floor` (see KEEP_RIGHT) where that is higher. `pseudo_oos`: confidences of
     pseudo-out-of-scope rows (`pseudo_oos_confidences`), negatives alongside `oos`; the floor
-    still looks at the real ones only.
+    still looks at the real ones only. `score` names what the values are (a probability or an
+    energy, `bundle_runtime.handoff_score`); the rule is the same for both, the lowest
+    candidate (every row with a finite value answered) being 0 or the lowest value below it.
     """
     if not in_scope:
         raise ValueError("calibrating the handoff threshold needs in-scope rows")
@@ -144,8 +150,10 @@ def fit_handoff_threshold(
         return (1 - prior) * right / denominator if denominator > 0 else 1.0
 
     values = np.concatenate([conf, neg])
-    candidates = [0.0, *np.unique(values[np.isfinite(values)]).tolist()]
-    usable = [t for t in candidates if rates(t)[0] >= MIN_COVERAGE] or [0.0]
+    finite = np.unique(values[np.isfinite(values)]).tolist()
+    lowest = min(0.0, finite[0]) if finite else 0.0
+    candidates = [lowest, *finite]
+    usable = [t for t in candidates if rates(t)[0] >= MIN_COVERAGE] or [lowest]
     meeting = [t for t in usable if precision(t) >= target_precision]
     threshold = meeting[0] if meeting else max(usable, key=precision)
     floor = None
@@ -165,6 +173,7 @@ def fit_handoff_threshold(
         met_target=bool(meeting),
         floor=floor,
         pseudo_oos_rows=len(pseudo_oos),
+        score=score,
     )
 
 
@@ -180,13 +189,15 @@ def pseudo_oos_confidences(
     oos: int | None = None,
     folds: int = PSEUDO_OOS_FOLDS,
     seed: int = 0,
+    score: str = MAX_SOFTMAX,
 ) -> list[float]:
     """Each in-scope row's confidence as if its intent were unknown to the bot.
 
     The intents present in `gold` (less `oos`) are dealt at random (`seed`) into `folds` groups,
-    each held out in turn: a row of a held-out intent is scored by the softmax over the columns
-    of the intents that are not held out, so its confidence is the one the bot would have on a
-    message of a subject it was never given, next to subjects it knows. The student did learn
+    each held out in turn: a row of a held-out intent is scored (`score`: the top softmax
+    probability or the energy, `bundle_runtime.handoff_score`) over the columns of the intents
+    that are not held out, so its score is the one the bot would have on a message of a subject
+    it was never given, next to subjects it knows. The student did learn
     these intents, so this approximates (it does not replace) real out-of-scope messages; it is
     what calibration has where the data holds none. -inf where the row's top remaining intent
     is `oos` (handed off at any threshold). `logits` [N, C] are the temperature-scaled ones.
@@ -206,7 +217,7 @@ def pseudo_oos_confidences(
             continue
         masked = logits[rows].clone()
         masked[:, held] = -math.inf
-        confidence, pred = torch.softmax(masked, dim=-1).max(dim=-1)
-        for i, p, c in zip(rows, pred.tolist(), confidence.tolist(), strict=True):
-            out[i] = -math.inf if p == oos else float(c)
+        _, _, values = intent_scores(masked.double().numpy(), score, oos)
+        for i, value in zip(rows, values, strict=True):
+            out[i] = value
     return [out[i] for i, g in enumerate(gold) if g != oos]

@@ -33,6 +33,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from bundle_runtime.decoding import Decoding
+from bundle_runtime.handoff_score import MAX_SOFTMAX, check_handoff
 from bundle_runtime.manifest import MANIFEST, Manifest, sha256_file
 from bundle_runtime.onnx_student import OnnxStudent
 from distill_worker.model.student import Student, padding_bias
@@ -309,6 +310,7 @@ def export_bundle(
     context_turns: int,
     handoff_threshold: float,
     metrics: dict[str, Any],
+    handoff_score: str = MAX_SOFTMAX,
     run_id: str | None,
     int8: bool = True,
     int8_options: Int8Options | None = None,
@@ -340,6 +342,10 @@ def export_bundle(
             decoder_vocab is not None and len(decoder_vocab) != cfg.dec_vocab_size
         ),
     }
+    try:
+        check_handoff(handoff_score, handoff_threshold)
+    except ValueError as exc:
+        checks[str(exc)] = True
     if any(checks.values()):
         raise ExportError("cannot export: " + "; ".join(m for m, bad in checks.items() if bad))
     if next(student.parameters()).device.type != "cpu":  # a GPU-trained student: a CPU copy
@@ -371,6 +377,7 @@ def export_bundle(
             oos_label=oos_label,
             decoder_vocab=list(decoder_vocab) if decoder_vocab is not None else None,
             handoff_threshold=handoff_threshold,
+            handoff_score=handoff_score,
             max_source_tokens=max_source_tokens,
             max_new_tokens=max_new_tokens,
             context_turns=context_turns,

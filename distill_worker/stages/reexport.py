@@ -57,6 +57,7 @@ def reexport_bundle(
             max_new_tokens=manifest.max_new_tokens,
             context_turns=manifest.context_turns,
             handoff_threshold=manifest.handoff_threshold,
+            handoff_score=manifest.handoff_score,
             metrics={**manifest.metrics, "reexported_from": manifest.model_version},
             run_id=manifest.run_id,
             int8=int8,

@@ -3,7 +3,6 @@ intent metrics (student and encoder teacher), reply quality against the responde
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import torch
 from torch import Tensor
 
 from bundle_runtime.decoding import Decoding, trim_to_sentence
+from bundle_runtime.handoff_score import MAX_SOFTMAX, intent_scores
 from bundle_runtime.intents import as_served
 from bundle_runtime.quality import degenerate_counts
 from distill_worker.data.building import (
@@ -37,7 +37,6 @@ from distill_worker.stages.evaluate import (
     corpus_chrf,
     generate_replies,
     intent_metrics,
-    predict_intents,
     reply_latency,
     rouge_l,
 )
@@ -68,9 +67,11 @@ def calibrate_handoff(
     oos_prior: float,
     pseudo_oos: bool = True,
     seed: int = 0,
+    score: str = MAX_SOFTMAX,
 ) -> HandoffCalibration | None:
-    """The handoff threshold on the (temperature-calibrated) student, from the calibration rows:
-    their in-scope rows, and as negatives their out-of-scope rows and the out-of-domain rows.
+    """The handoff threshold on the (temperature-calibrated) student's `score`
+    (`bundle_runtime.handoff_score`), from the calibration rows: their in-scope rows, and as
+    negatives their out-of-scope rows and the out-of-domain rows.
     With `pseudo_oos` and fewer than MIN_NEGATIVES of those, the in-scope calibration rows are
     also scored as if their intents were unknown (`pseudo_oos_confidences`, folds drawn from
     `seed`) and join the negatives. None without labelled calibration rows (the configured
@@ -84,13 +85,9 @@ def calibrate_handoff(
     negatives += data.ood
 
     def scored(logits: Tensor) -> tuple[list[int], list[float]]:
-        probs = torch.softmax(logits, dim=-1)
-        confidence, pred = probs.max(dim=-1)
-        # A predicted out-of-scope row is handed off at any threshold.
-        values = [
-            -math.inf if p == oos else float(c) for p, c in zip(pred, confidence, strict=True)
-        ]
-        return pred.tolist(), values
+        # A predicted out-of-scope row scores -inf: handed off at any threshold.
+        pred, _, values = intent_scores(logits.double().numpy(), score, oos)
+        return pred, values
 
     logits = _intent_logits(student, source, in_scope)
     pred, conf = scored(logits)
@@ -98,13 +95,14 @@ def calibrate_handoff(
     negative_conf = scored(_intent_logits(student, source, negatives))[1] if negatives else []
     pseudo: list[float] = []
     if pseudo_oos and len(negative_conf) < MIN_NEGATIVES and len(set(gold)) >= 2:
-        pseudo = pseudo_oos_confidences(logits, gold, oos=oos, seed=seed)
+        pseudo = pseudo_oos_confidences(logits, gold, oos=oos, seed=seed, score=score)
     return fit_handoff_threshold(
         [(c, p == g) for c, p, g in zip(conf, pred, gold, strict=True)],
         negative_conf,
         target_precision=target_precision,
         oos_prior=oos_prior,
         pseudo_oos=pseudo,
+        score=score,
     )
 
 
@@ -113,6 +111,12 @@ def handoff_threshold(state: RunState, config: RunConfig) -> float:
     return (
         state.handoff.threshold if state.handoff is not None else config.distill.handoff_threshold
     )
+
+
+def handoff_score(state: RunState) -> str:
+    """What the bundle's threshold is compared with: the calibrated score; max-softmax where
+    nothing was calibrated (the configured threshold is a probability)."""
+    return state.handoff.score if state.handoff is not None else MAX_SOFTMAX
 
 
 def _intent_logits(student: Student, source: SourceTokenizer, rows: list[Utterance]) -> Tensor:
@@ -128,7 +132,7 @@ def _intent_logits(student: Student, source: SourceTokenizer, rows: list[Utteran
             input_ids, mask = pad(ids[i : i + 64])
             chunks.append(student.encode(input_ids.to(device), mask.to(device))[2].cpu())
     student.train(was_training)
-    return torch.cat(chunks).float()
+    return torch.cat(chunks).float() if chunks else torch.zeros(0, student.cfg.n_intents)
 
 
 def student_replies(
@@ -160,14 +164,15 @@ def evaluate_run(
     # Reported on the rows nothing was tuned on (all held-out rows when there are too few to halve).
     report = state.data.report if state.data.calibration else dev
     labelled = [r for r in report if r.intent in index]
-    ids = source.ids([r.turns() for r in labelled])
-    batches = [pad(ids[i : i + 64]) for i in range(0, len(ids), 64)]
-    argmax, confidence = predict_intents(student, batches)
     gold = [index[r.intent or ""] for r in labelled]
     oos = index.get(oos_label) if oos_label is not None else None
+    score = handoff_score(state)
+    argmax, _, values = intent_scores(
+        _intent_logits(student, source, labelled).double().numpy(), score, oos
+    )
     pred, handoff = as_served(
         argmax,
-        confidence,
+        values,
         gold,
         threshold=handoff_threshold(state, config),
         oos=oos,
@@ -175,7 +180,7 @@ def evaluate_run(
     )
     intent: dict[str, Any] = dict(intent_metrics(pred, gold, labels, oos_label))
     calibration = state.handoff.as_dict() if state.handoff is not None else None
-    intent["handoff"] = {**handoff, "calibration": calibration}
+    intent["handoff"] = {**handoff, "score": score, "calibration": calibration}
     # The classifier alone, every row answered: what the handoff is weighed against.
     intent["classifier_accuracy"] = sum(p == g for p, g in zip(argmax, gold, strict=True)) / len(
         gold

@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="the export needs the `train` extra (torch)")
@@ -27,7 +28,7 @@ from bundle_runtime.onnx_student import OnnxStudent  # noqa: E402
 from bundle_runtime.source import format_source  # noqa: E402
 from distill_worker.model.student import Student, StudentConfig  # noqa: E402
 from distill_worker.stages.export_onnx import ExportError, export_bundle  # noqa: E402
-from tests.fixtures.tiny_bundle import INTENTS, TinyBundle  # noqa: E402
+from tests.fixtures.tiny_bundle import INTENTS, TOY, TinyBundle  # noqa: E402
 
 
 def copy_of(bundle: TinyBundle, tmp_path: Path) -> Path:
@@ -104,6 +105,59 @@ def test_handoff_on_out_of_scope_and_on_low_confidence(tiny_bundle: TinyBundle) 
     unsure = strict.reply([("customer", "where is my order")])
     assert unsure.confidence < 1.0
     assert (unsure.handoff, unsure.handoff_reason) == (True, "low_confidence")
+
+
+def with_manifest(bundle: TinyBundle, tmp_path: Path, **changes: Any) -> Path:
+    """A copy of the bundle whose manifest says otherwise (the manifest lists the other files'
+    hashes, not its own, so the copy still verifies)."""
+    path = copy_of(bundle, tmp_path)
+    manifest = json.loads((path / MANIFEST).read_text())
+    (path / MANIFEST).write_text(json.dumps({**manifest, **changes}))
+    return path
+
+
+def test_an_energy_bundle_hands_off_on_the_energy_of_its_in_scope_intents(
+    tiny_bundle: TinyBundle, tmp_path: Path
+) -> None:
+    plain = OnnxStudent(tiny_bundle.path, precision="fp32")
+    assert plain.handoff_score == "max-softmax"  # the manifest field's default: older bundles
+    ids, mask = plain.encode_texts(tiny_bundle.sources)
+    logits = plain.intent_logits(ids, mask).astype(np.float64)
+    oos = INTENTS.index("out_of_scope")
+    in_scope = np.delete(logits, oos, axis=1)
+    energy = np.log(np.exp(in_scope).sum(axis=1))
+    answered = [i for i, row in enumerate(logits) if row.argmax() != oos]
+    cut = float(np.median(energy[answered]))  # half the answerable rows under it
+    bundle = with_manifest(tiny_bundle, tmp_path, handoff_score="energy", handoff_threshold=cut)
+    served = OnnxStudent(bundle, precision="fp32")
+    labels, confidences, values = served.intents(served.intent_logits(ids, mask))
+    assert confidences == pytest.approx(plain.classify(ids, mask)[1])  # still probabilities
+    texts = [text for examples, _ in TOY.values() for text in examples]  # the sources' order
+    for i, text in enumerate(texts):
+        reply = served.reply([("customer", text)])
+        if i not in answered:
+            assert values[i] == -np.inf and reply.handoff_reason == "out_of_scope"
+        else:
+            assert values[i] == pytest.approx(energy[i], abs=1e-4)
+            expected = "low_confidence" if energy[i] < cut else None
+            assert served.hands_off(labels[i], values[i]) == reply.handoff_reason == expected
+    # A serving override brings its own score: a probability threshold on an energy bundle.
+    override = OnnxStudent(bundle, precision="fp32", handoff_threshold=0.0)
+    assert (override.handoff_score, override.handoff_threshold) == ("max-softmax", 0.0)
+    assert override.intents(override.intent_logits(ids, mask))[2][answered[0]] <= 1.0
+
+
+def test_a_handoff_threshold_outside_its_score_is_refused(
+    tiny_bundle: TinyBundle, tmp_path: Path
+) -> None:
+    odd = with_manifest(tiny_bundle, tmp_path, handoff_score="margin")
+    with pytest.raises(BundleError, match="unknown handoff score 'margin'"):
+        OnnxStudent(odd, precision="fp32")
+    with pytest.raises(BundleError, match=r"serving override.*not a probability"):
+        OnnxStudent(tiny_bundle.path, precision="fp32", handoff_threshold=3.2)
+    energy = OnnxStudent(tiny_bundle.path, precision="fp32", handoff_threshold=3.2,
+                         handoff_score="energy")  # fmt: skip
+    assert energy.handoff_threshold == 3.2
 
 
 def test_long_context_keeps_its_end(tiny_bundle: TinyBundle) -> None:

@@ -213,3 +213,64 @@ def test_pseudo_out_of_scope_rows_are_negatives_but_the_floor_counts_real_ones()
     real = fit_handoff_threshold(in_scope, oos[:5] + pseudo, target_precision=0.95)
     assert real.floor is None and real.threshold <= fit.threshold
     assert max(real.threshold, fit.floor) == fit.threshold
+
+
+def test_energy_scores_calibrate_with_the_same_rule_in_logit_units(tmp_path: Path) -> None:
+    # Energies are logits: shift the model-like confidences below zero and the threshold moves
+    # with them; the lowest candidate answers every row, however low.
+    in_scope, oos = _model_like(5)
+    fit = fit_handoff_threshold(in_scope, oos, target_precision=0.95, oos_prior=0.1)
+    shifted = fit_handoff_threshold(
+        [(c - 7.0, ok) for c, ok in in_scope],
+        [c - 7.0 for c in oos],
+        target_precision=0.95,
+        oos_prior=0.1,
+        score="energy",
+    )
+    assert shifted.threshold == pytest.approx(fit.threshold - 7.0)
+    assert (shifted.precision, shifted.coverage) == (fit.precision, fit.coverage)
+    assert shifted.score == "energy" and shifted.as_dict()["score"] == "energy"
+    everything = fit_handoff_threshold([(-9.0, True), (-8.0, True)], [], target_precision=0.5)
+    assert everything.threshold == -9.0 and everything.coverage == 1.0
+
+
+def test_pseudo_out_of_scope_energy_is_over_the_intents_its_fold_leaves() -> None:
+    gold = [i // 2 for i in range(12)]  # 6 intents, 2 rows each; no oos
+    logits = torch.full((12, 6), -2.0)
+    for row, intent in enumerate(gold):
+        logits[row, intent] = 5.0
+    energy = pseudo_oos_confidences(logits, gold, folds=3, seed=1, score="energy")
+    # Each row's own intent (and its fold's other one) is masked: four columns at -2 remain.
+    assert energy == pytest.approx([math.log(4 * math.exp(-2.0))] * 12)
+    probs = pseudo_oos_confidences(logits, gold, folds=3, seed=1)
+    assert probs == pytest.approx([0.25] * 12)
+
+
+def test_calibrating_on_energy_scores_the_student_with_it(tmp_path: Path) -> None:
+    labels = ["oos", "refund", "track_order"]
+    rows = [Utterance(text="where is my order", intent="track_order") for _ in range(6)]
+    rows += [Utterance(text="my money back", intent="refund") for _ in range(6)]
+    data = RunData(
+        train=[], dev=rows, labels=labels, oos_label="oos", adversarial={}, champion=None,
+        warm_start_skipped=None, calibration=rows, report=[], ood=[Utterance(text="weather")],
+    )  # fmt: skip
+    student = tiny_student()
+    source = _source(tmp_path)
+    fit = calibrate_handoff(
+        student, source, data, target_precision=0.9, oos_prior=0.1, score="energy"
+    )
+    assert fit is not None and fit.score == "energy" and fit.pseudo_oos_rows == 12
+    # The threshold is one of the scores it was chosen from: here the energies of the rows.
+    student.eval()
+    ids = source.ids([r.turns() for r in [*rows, *data.ood]])
+    width = max(map(len, ids))
+    with torch.no_grad():
+        logits = student.encode(
+            torch.tensor([i + [0] * (width - len(i)) for i in ids]),
+            torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i in ids]),
+        )[2]
+    energies = torch.logsumexp(logits[:, 1:], dim=-1).tolist()  # column 0 is `oos`
+    predicted_oos = logits.argmax(dim=-1) == 0
+    candidates = [e for e, o in zip(energies, predicted_oos.tolist(), strict=True) if not o]
+    pseudo = pseudo_oos_confidences(logits[:12], [2] * 6 + [1] * 6, oos=0, score="energy")
+    assert any(fit.threshold == pytest.approx(c, abs=1e-5) for c in [*candidates, *pseudo, 0.0])

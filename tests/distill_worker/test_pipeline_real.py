@@ -57,6 +57,9 @@ def test_distil_export_serve_and_resume(responder_dir: Path, tmp_path: Path) -> 
     # calibrated, and the configured threshold is what the bundle serves and the report applies.
     assert intent["rows"]["calibration"] == 0 and intent["handoff"]["calibration"] is None
     assert manifest.handoff_threshold == intent["handoff"]["threshold"] == 0.5
+    # Nothing calibrated: the configured threshold is a probability, so the score stays
+    # max-softmax whatever `handoff_score` asks for (energy, the default).
+    assert manifest.handoff_score == intent["handoff"]["score"] == "max-softmax"
     assert metrics["intent"]["teacher"]["accuracy"] >= 5 / 12
     assert metrics["replies"]["n"] == 2 and metrics["replies"]["chrf_vs_teacher"] is not None
     assert metrics["reply_budget"]["prompts"] == 6 and metrics["reply_budget"]["bounded"]

@@ -75,6 +75,7 @@ def test_the_same_run_on_a_quiet_and_a_busy_machine_gives_the_same_student(
     assert busy["intent"]["accuracy"] == quiet["intent"]["accuracy"]
     assert busy["intent"]["teacher"]["accuracy"] == quiet["intent"]["teacher"]["accuracy"]
     assert busy["intent"]["macro_f1"] == quiet["intent"]["macro_f1"]
+    assert busy["intent"]["handoff"] == quiet["intent"]["handoff"]
     np.testing.assert_array_equal(busy_logits, quiet_logits)  # the same weights, bit for bit
     # Stage 2 too: its last step's losses (decoder and reward head) are the same numbers.
     assert busy["stage2"]["steps_run"] == quiet["stage2"]["steps_run"]

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import onnxruntime as ort
 import pytest
+from pydantic import ValidationError
 
 from bundle_runtime.manifest import BundleError
 from bundle_runtime.onnx_student import OnnxStudent
 from chat_api.runtime.serving import ReplyEngine, ServingOptions
+from feedback.settings import Settings
 from tests.fixtures.tiny_bundle import TinyBundle
 
 HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
@@ -83,3 +85,20 @@ def test_cuda_replies_match_the_cpu_replies(tiny_bundle: TinyBundle) -> None:
     gpu = OnnxStudent(tiny_bundle.path, precision="fp32", provider="cuda")
     prompts = [[("customer", s.split(": ", 1)[1])] for s in tiny_bundle.sources]
     assert [r.text for r in gpu.reply_batch(prompts)] == [r.text for r in cpu.reply_batch(prompts)]
+
+
+def test_the_handoff_override_comes_from_the_settings_with_its_score(
+    tiny_bundle: TinyBundle, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("CHATDISTILL_SERVING__HANDOFF_THRESHOLD", "2.5")
+    with pytest.raises(ValidationError, match="probability with the max-softmax score"):
+        Settings(data_dir=tmp_path)
+    monkeypatch.setenv("CHATDISTILL_SERVING__HANDOFF_SCORE", "energy")
+    serving = Settings(data_dir=tmp_path).serving
+    options = ServingOptions(
+        handoff_threshold=serving.handoff_threshold, handoff_score=serving.handoff_score
+    )
+    student = ReplyEngine(options).load(tiny_bundle.path, "v").student
+    assert (student.handoff_score, student.handoff_threshold) == ("energy", 2.5)
+    with pytest.raises(ValueError, match="not a probability"):
+        ServingOptions(handoff_threshold=2.5)

@@ -10,9 +10,10 @@ const RATIO = /(accuracy|rate|recall|precision|agreement|f1|degenerate|share|cov
 // rows the run reported on, the handoff threshold calibrated on other rows and how often it
 // hands off there, reply quality.
 const NESTED = [
-  "intent.accuracy", "intent.oos_recall", "intent.handoff.threshold", "intent.handoff.share",
-  "intent.handoff.calibration.precision", "intent.handoff.calibration.oos_rows",
-  "intent.handoff.calibration.pseudo_oos_rows", "replies.degenerate", "replies.chrf_vs_teacher",
+  "intent.accuracy", "intent.oos_recall", "intent.handoff.score", "intent.handoff.threshold",
+  "intent.handoff.share", "intent.handoff.calibration.precision",
+  "intent.handoff.calibration.oos_rows", "intent.handoff.calibration.pseudo_oos_rows",
+  "replies.degenerate", "replies.chrf_vs_teacher",
 ];
 
 function metric(m, key) {
