@@ -22,7 +22,7 @@ from distill_worker.data.loaders import Utterance
 from distill_worker.run_config import DEFAULT_HANDOFF_PRECISION, DEFAULT_OOS_PRIOR, RunConfig
 from distill_worker.stages.calibrate import (
     HandoffCalibration,
-    fit_handoff_threshold,
+    calibrate_logits,
     fit_temperature,
 )
 from distill_worker.stages.evaluate import intent_metrics
@@ -55,29 +55,22 @@ def in_label_order(logits: Tensor, model_labels: Sequence[str], labels: list[str
     return out
 
 
-# The score the pipeline calibrates and serves the handoff on, unless told otherwise.
-HANDOFF_SCORE: str = RunConfig.model_fields["handoff_score"].default
-
-
-def confidences(scaled: Tensor, oos: int | None) -> tuple[list[int], list[float]]:
-    """(argmax, its handoff score) per row (`HANDOFF_SCORE`); -inf where the argmax is `oos`,
-    which is handed off at any threshold (as `fit_handoff_threshold` expects)."""
-    predicted, _, values = intent_scores(scaled.double().numpy(), HANDOFF_SCORE, oos)
-    return predicted, values
-
-
 def calibrate(logits: Tensor, data: DataSet) -> Calibration:
-    """Temperature, then the handoff threshold, both on the calibration rows only."""
+    """Temperature, then the handoff threshold (the pipeline's defaults: its score choice and
+    pseudo-out-of-scope rows where the data has few negatives), on the calibration rows only."""
     gold = data.gold(data.calibration)
     temperature = fit_temperature(logits, torch.tensor(gold))
-    pred, conf = confidences(logits / temperature, data.oos)
-    rows = list(zip(conf, pred, gold, strict=True))
-    handoff = fit_handoff_threshold(
-        [(c, p == g) for c, p, g in rows if g != data.oos],
-        [c for c, _, g in rows if g == data.oos],
+    scaled = logits / temperature
+    in_scope = [i for i, g in enumerate(gold) if g != data.oos]
+    negative = [i for i, g in enumerate(gold) if g == data.oos]
+    handoff = calibrate_logits(
+        scaled[in_scope],
+        [gold[i] for i in in_scope],
+        scaled[negative] if negative else None,
+        oos=data.oos,
+        score=RunConfig.model_fields["handoff_score"].default,
         target_precision=DEFAULT_HANDOFF_PRECISION,
         oos_prior=DEFAULT_OOS_PRIOR,
-        score=HANDOFF_SCORE,
     )
     return Calibration(temperature, handoff)
 
@@ -87,7 +80,7 @@ def report(logits: Tensor, calibration: Calibration, data: DataSet) -> dict[str,
     (a handed-off message counts as predicted `oos` where the data has out-of-scope rows)."""
     gold = data.gold(data.dev)
     scaled = logits / calibration.temperature
-    pred, values = confidences(scaled, data.oos)
+    pred, _, values = intent_scores(scaled.double().numpy(), calibration.handoff.score, data.oos)
     counts_as_oos = data.oos if data.oos in gold else None
     served, handoff = as_served(
         pred,

@@ -116,7 +116,9 @@ def row(
         num(metrics.get("in_scope_accuracy")),
         num(metrics.get("oos_recall")),
         num(metrics["handoff"]["share"]),
-        num(metrics["handoff"]["threshold"]) + ("" if met_target(metrics) else "*"),
+        num(metrics["handoff"]["threshold"])
+        + ("" if met_target(metrics) else "*")
+        + (" E" if metrics["handoff"]["calibration"].get("score") == "energy" else ""),
         num(torch_ms["median_ms"] if torch_ms else None, 2),
         num(onnx_ms["median_ms"] if onnx_ms else None, 2),
         f"{parameters / 1e6:.1f}M",
@@ -209,7 +211,8 @@ def print_report(results: dict[str, Any], names: list[str]) -> None:
     print(
         "accuracy, in-scope, OOS rec. (recall): dev rows as served, the handoff applied (with "
         "`oos` in the data a handed-off\nmessage counts as predicted oos); handoff: share of dev "
-        "messages handed off; threshold: fitted on the calibration\nrows; ms: median per "
+        "messages handed off; threshold: fitted on the calibration\nrows (E: on the energy "
+        "score, else max-softmax); ms: median per "
         "request, batch 1, 1 thread, tokenization included (tfidf_lr's 'torch' is "
         "scikit-learn);\nONNX: ONNX Runtime FP32, the int8 row dynamic INT8 (accuracy as served "
         "in ONNX Runtime);\n* the precision target was not reached with 80% of in-scope "

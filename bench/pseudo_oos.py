@@ -45,7 +45,9 @@ from bundle_runtime.source import format_source  # noqa: E402
 from distill_worker.data.building import stratified_split  # noqa: E402
 from distill_worker.data.loaders import Utterance, load_utterances  # noqa: E402
 from distill_worker.prepare_steps import ood_negatives  # noqa: E402
+from distill_worker.run_config import AUTO  # noqa: E402
 from distill_worker.stages.calibrate import (  # noqa: E402
+    calibrate_logits,
     fit_handoff_threshold,
     pseudo_oos_confidences,
 )
@@ -165,6 +167,25 @@ def main() -> None:
             f"{r['handoff']['answered_accuracy']:.4f}",
         ]
         print("| " + " | ".join(cells) + " |")
+    # What a run calibrating on these rows would serve (`--handoff-score auto`, the default).
+    in_rows = [i for i, g in enumerate(gold) if g != oos]
+    negative_logits = [cal_logits[[i for i, g in enumerate(gold) if g == oos]]]
+    if ood:
+        negative_logits.append(logits_of(student, ood))
+    negatives_all = torch.cat(negative_logits)
+    auto = calibrate_logits(
+        cal_logits[in_rows],
+        [gold[i] for i in in_rows],
+        negatives_all if negatives_all.shape[0] else None,
+        oos=oos,
+        score=AUTO,
+        seed=args.seed,
+    )
+    print(
+        f"auto: {auto.score} at {auto.threshold:.3f}; AUROC of in-scope against negative "
+        "calibration rows: "
+        + ", ".join(f"{name} {value:.3f}" for name, value in (auto.separation or {}).items())
+    )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))
 

@@ -22,7 +22,7 @@ from distill_worker.budgets import cap_note
 from distill_worker.config import DistillConfig
 from distill_worker.data.importers.command import import_corpus as import_corpus
 from distill_worker.devices import DeviceError
-from distill_worker.run_config import RunConfig, default_of
+from distill_worker.run_config import AUTO, RunConfig, default_of
 from distill_worker.simulate.cli import simulate_command as simulate_command
 from distill_worker.teacher_cli import teacher as teacher
 from feedback.settings import Settings
@@ -161,7 +161,7 @@ def _config(config_file: Path | None, sizes: dict[str, Any], knobs: dict[str, An
 @click.option("--int8/--no-int8", default=default_of("int8"), show_default=True, help=_HELP["int8"])
 @click.option(
     "--handoff-score",
-    type=click.Choice(HANDOFF_SCORES),
+    type=click.Choice([AUTO, *HANDOFF_SCORES]),
     default=default_of("handoff_score"),
     show_default=True,
     help=_HELP["handoff_score"],

@@ -13,17 +13,18 @@ come from the `fallback` config (the worker's settings), as they did at training
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bundle_runtime.handoff_score import ENERGY, HandoffScore
 from distill_worker.config import DistillConfig
 
 DEFAULT_HANDOFF_PRECISION = 0.95
 # auto: a CUDA GPU when torch sees one, else the CPU (distill_worker.devices)
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"
 DEFAULT_OOS_PRIOR = 0.1
+# The handoff score chosen per run (`stages.calibrate.calibrate_logits`).
+AUTO: Literal["auto"] = "auto"
 
 
 class RunConfig(BaseModel):
@@ -110,13 +111,13 @@ class RunConfig(BaseModel):
         allow_inf_nan=False,
         description="Share of out-of-scope messages assumed in real traffic when calibrating.",
     )
-    handoff_score: HandoffScore = Field(
-        default=ENERGY,
+    handoff_score: Literal["auto", "max-softmax", "energy"] = Field(
+        default=AUTO,
         description="What the calibrated handoff threshold is compared with: energy (the log "
-        "of the summed exponentials of the in-scope intent logits) or max-softmax (the "
-        "predicted intent's probability). Energy told CLINC150's out-of-scope messages from "
-        "in-scope ones better (AUROC 0.976 against 0.897, README). Without calibration the "
-        "bundle keeps max-softmax and distill.handoff_threshold.",
+        "of the summed exponentials of the in-scope intent logits), max-softmax (the "
+        "predicted intent's probability), or auto: the one that tells the calibration rows "
+        "from their negatives better (AUROC). Without calibration the bundle keeps "
+        "max-softmax and distill.handoff_threshold.",
     )
     pseudo_oos: bool = Field(
         default=True,

@@ -90,6 +90,13 @@ def train_encoder(req: DistillRequest, state: RunState, log: Log) -> None:
             + (f" ({h.pseudo_oos_rows} of them pseudo-out-of-scope)" if h.pseudo_oos_rows else "")
             + ("" if h.met_target else "; the target was not reached")
         )
+        if h.separation:
+            log(
+                "      handoff score "
+                + h.score
+                + ": in-scope vs negative calibration rows, AUROC "
+                + ", ".join(f"{name} {auroc:.3f}" for name, auroc in h.separation.items())
+            )
 
 
 def train_decoder(req: DistillRequest, state: RunState, log: Log) -> None:

@@ -19,16 +19,18 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
 from torch import Tensor
 
-from bundle_runtime.handoff_score import MAX_SOFTMAX, intent_scores
+from bundle_runtime.handoff_score import ENERGY, HANDOFF_SCORES, MAX_SOFTMAX, intent_scores
 from distill_worker.model.student import Student
-from distill_worker.run_config import DEFAULT_HANDOFF_PRECISION, DEFAULT_OOS_PRIOR
+from distill_worker.run_config import AUTO, DEFAULT_HANDOFF_PRECISION, DEFAULT_OOS_PRIOR
+from distill_worker.stages.reward_eval import roc_auc
 
 
 @torch.no_grad()
@@ -96,8 +98,11 @@ class HandoffCalibration:
     floor: float | None = None  # the right-answers floor, when too few negatives set it
     pseudo_oos_rows: int = 0  # of `oos_rows`: calibration rows scored without their intent
     score: str = MAX_SOFTMAX  # what `threshold` is compared with (`bundle_runtime.handoff_score`)
+    # With `auto`: each score's AUROC of in-scope against negative calibration rows, the higher
+    # one chosen (None when one score was asked for).
+    separation: dict[str, float] | None = None
 
-    def as_dict(self) -> dict[str, float | int | bool | None]:
+    def as_dict(self) -> dict[str, Any]:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
 
@@ -175,6 +180,66 @@ def fit_handoff_threshold(
         pseudo_oos_rows=len(pseudo_oos),
         score=score,
     )
+
+
+def calibrate_logits(
+    logits: Tensor,
+    gold: Sequence[int],
+    negatives: Tensor | None,
+    *,
+    oos: int | None,
+    score: str = AUTO,
+    target_precision: float = DEFAULT_HANDOFF_PRECISION,
+    oos_prior: float = DEFAULT_OOS_PRIOR,
+    pseudo_oos: bool = True,
+    seed: int = 0,
+) -> HandoffCalibration:
+    """The handoff threshold from temperature-scaled intent logits: `logits` [N, C] of the
+    in-scope calibration rows with their `gold` intents, `negatives` [M, C] of the rows the bot
+    should not answer (out-of-scope, out-of-domain; None: none). With `pseudo_oos` and fewer
+    than MIN_NEGATIVES negatives, the in-scope rows also join them scored without their
+    intents (`pseudo_oos_confidences`, folds from `seed`).
+
+    `score` is one of `bundle_runtime.handoff_score.HANDOFF_SCORES`, or `auto`: each score is
+    fitted and the one whose values separate the in-scope rows from the negatives best (AUROC,
+    pseudo-out-of-scope rows included) is kept, max-softmax on a tie or without negatives. An
+    energy score is only as good as the logits are trained: on a small, briefly trained model
+    it separated out-of-scope messages worse than chance (bench/README), on CLINC150's full
+    run far better than max-softmax.
+    """
+    candidates = list(HANDOFF_SCORES) if score == AUTO else [score]
+    fits: dict[str, tuple[HandoffCalibration, float | None]] = {}
+    for name in candidates:
+        pred, _, values = intent_scores(logits.double().numpy(), name, oos)
+        negative = (
+            intent_scores(negatives.double().numpy(), name, oos)[2]
+            if negatives is not None and negatives.shape[0]
+            else []
+        )
+        pseudo: list[float] = []
+        if pseudo_oos and len(negative) < MIN_NEGATIVES and len(set(gold)) >= 2:
+            pseudo = pseudo_oos_confidences(logits, gold, oos=oos, seed=seed, score=name)
+        fit = fit_handoff_threshold(
+            [(v, p == g) for v, p, g in zip(values, pred, gold, strict=True)],
+            negative,
+            target_precision=target_precision,
+            oos_prior=oos_prior,
+            pseudo_oos=pseudo,
+            score=name,
+        )
+        against = [*negative, *pseudo]
+        fits[name] = (
+            fit,
+            roc_auc([*values, *against], [1.0] * len(values) + [0.0] * len(against))
+            if against
+            else None,
+        )
+    if score != AUTO:
+        return fits[score][0]
+    separation = {name: auroc for name, (_, auroc) in fits.items() if auroc is not None}
+    better = len(separation) == len(fits) and separation[ENERGY] > separation[MAX_SOFTMAX]
+    best = ENERGY if better else MAX_SOFTMAX
+    return replace(fits[best][0], separation={k: round(v, 4) for k, v in separation.items()})
 
 
 # ------------------------------------------------------------------------- pseudo-out-of-scope

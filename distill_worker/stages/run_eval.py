@@ -23,15 +23,13 @@ from distill_worker.data.labelling import greedy_replies
 from distill_worker.data.loaders import Utterance
 from distill_worker.data.run_teachers import open_cache
 from distill_worker.model.student import Student
-from distill_worker.run_config import RunConfig
+from distill_worker.run_config import AUTO, RunConfig
 from distill_worker.run_state import RunData, RunState
 from distill_worker.stages.calibrate import (
-    MIN_NEGATIVES,
     HandoffCalibration,
-    fit_handoff_threshold,
+    calibrate_logits,
     fit_temperature,
     fold_temperature,
-    pseudo_oos_confidences,
 )
 from distill_worker.stages.evaluate import (
     corpus_chrf,
@@ -67,15 +65,12 @@ def calibrate_handoff(
     oos_prior: float,
     pseudo_oos: bool = True,
     seed: int = 0,
-    score: str = MAX_SOFTMAX,
+    score: str = AUTO,
 ) -> HandoffCalibration | None:
-    """The handoff threshold on the (temperature-calibrated) student's `score`
-    (`bundle_runtime.handoff_score`), from the calibration rows: their in-scope rows, and as
-    negatives their out-of-scope rows and the out-of-domain rows.
-    With `pseudo_oos` and fewer than MIN_NEGATIVES of those, the in-scope calibration rows are
-    also scored as if their intents were unknown (`pseudo_oos_confidences`, folds drawn from
-    `seed`) and join the negatives. None without labelled calibration rows (the configured
-    threshold stays)."""
+    """The handoff threshold on the (temperature-calibrated) student, from the calibration rows:
+    their in-scope rows, and as negatives their out-of-scope rows and the out-of-domain rows
+    (`calibrate_logits`: the score, pseudo-out-of-scope rows with `pseudo_oos`, folds drawn
+    from `seed`). None without labelled calibration rows (the configured threshold stays)."""
     index = {label: i for i, label in enumerate(data.labels)}
     oos = index.get(data.oos_label) if data.oos_label is not None else None
     in_scope = [r for r in data.calibration if r.intent in index and index[r.intent] != oos]
@@ -83,26 +78,16 @@ def calibrate_handoff(
         return None
     negatives = [r for r in data.calibration if oos is not None and r.intent == data.oos_label]
     negatives += data.ood
-
-    def scored(logits: Tensor) -> tuple[list[int], list[float]]:
-        # A predicted out-of-scope row scores -inf: handed off at any threshold.
-        pred, _, values = intent_scores(logits.double().numpy(), score, oos)
-        return pred, values
-
-    logits = _intent_logits(student, source, in_scope)
-    pred, conf = scored(logits)
-    gold = [index[r.intent or ""] for r in in_scope]
-    negative_conf = scored(_intent_logits(student, source, negatives))[1] if negatives else []
-    pseudo: list[float] = []
-    if pseudo_oos and len(negative_conf) < MIN_NEGATIVES and len(set(gold)) >= 2:
-        pseudo = pseudo_oos_confidences(logits, gold, oos=oos, seed=seed, score=score)
-    return fit_handoff_threshold(
-        [(c, p == g) for c, p, g in zip(conf, pred, gold, strict=True)],
-        negative_conf,
+    return calibrate_logits(
+        _intent_logits(student, source, in_scope),
+        [index[r.intent or ""] for r in in_scope],
+        _intent_logits(student, source, negatives) if negatives else None,
+        oos=oos,
+        score=score,
         target_precision=target_precision,
         oos_prior=oos_prior,
-        pseudo_oos=pseudo,
-        score=score,
+        pseudo_oos=pseudo_oos,
+        seed=seed,
     )
 
 

@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch")
 from tokenizers import Tokenizer  # noqa: E402
 from tokenizers.models import WordLevel  # noqa: E402
 from tokenizers.pre_tokenizers import Whitespace  # noqa: E402
+from torch import Tensor  # noqa: E402
 
 from distill_worker.data.building import SourceTokenizer, stratified_split  # noqa: E402
 from distill_worker.data.loaders import Utterance  # noqa: E402
@@ -21,6 +22,7 @@ from distill_worker.run_state import RunData  # noqa: E402
 from distill_worker.stages.calibrate import (  # noqa: E402
     MIN_COVERAGE,
     MIN_NEGATIVES,
+    calibrate_logits,
     fit_handoff_threshold,
     pseudo_oos_confidences,
 )
@@ -274,3 +276,35 @@ def test_calibrating_on_energy_scores_the_student_with_it(tmp_path: Path) -> Non
     candidates = [e for e, o in zip(energies, predicted_oos.tolist(), strict=True) if not o]
     pseudo = pseudo_oos_confidences(logits[:12], [2] * 6 + [1] * 6, oos=0, score="energy")
     assert any(fit.threshold == pytest.approx(c, abs=1e-5) for c in [*candidates, *pseudo, 0.0])
+
+
+def _separable(negative: list[float]) -> tuple[Tensor, list[int], Tensor]:
+    """40 in-scope rows over 4 intents (column 4 is `oos`), each 6 logits ahead on its intent;
+    60 negatives, each `negative` (5 logits, `oos` last) rolled over the 4 intents. Every row's
+    top logit gets the same small spread, so that scores tie only where they should."""
+    gold = [i % 4 for i in range(40)]
+    logits = torch.zeros(40, 5)
+    for row, intent in enumerate(gold):
+        logits[row, intent] = 6.0 + 0.05 * (row % 7)
+    intents = torch.stack([torch.tensor(negative[:4]).roll(i % 4) for i in range(60)])
+    intents += 0.05 * (torch.arange(60) % 7).unsqueeze(1) * (intents > 0)
+    return logits, gold, torch.cat([intents, torch.full((60, 1), negative[4])], dim=1)
+
+
+def test_auto_keeps_the_score_that_tells_negatives_from_in_scope_rows_better() -> None:
+    # Negatives with low logits but one intent well ahead: as probable as an in-scope row
+    # under the softmax, far lower in energy.
+    logits, gold, quiet = _separable([2.0, -4.0, -4.0, -4.0, -4.0])
+    auto = calibrate_logits(logits, gold, quiet, oos=4, score="auto")
+    assert auto.score == "energy" and auto.separation is not None
+    assert auto.separation["energy"] > auto.separation["max-softmax"]
+    energy = calibrate_logits(logits, gold, quiet, oos=4, score="energy")
+    assert energy.separation is None and auto.threshold == energy.threshold
+    # Negatives torn between two intents with high logits: high energy, low probability.
+    logits, gold, torn = _separable([7.0, 7.0, 0.0, 0.0, 0.0])
+    auto = calibrate_logits(logits, gold, torn, oos=4, score="auto")
+    assert auto.score == "max-softmax" and auto.separation is not None
+    assert auto.separation["max-softmax"] > auto.separation["energy"]
+    # No negatives and no pseudo-out-of-scope rows: nothing to compare on, max-softmax.
+    alone = calibrate_logits(logits, gold, None, oos=4, score="auto", pseudo_oos=False)
+    assert alone.score == "max-softmax" and alone.separation == {}

@@ -145,6 +145,13 @@ def test_a_config_file_with_run_knobs_is_read_whole_and_checked(
     assert runner.invoke(cli.distill, [*out, "--unlabelled", str(ood)]).exit_code == 0
     assert seen.pop().unlabelled_corpus == str(ood.resolve())
     assert runner.invoke(cli.distill, [*out, "--unlabelled", str(tmp_path / "no")]).exit_code == 2
+    # The handoff score: auto by default, one of the two scores on request, nothing else.
+    assert RunConfig().handoff_score == "auto"
+    assert runner.invoke(cli.distill, [*out, "--handoff-score", "energy"]).exit_code == 0
+    assert seen.pop().handoff_score == "energy"
+    assert runner.invoke(cli.distill, [*out, "--handoff-score", "margin"]).exit_code == 2
+    with pytest.raises(ValidationError, match="handoff_score"):
+        RunConfig.model_validate({"handoff_score": "margin"})
 
 
 def test_device_and_nproc_are_checked_before_any_work(
