@@ -6,8 +6,9 @@ chosen to minimise the held-out negative log-likelihood, makes confidences hones
 into the head (weights and bias divided by T), so exported graphs and serving are unchanged.
 
 The handoff threshold is then chosen on the same calibration rows (never on the rows a run
-reports on), on the run's handoff score (`bundle_runtime.handoff_score`: energy by default, or
-max-softmax): the lowest score at which the answers the bot still gives are right often
+reports on), on the run's handoff score (`bundle_runtime.handoff_score`: energy or
+max-softmax, by default whichever separates the calibration rows from their negatives better,
+`calibrate_logits`): the lowest score at which the answers the bot still gives are right often
 enough (`fit_handoff_threshold`), with the data's out-of-scope rows, and any out-of-domain
 rows given to the run, as the messages it should not answer. Data with few of those still gets
 negatives: **pseudo-out-of-scope** rows, each calibration row scored as if its intent were not
