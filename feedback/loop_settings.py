@@ -5,7 +5,7 @@ and the canary. Sections of `feedback.settings.Settings` (`CHATDISTILL_MONITOR__
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
@@ -227,6 +227,11 @@ class WorkerSettings(BaseModel):
         default=None,
         description="Out-of-domain messages (`chatdistill ood-corpus`): the negatives each run "
         "calibrates its handoff threshold on.",
+    )
+    handoff_score: Literal["auto", "max-softmax", "energy"] | None = Field(
+        default=None,
+        description="The score each run calibrates the handoff threshold on (unset: auto, the "
+        "one that separates the calibration rows from their negatives better).",
     )
     gate: GateSettings = Field(default_factory=GateSettings)
 

@@ -53,6 +53,7 @@ class LoopContext:
             "replies_per_intent": worker.replies_per_intent,
             "teacher_epochs": worker.teacher_epochs,
             "int8": True if trigger is RunTrigger.LATENCY else worker.int8,
+            "handoff_score": worker.handoff_score,
         }
         knobs = {k: v for k, v in knobs.items() if v is not None}
         if worker.teacher_max_minutes is not None:  # 0: no cap

@@ -176,3 +176,12 @@ def test_the_loop_takes_the_ood_corpus_from_its_settings(tmp_path: Path) -> None
     config = LoopContext(Settings(worker={"ood_corpus": path})).run_settings(RunTrigger.SCHEDULE)
     assert config.ood_corpus == str(path.resolve())
     assert LoopContext(Settings()).run_settings(RunTrigger.SCHEDULE).ood_corpus is None
+
+
+def test_the_loop_takes_the_handoff_score_from_its_settings() -> None:
+    default = LoopContext(Settings()).run_settings(RunTrigger.SCHEDULE)
+    assert default.handoff_score == "auto"
+    fixed = LoopContext(Settings(worker={"handoff_score": "energy"}))
+    assert fixed.run_settings(RunTrigger.SCHEDULE).handoff_score == "energy"
+    with pytest.raises(ValidationError, match="handoff_score"):
+        Settings(worker={"handoff_score": "margin"})
