@@ -120,7 +120,8 @@ def main() -> None:
     pred, conf = confidences(cal_logits, oos, args.score)
     in_scope = [(c, p == g) for c, p, g in zip(conf, pred, gold, strict=True) if g != oos]
     data_oos = [c for c, g in zip(conf, gold, strict=True) if g == oos]
-    ood_conf = confidences(logits_of(student, ood), oos, args.score)[1] if ood else []
+    ood_logits = logits_of(student, ood)
+    ood_conf = confidences(ood_logits, oos, args.score)[1] if ood else []
     pseudo = pseudo_oos_confidences(cal_logits, gold, oos=oos, seed=args.seed, score=args.score)
     choices = {
         "floor only": [],
@@ -169,10 +170,7 @@ def main() -> None:
         print("| " + " | ".join(cells) + " |")
     # What a run calibrating on these rows would serve (`--handoff-score auto`, the default).
     in_rows = [i for i, g in enumerate(gold) if g != oos]
-    negative_logits = [cal_logits[[i for i, g in enumerate(gold) if g == oos]]]
-    if ood:
-        negative_logits.append(logits_of(student, ood))
-    negatives_all = torch.cat(negative_logits)
+    negatives_all = torch.cat([cal_logits[[i for i, g in enumerate(gold) if g == oos]], ood_logits])
     auto = calibrate_logits(
         cal_logits[in_rows],
         [gold[i] for i in in_rows],

@@ -30,10 +30,14 @@ HandoffScore = Literal["max-softmax", "energy"]
 HANDOFF_SCORES: tuple[HandoffScore, ...] = (MAX_SOFTMAX, ENERGY)
 
 
-def check_handoff(score: str, threshold: float) -> None:
-    """ValueError unless `score` is known and `threshold` is a value it can take."""
+def _check_score(score: str) -> None:
     if score not in HANDOFF_SCORES:
         raise ValueError(f"unknown handoff score {score!r}; known: {', '.join(HANDOFF_SCORES)}")
+
+
+def check_handoff(score: str, threshold: float) -> None:
+    """ValueError unless `score` is known and `threshold` is a value it can take."""
+    _check_score(score)
     if not isinstance(threshold, int | float) or not math.isfinite(threshold):
         raise ValueError(f"the handoff threshold must be a finite number, got {threshold!r}")
     if score == MAX_SOFTMAX and not 0.0 <= threshold <= 1.0:
@@ -49,8 +53,7 @@ def intent_scores(
     """Intent logits [N, C] -> (predicted intent index, its softmax probability, handoff score)
     per row. The score is -inf where the prediction is `oos` (handed off at any threshold) and
     where a row has no finite in-scope logit (every intent masked)."""
-    if score not in HANDOFF_SCORES:
-        raise ValueError(f"unknown handoff score {score!r}; known: {', '.join(HANDOFF_SCORES)}")
+    _check_score(score)
     x = np.asarray(logits, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] == 0:
         raise ValueError(f"intent logits must be [rows, intents], got shape {x.shape}")

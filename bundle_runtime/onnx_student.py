@@ -154,6 +154,8 @@ class OnnxStudent:
             if handoff_threshold is None
             else (handoff_score, handoff_threshold)
         )
+        labels, oos = self.manifest.intent_labels, self.manifest.oos_label
+        self._oos_index = labels.index(oos) if oos in labels else None
         try:
             check_handoff(self.handoff_score, self.handoff_threshold)
         except ValueError as exc:
@@ -225,10 +227,7 @@ class OnnxStudent:
         """-> (intent label, softmax confidence, handoff score) per row: the score the bundle's
         threshold is compared with (`handoff_score`), -inf where the intent is out-of-scope."""
         labels = self.manifest.intent_labels
-        oos = self.manifest.oos_label
-        best, confidences, values = intent_scores(
-            logits, self.handoff_score, labels.index(oos) if oos in labels else None
-        )
+        best, confidences, values = intent_scores(logits, self.handoff_score, self._oos_index)
         return [labels[i] for i in best], confidences, values
 
     def hands_off(self, intent: str, value: float) -> str | None:
