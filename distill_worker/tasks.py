@@ -64,15 +64,15 @@ def execute_run(self: Task, run_id: str, teacher_retries: int = 0) -> str:
     worker = ctx.settings.worker
     run = uuid.UUID(run_id)
     owner = f"{socket.gethostname()}:{os.getpid()}:{self.request.id}"
+    countdown = min(worker.retry_backoff_s * 2**teacher_retries, MAX_BACKOFF_S)
     try:
-        outcome = executor.execute(ctx, run, owner)
+        outcome = executor.execute(ctx, run, owner, retry_in_s=countdown)
     except RetryableRunError as exc:
         if teacher_retries >= worker.max_retries:
             reason = f"{exc} (gave up after {teacher_retries} retries)"
             executor.fail(ctx, run, reason)
             logger.warning("run %s failed: %s", run_id, reason)
             return "failed"
-        countdown = min(worker.retry_backoff_s * 2**teacher_retries, MAX_BACKOFF_S)
         logger.warning(
             "run %s: %s; retry %d in %.0f s", run_id, exc, teacher_retries + 1, countdown
         )

@@ -6,8 +6,9 @@
 Outcomes: "succeeded", "refused", "failed", "cancelled", "lost" (another task holds the run),
 "finished" (a redelivery of a run that had already ended: nothing done) and "busy" (another
 live task holds the lease: the caller retries after the lease time). A retryable failure
-releases the lease and raises `RetryableRunError` for the caller to retry with backoff; after
-the last retry the caller calls `fail` with the reason.
+releases the lease and raises `RetryableRunError` for the caller to retry with backoff (the
+delay it passes in keeps the dispatcher from resending the run meanwhile); after the last retry
+the caller calls `fail` with the reason.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ logger = logging.getLogger(__name__)
 ORDER = ("snapshot", "train", "evaluate", "register", "promote")
 
 
-def execute(ctx: LoopContext, run_id: uuid.UUID, owner: str) -> str:
+def execute(ctx: LoopContext, run_id: uuid.UUID, owner: str, *, retry_in_s: float = 0.0) -> str:
+    """Run what is left of `run_id` as `owner`; `retry_in_s`: when the caller's retry would start
+    after a retryable failure (the run is marked as awaiting it, not as lost)."""
     lease_s = ctx.settings.worker.lease_s
     with session_scope(ctx.sessions()) as session:
         repo = RunRepository(session)
@@ -61,7 +64,7 @@ def execute(ctx: LoopContext, run_id: uuid.UUID, owner: str) -> str:
         except LeaseLost:
             return "lost"
         except RetryableRunError:
-            _release(ctx, run_id, owner)
+            _release(ctx, run_id, owner, retry_in_s)
             raise
         except PermanentRunError as exc:
             fail(ctx, run_id, str(exc), owner=owner)
@@ -140,9 +143,9 @@ def _checkpoint(
         state.steps = dict(run.steps)
 
 
-def _release(ctx: LoopContext, run_id: uuid.UUID, owner: str) -> None:
+def _release(ctx: LoopContext, run_id: uuid.UUID, owner: str, retry_in_s: float) -> None:
     with session_scope(ctx.sessions()) as session:
-        RunRepository(session).release(run_id, owner)
+        RunRepository(session).release(run_id, owner, retry_in_s=retry_in_s)
 
 
 def fail(ctx: LoopContext, run_id: uuid.UUID, reason: str, *, owner: str | None = None) -> None:

@@ -152,12 +152,21 @@ class RunRepository:
             .values(**values)
         )
 
-    def release(self, run_id: uuid.UUID, owner: str) -> None:
-        """Give the lease up (a retry follows): the next delivery claims it at once."""
+    def release(self, run_id: uuid.UUID, owner: str, *, retry_in_s: float = 0.0) -> None:
+        """Give the lease up, a retry being sent that starts in `retry_in_s`: the next delivery
+        claims it at once. The run counts as dispatched when the retry is due, so `to_dispatch`
+        resends it only if the retry has not begun `redispatch_after_s` after that (a resend
+        while it waits would run a second chain of retries beside the first)."""
+        if retry_in_s < 0:
+            raise ValueError("retry_in_s must not be negative")
         self.session.execute(
             update(DistillRun)
             .where(DistillRun.id == run_id, DistillRun.lease_owner == owner)
-            .values(lease_owner=None, heartbeat_at=None)
+            .values(
+                lease_owner=None,
+                heartbeat_at=None,
+                dispatched_at=utcnow() + dt.timedelta(seconds=retry_in_s),
+            )
         )
 
     def save_step(

@@ -103,6 +103,29 @@ def test_runs_to_dispatch_are_unsent_or_lost(db: Session) -> None:
     assert repo.to_dispatch(now=later, redispatch_after_s=600) == []
 
 
+def test_a_run_awaiting_its_retry_is_not_resent_until_the_retry_is_overdue(db: Session) -> None:
+    repo = RunRepository(db)
+    run = repo.open_run("manual", {}, {})
+    assert run is not None
+    repo.mark_dispatched(run, "task-1")
+    run.dispatched_at = utcnow() - dt.timedelta(seconds=900)  # sent long ago, then it ran
+    assert repo.claim(run.id, "worker-a", lease_s=60) is not None
+    # A teacher outage: the lease is given up, the retry due in 120 s.
+    repo.release(run.id, "worker-a", retry_in_s=120)
+    db.refresh(run)
+    assert run.lease_owner is None and run.heartbeat_at is None
+    due = utcnow() + dt.timedelta(seconds=120)
+    # Neither while the retry waits its countdown nor just after it is due...
+    assert repo.to_dispatch(now=due - dt.timedelta(seconds=60), redispatch_after_s=30) == []
+    assert repo.to_dispatch(now=due + dt.timedelta(seconds=20), redispatch_after_s=30) == []
+    # ...only when it has not started redispatch_after_s after that (its message was lost).
+    assert repo.to_dispatch(now=due + dt.timedelta(seconds=40), redispatch_after_s=30) == [run]
+    retry = repo.claim(run.id, "worker-b", lease_s=60)
+    assert retry is not None and retry.attempts == 2
+    with pytest.raises(ValueError, match="negative"):
+        repo.release(run.id, "worker-b", retry_in_s=-1)
+
+
 def test_admin_trigger_writes_a_queued_run_and_409_while_active(
     client: TestClient, db: Session
 ) -> None:
