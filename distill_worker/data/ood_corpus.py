@@ -54,19 +54,8 @@ def build_ood_corpus(
     if unknown:
         raise DataError(f"unknown sources to exclude: {unknown}; known: {', '.join(SOURCES)}")
     groups: dict[tuple[str, str], list[str]] = defaultdict(list)
-    readers = {"clinc150": _clinc150, "hwu64": _hwu64, "banking77": _banking77}
-    found = False
-    for name, reader in readers.items():
-        if name in skip:
-            continue
-        try:
-            for source, intent, text in reader(data_root):
-                groups[(source, intent)].append(text)
-                found = True
-        except FileNotFoundError:
-            continue  # a set the user has no copy of
-    if not found:
-        raise DataError(f"{data_root}: none of {', '.join(SOURCES)} found (see their README)")
+    for source, intent, text in source_rows(data_root, [s for s in SOURCES if s not in skip]):
+        groups[(source, intent)].append(text)
     rng = random.Random(seed)
     rows: list[dict[str, str]] = []
     for (source, _intent), texts in sorted(groups.items()):
@@ -75,6 +64,23 @@ def build_ood_corpus(
         unique = sorted(set(texts))
         rng.shuffle(unique)
         rows.extend({"text": text, "source": source} for text in unique[:per_group])
+    return rows
+
+
+def source_rows(data_root: Path, names: Iterable[str] = SOURCES) -> list[tuple[str, str, str]]:
+    """(source group, intent, text) of every train row of the named public sets under
+    `data_root` (`SOURCES`); a set the user has no copy of is skipped, none at all is an error."""
+    readers = {"clinc150": _clinc150, "hwu64": _hwu64, "banking77": _banking77}
+    rows: list[tuple[str, str, str]] = []
+    found = False
+    for name in names:
+        try:
+            rows.extend(readers[name](data_root))
+            found = True
+        except FileNotFoundError:
+            continue
+    if not found:
+        raise DataError(f"{data_root}: none of {', '.join(SOURCES)} found (see their README)")
     return rows
 
 
