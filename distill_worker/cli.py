@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -114,7 +115,7 @@ def _config(config_file: Path | None, sizes: dict[str, Any], knobs: dict[str, An
     "--work-dir",
     type=click.Path(path_type=Path),
     default=None,
-    help="Run folder (resumable). Default: <data_dir>/runs/<bundle name>.",
+    help="Run folder (resumable). Default: <data_dir>/runs/<bundle name>-<hash of its full path>.",
 )
 @click.option(
     "--reply-budget",
@@ -258,6 +259,14 @@ def _relaunch(nproc: int) -> None:
     os.execv(sys.executable, command)  # noqa: S606 - torchrun takes this process's place
 
 
+def default_work_dir(data_dir: Path, out: Path) -> Path:
+    """The run folder of a bundle path: the same `--out` resumes its run, and two bundles that
+    share a name (`a/bundle`, `b/bundle`) no longer share, and refuse, each other's
+    checkpoints."""
+    digest = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:10]
+    return data_dir / "runs" / f"{out.name}-{digest}"
+
+
 def _run(
     out: Path,
     config: RunConfig,
@@ -304,7 +313,7 @@ def _distill(
         raise click.ClickException(str(exc)) from None
     request = DistillRequest(
         out_dir=out,
-        work_dir=work_dir or settings.data_dir / "runs" / out.name,
+        work_dir=work_dir or default_work_dir(settings.data_dir, out),
         responder_dir=responder_dir,
         config=config,
         data_path=data_path,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -163,3 +164,14 @@ def test_serve_on_the_embedded_default(sqlite_env: dict[str, str]) -> None:
         assert listing["total"] == 1 and listing["items"][0]["last_message"] == "Where is my order?"
         metrics = httpx.get(f"{base}/metrics").text
         assert 'route="/v1/widget/conversations/{conversation_id}/messages"' in metrics
+
+
+def test_two_bundles_of_one_name_get_their_own_run_folders(tmp_path: Path) -> None:
+    from distill_worker.cli import default_work_dir
+
+    a = default_work_dir(tmp_path, tmp_path / "clinc" / "bundle")
+    b = default_work_dir(tmp_path, tmp_path / "banking" / "bundle")
+    assert a != b and a.parent == b.parent == tmp_path / "runs"
+    assert a.name.startswith("bundle-") and b.name.startswith("bundle-")
+    # The same --out, even spelt another way, resumes the same run.
+    assert default_work_dir(tmp_path, tmp_path / "clinc" / ".." / "clinc" / "bundle") == a
