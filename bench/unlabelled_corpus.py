@@ -60,10 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    seen = {row.text.strip().lower() for row in excluded}
+    seen = {row.text.lower() for row in excluded}  # the loaders have tidied their spaces
     rows: list[Utterance] = []
     for text in texts:
-        if text.strip() and text.lower() not in seen:
+        if text and text.lower() not in seen:
             seen.add(text.lower())
             rows.append(Utterance(text=text))
     kept = drop_near(rows, excluded)
