@@ -62,6 +62,14 @@ def evaluate() -> None:
 @click.option(
     "--baseline-split", default="train", show_default=True, help="Split of a CLINC150 JSON."
 )
+@click.option(
+    "--teacher",
+    "teacher_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Also score the run's fine-tuned encoder teacher (its work folder's `encoder_teacher`, "
+    "in torch) on the same rows: `teacher` in the output, and `share_of_teacher` (the "
+    "student's classifier accuracy over the teacher's, both answering every row).",
+)
 def eval_intents(
     bundle_dir: Path,
     data_path: Path,
@@ -70,6 +78,7 @@ def eval_intents(
     batch_size: int,
     baseline_path: Path | None,
     baseline_split: str,
+    teacher_dir: Path | None,
 ) -> None:
     """Print intent metrics as JSON: accuracy, macro_f1, oos_recall (when the data has `oos`)."""
     from bundle_runtime.intents import evaluate_intents
@@ -87,6 +96,8 @@ def eval_intents(
         _fail(str(exc))
     if train is not None:
         result |= _baseline(train, rows, result)
+    if teacher_dir is not None:
+        result |= _teacher(teacher_dir, bundle_dir, rows, result, batch_size)
     click.echo(json.dumps(result, indent=2))
 
 
@@ -105,6 +116,36 @@ def _baseline(train: list[Any], rows: list[Any], served: dict[str, Any]) -> dict
     return {
         "baseline": {"model": "tfidf+logreg", "train_rows": len(train), **figures},
         "points_above_baseline": round(100 * (served["accuracy"] - figures["accuracy"]), 2),
+    }
+
+
+def _teacher(
+    folder: Path, bundle_dir: Path, rows: list[Any], served: dict[str, Any], batch_size: int
+) -> dict[str, Any]:
+    """The encoder teacher's argmax scores on `rows`, its inputs built as the run built them
+    (the bundle's `context_turns`), and the student's classifier accuracy as a share of its."""
+    from bundle_runtime.intents import scores
+    from bundle_runtime.manifest import load_manifest
+    from bundle_runtime.source import format_source
+    from distill_worker.teacher.base import TeacherError
+    from distill_worker.teacher.encoder import EncoderTeacher
+
+    try:
+        teacher = EncoderTeacher.load(folder)
+    except TeacherError as exc:
+        _fail(f"--teacher: {exc}")
+    turns = load_manifest(bundle_dir).context_turns
+    labelled = [r for r in rows if r.intent]
+    logits = teacher.intent_logits(
+        [format_source(r.turns(), turns) for r in labelled], batch_size=batch_size
+    )
+    predicted = [teacher.labels[i] for i in logits.argmax(-1).tolist()]
+    figures = scores(predicted, [r.intent for r in labelled])
+    accuracy = figures["accuracy"] or 0.0
+    share = round(served["classifier_accuracy"] / accuracy, 4) if accuracy else None
+    return {
+        "teacher": {"model": "encoder teacher (torch)", "folder": str(folder), **figures},
+        "share_of_teacher": share,
     }
 
 

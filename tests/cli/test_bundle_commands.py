@@ -25,6 +25,14 @@ def env(tmp_path: Path) -> dict[str, str]:
     return {**base, "CHATDISTILL_DATA_DIR": str(tmp_path / "data")}
 
 
+def toy_rows(tmp_path: Path) -> tuple[list[dict[str, str]], Path]:
+    """The toy bundle's labelled rows, and a JSONL file of them."""
+    rows = [{"text": t, "intent": i} for i, (texts, _) in TOY.items() for t in texts]
+    data = tmp_path / "toy.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return rows, data
+
+
 def test_eval_intents_prints_metrics(
     tiny_bundle: TinyBundle, tmp_path: Path, env: dict[str, str]
 ) -> None:
@@ -60,9 +68,7 @@ def test_eval_intents_prints_metrics(
 def test_eval_intents_scores_the_tfidf_baseline_on_the_same_rows(
     tiny_bundle: TinyBundle, tmp_path: Path, env: dict[str, str]
 ) -> None:
-    rows = [{"text": t, "intent": i} for i, (texts, _) in TOY.items() for t in texts]
-    data = tmp_path / "toy.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    rows, data = toy_rows(tmp_path)
     # The baseline learns from one row of each intent: it gets some of the rest wrong.
     train = tmp_path / "train.csv"
     firsts = {r["intent"]: r["text"] for r in reversed(rows)}
@@ -201,3 +207,40 @@ def test_eval_replies_scores_the_served_replies_beside_retrieval(
     assert alone.returncode == 0, alone.stderr
     own = json.loads(alone.stdout)["retrieval"]
     assert own["index"] == "the evaluated rows, leave-one-out" and 30 < own["chrf"] < 100
+
+
+def test_eval_intents_scores_the_encoder_teacher_on_the_same_rows(
+    tiny_bundle: TinyBundle, tmp_path: Path, env: dict[str, str]
+) -> None:
+    from distill_worker.teacher.encoder import EncoderTeacher
+    from tests.fixtures.tiny_teacher import tiny_teacher
+
+    rows, data = toy_rows(tmp_path)
+    # A tiny teacher that learned half of each intent's rows: it gets some of the rest wrong.
+    teacher = tiny_teacher(pooler=True)
+    learned = [r for i, r in enumerate(rows) if i % 2 == 0]
+    teacher.finetune(
+        [r["text"] for r in learned], [r["intent"] for r in learned], epochs=3, lr=1e-3
+    )
+    folder = teacher.save(tmp_path / "encoder_teacher")
+    args = ["--bundle", str(tiny_bundle.path), "--data", str(data), "--precision", "fp32"]
+    result = run(env, "eval", "intents", *args, "--teacher", str(folder))
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    # the same figure as the saved teacher scored here, in this process, on the same texts
+    # (the bundle's context_turns format each as the run did)
+    from bundle_runtime.source import format_source
+
+    again = EncoderTeacher.load(folder)
+    turns = json.loads((tiny_bundle.path / "manifest.json").read_text())["context_turns"]
+    logits = again.intent_logits([format_source([("customer", r["text"])], turns) for r in rows])
+    predicted = [again.labels[i] for i in logits.argmax(-1).tolist()]
+    right = sum(p == r["intent"] for p, r in zip(predicted, rows, strict=True))
+    assert metrics["teacher"]["accuracy"] == pytest.approx(right / len(rows))
+    assert metrics["teacher"]["folder"] == str(folder)
+    share = metrics["classifier_accuracy"] / metrics["teacher"]["accuracy"]
+    assert metrics["share_of_teacher"] == pytest.approx(share, abs=1e-4)
+    # A folder that is not a saved teacher: a clear error, exit 1.
+    refused = run(env, "eval", "intents", *args, "--teacher", str(tiny_bundle.path))
+    assert refused.returncode == 1 and "--teacher:" in refused.stderr
+    assert "not a saved encoder teacher" in refused.stderr
