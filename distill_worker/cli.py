@@ -139,6 +139,13 @@ def _config(config_file: Path | None, sizes: dict[str, Any], knobs: dict[str, An
     help=_HELP["eval_replies"],
 )
 @click.option(
+    "--encoder-teacher",
+    type=click.Choice(["minilm", "mpnet"]),
+    default=default_of("encoder_teacher"),
+    show_default=True,
+    help=_HELP["encoder_teacher"],
+)
+@click.option(
     "--teacher-epochs",
     type=int,
     default=default_of("teacher_epochs"),
@@ -200,6 +207,7 @@ def distill(
     reply_budget: int,
     replies_per_intent: int,
     eval_replies: int,
+    encoder_teacher: str,
     teacher_epochs: int,
     config_file: Path | None,
     int8: bool,
@@ -221,6 +229,7 @@ def distill(
         "reply_budget": reply_budget,
         "replies_per_intent": replies_per_intent,
         "eval_replies": eval_replies,
+        "encoder_teacher": encoder_teacher,
         "teacher_epochs": teacher_epochs,
         "int8": int8,
         "handoff_score": handoff_score,

@@ -57,10 +57,11 @@ from distill_worker.stages.warm_start import (
     warm_start,
 )
 from distill_worker.teacher.base import Responder
-from distill_worker.teacher.encoder import EncoderTeacher, locate_minilm
+from distill_worker.teacher.encoder import EncoderTeacher, load_encoder, locate_minilm
 from distill_worker.teacher.grounding import load_knowledge
 from distill_worker.teacher.local import LocalResponder
 from distill_worker.teacher.prepare import META_FILE
+from feedback.settings import Settings
 
 Log = Callable[[str], None]
 
@@ -157,6 +158,8 @@ def fit_encoder_teacher(
         dev=data.calibration,  # early stopping; never the rows the run reports on
         patience=cfg.teacher_patience,
         device=device or torch.device("cpu"),
+        base=cfg.encoder_teacher,
+        data_dir=Settings().data_dir,
     )
     source = SourceTokenizer(
         locate_minilm() / "tokenizer.json",
@@ -262,7 +265,9 @@ def prepare_student(
         if split.dev
         else "      stage 2 runs all its epochs: too few replies to hold some out"
     )
-    student = _student(cfg, len(data.labels), teacher.vocab_size, vocab, (bos, eos, pad_id))
+    # the student reads MiniLM's tokens (`source`), whichever encoder teacher it learns from
+    enc_vocab = source.tokenizer.get_vocab_size()
+    student = _student(cfg, len(data.labels), enc_vocab, vocab, (bos, eos, pad_id))
     state = RunState(
         data=data,
         teacher=teacher,
@@ -331,10 +336,19 @@ def _initialise(state: RunState, cfg: DistillConfig, log: Log) -> None:
             data.champion = None
     if data.champion is None and cfg.init == "teacher_layers":
         init_student_encoder_from_teacher(
-            student, state.teacher.teacher_state_dict(), cfg.enc_layers
+            student, _layers_to_copy(state.teacher, student.cfg.enc_hidden), cfg.enc_layers
         )
     init = "champion" if data.champion is not None else cfg.init
     log(f"      student: {student.num_parameters()['total'] / 1e6:.1f}M parameters ({init})")
+
+
+def _layers_to_copy(teacher: EncoderTeacher, hidden: int) -> dict[str, torch.Tensor]:
+    """The weights the student's encoder starts from: the fine-tuned teacher's where it is
+    MiniLM (the student's shapes and tokenizer), else pretrained MiniLM's (an MPNet teacher is
+    768 wide with another vocabulary: the student learns from its outputs only)."""
+    if teacher.model_type == "bert" and teacher.hidden_size == hidden:
+        return teacher.teacher_state_dict()
+    return load_encoder(locate_minilm()).teacher_state_dict()
 
 
 def _train_and_heldout(req: DistillRequest, log: Log) -> tuple[list[Utterance], list[Utterance]]:

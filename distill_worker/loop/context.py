@@ -51,6 +51,7 @@ class LoopContext:
         knobs: dict[str, Any] = {
             "reply_budget": worker.reply_budget,
             "replies_per_intent": worker.replies_per_intent,
+            "encoder_teacher": worker.encoder_teacher,
             "teacher_epochs": worker.teacher_epochs,
             "int8": True if trigger is RunTrigger.LATENCY else worker.int8,
             "handoff_score": worker.handoff_score,

@@ -196,6 +196,13 @@ class EncoderStage:
 
     def _resume(self, ckpt: Checkpoint) -> None:
         check_resumable(ckpt, STAGE, self.config.to_json(), len(self.examples))
+        saved = ckpt.extra.get("projection.weight")
+        if saved is not None and saved.shape != self.projection.weight.shape:
+            raise ValueError(
+                f"the stage 1 checkpoint in {self.checkpoint_dir} learned from a teacher with "
+                f"{saved.shape[0]} features, this run's has {self.teacher_feature_dim} (another "
+                "encoder teacher): use a fresh work folder, or delete the old one's checkpoints"
+            )
         self.student.load_state_dict(ckpt.model)
         self.projection.load_state_dict(
             {

@@ -89,3 +89,49 @@ def test_distil_export_serve_and_resume(responder_dir: Path, tmp_path: Path) -> 
     assert again.metrics["teacher_cache"] == {"hits": 6, "misses": 0, "stored": 0}
     assert again.metrics["teacher_cache_eval"] == {"hits": 2, "misses": 0, "stored": 0}
     assert verify_bundle(again.bundle_dir).intent_labels == manifest.intent_labels
+
+
+def test_a_run_with_the_mpnet_encoder_teacher(
+    responder_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`encoder_teacher: mpnet`: MPNet is prepared in the data folder and fine-tuned, the student
+    (MiniLM's tokens and shapes) starts from pretrained MiniLM's layers, MPNet's being 768 wide,
+    and learns from MPNet's logits and features through its projection. A MiniLM run on the
+    same work folder does not take the MPNet teacher for its own, and refuses the MPNet run's
+    stage 1 checkpoint with a clear error."""
+    monkeypatch.setenv("CHATDISTILL_DATA_DIR", str(tmp_path / "data"))
+    rows = demo_utterances(seed=0, per_intent=8)
+    data = tmp_path / "demo.jsonl"
+    data.write_text(
+        "".join(json.dumps({"text": r.text, "intent": r.intent}) + "\n" for r in rows),
+        encoding="utf-8",
+    )
+    logs: list[str] = []
+    mpnet = RunConfig(
+        distill=TINY, reply_budget=3, eval_replies=0, teacher_epochs=2, encoder_teacher="mpnet"
+    )
+    request = DistillRequest(
+        out_dir=tmp_path / "mpnet",
+        work_dir=tmp_path / "run",
+        responder_dir=responder_dir,
+        config=mpnet,
+        data_path=data,
+    )
+    result = run_distillation(request, log=logs.append)
+    assert any("fine-tuning all-mpnet-base-v2" in line for line in logs)
+    teacher = json.loads((tmp_path / "run" / "encoder_teacher" / "config.json").read_text())
+    assert teacher["model_type"] == "mpnet" and teacher["hidden_size"] == 768
+    assert (tmp_path / "data" / "teachers" / "all-mpnet-base-v2" / "model.safetensors").is_file()
+    manifest = verify_bundle(result.bundle_dir)
+    assert manifest.intent_labels == sorted({r.intent or "" for r in rows})
+    # the student learns from it: 12 intents (chance 1/12), as the MiniLM run's test asks
+    assert manifest.metrics["intent"]["classifier_accuracy"] >= 5 / 12
+
+    logs.clear()
+    minilm = mpnet.model_copy(update={"encoder_teacher": "minilm", "teacher_epochs": 1})
+    again = DistillRequest(**{**request.__dict__, "out_dir": tmp_path / "minilm", "config": minilm})
+    with pytest.raises(ValueError, match="teacher with 768 features, this run's has 384"):
+        run_distillation(again, log=logs.append)
+    assert any("fine-tuning all-MiniLM-L6-v2" in line for line in logs)
+    assert not any("reusing the fine-tuned one" in line for line in logs)
+    assert not (tmp_path / "minilm").exists()

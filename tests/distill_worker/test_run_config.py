@@ -59,6 +59,7 @@ def test_the_worker_settings_build_the_run_config() -> None:
             "reply_budget": 6,
             "replies_per_intent": 2,
             "teacher_epochs": 1,
+            "encoder_teacher": "mpnet",
             "int8": False,
             "distill": {"seed": 2},
             "compression": {"enc_layers": 1},
@@ -68,7 +69,8 @@ def test_the_worker_settings_build_the_run_config() -> None:
     ctx = LoopContext(settings)
     manual = ctx.run_settings(RunTrigger.MANUAL)
     assert (manual.reply_budget, manual.teacher_epochs, manual.eval_replies) == (6, 1, 4)
-    assert manual.replies_per_intent == 2
+    assert manual.replies_per_intent == 2 and manual.encoder_teacher == "mpnet"
+    assert defaults.encoder_teacher == "minilm"
     assert manual.int8 is False and manual.distill == DistillConfig(seed=2)
     latency = ctx.run_settings(RunTrigger.LATENCY)
     assert latency.int8 is True and latency.distill == DistillConfig(seed=2, enc_layers=1)
@@ -113,6 +115,13 @@ def test_the_distill_command_builds_one_run_config(
     result = runner.invoke(cli.distill, args)
     assert result.exit_code == 0, result.output
     assert seen.pop() == RunConfig(replies_per_intent=2, reply_budget=50)
+    result = runner.invoke(
+        cli.distill, ["--out", str(tmp_path / "b"), "--encoder-teacher", "mpnet"]
+    )
+    assert result.exit_code == 0, result.output
+    assert seen.pop() == RunConfig(encoder_teacher="mpnet")
+    result = runner.invoke(cli.distill, ["--out", str(tmp_path / "b"), "--encoder-teacher", "bert"])
+    assert result.exit_code == 2 and "--encoder-teacher" in result.output and not seen
     bad = ["--out", str(tmp_path / "b"), "--replies-per-intent", "-1"]
     result = runner.invoke(cli.distill, bad)
     assert result.exit_code == 2 and "replies_per_intent" in result.output and not seen
