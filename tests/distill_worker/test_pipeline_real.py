@@ -13,6 +13,7 @@ import pytest
 from bundle_runtime.manifest import verify_bundle
 from bundle_runtime.onnx_student import OnnxStudent
 from distill_worker.data.demo_corpus import demo_knowledge_path, demo_utterances
+from distill_worker.data.loaders import Utterance
 from distill_worker.pipeline import DistillRequest, run_distillation
 from distill_worker.run_config import RunConfig
 from tests.fixtures.distill_runs import tiny_config
@@ -25,13 +26,19 @@ TINY = tiny_config(
 )
 
 
-def test_distil_export_serve_and_resume(responder_dir: Path, tmp_path: Path) -> None:
+def demo_file(tmp_path: Path) -> tuple[list[Utterance], Path]:
+    """8 demo rows an intent, and a JSONL file of their texts and intents."""
     rows = demo_utterances(seed=0, per_intent=8)
     data = tmp_path / "demo.jsonl"
     data.write_text(
         "".join(json.dumps({"text": r.text, "intent": r.intent}) + "\n" for r in rows),
         encoding="utf-8",
     )
+    return rows, data
+
+
+def test_distil_export_serve_and_resume(responder_dir: Path, tmp_path: Path) -> None:
+    rows, data = demo_file(tmp_path)
     logs: list[str] = []
     request = DistillRequest(
         out_dir=tmp_path / "bundle",
@@ -100,12 +107,7 @@ def test_a_run_with_the_mpnet_encoder_teacher(
     same work folder does not take the MPNet teacher for its own, and refuses the MPNet run's
     stage 1 checkpoint with a clear error."""
     monkeypatch.setenv("CHATDISTILL_DATA_DIR", str(tmp_path / "data"))
-    rows = demo_utterances(seed=0, per_intent=8)
-    data = tmp_path / "demo.jsonl"
-    data.write_text(
-        "".join(json.dumps({"text": r.text, "intent": r.intent}) + "\n" for r in rows),
-        encoding="utf-8",
-    )
+    rows, data = demo_file(tmp_path)
     logs: list[str] = []
     mpnet = RunConfig(
         distill=TINY, reply_budget=3, eval_replies=0, teacher_epochs=2, encoder_teacher="mpnet"
