@@ -2,8 +2,8 @@
 
 * `encoder_teacher`: all-MiniLM-L6-v2 (or all-mpnet-base-v2, `base="mpnet"`) fine-tuned on
   the run's labelled training rows (early stopping on the run's calibration rows), saved in the
-  work folder and reused when the labels and the base model are the same; its fine-tune report (epochs, best epoch, stop reason, seconds) is in
-  `teacher.meta["finetune"]`, saved with it.
+  work folder and reused when the labels and the base model are the same; its fine-tune report
+  (epochs, best epoch, stop reason, seconds) is in `teacher.meta["finetune"]`, saved with it.
 * `cached_replies`: the responder's grounded replies (with top-k token logprobs) through the
   teacher cache; only prompts the cache has not seen are asked. With a best-of-n selector the
   reply of each prompt is the champion reward head's pick of n variants (`best_of_n.py`).
