@@ -209,20 +209,26 @@ def test_eval_replies_scores_the_served_replies_beside_retrieval(
     assert own["index"] == "the evaluated rows, leave-one-out" and 30 < own["chrf"] < 100
 
 
-def test_eval_intents_scores_the_encoder_teacher_on_the_same_rows(
-    tiny_bundle: TinyBundle, tmp_path: Path, env: dict[str, str]
-) -> None:
-    from distill_worker.teacher.encoder import EncoderTeacher
+def half_learned_teacher(rows: list[dict[str, str]], tmp_path: Path) -> Path:
+    """A tiny teacher that learned half of each intent's rows (it gets some of the rest wrong),
+    saved as a run saves its `encoder_teacher`."""
     from tests.fixtures.tiny_teacher import tiny_teacher
 
-    rows, data = toy_rows(tmp_path)
-    # A tiny teacher that learned half of each intent's rows: it gets some of the rest wrong.
     teacher = tiny_teacher(pooler=True)
     learned = [r for i, r in enumerate(rows) if i % 2 == 0]
     teacher.finetune(
         [r["text"] for r in learned], [r["intent"] for r in learned], epochs=3, lr=1e-3
     )
-    folder = teacher.save(tmp_path / "encoder_teacher")
+    return teacher.save(tmp_path / "encoder_teacher")
+
+
+def test_eval_intents_scores_the_encoder_teacher_on_the_same_rows(
+    tiny_bundle: TinyBundle, tmp_path: Path, env: dict[str, str]
+) -> None:
+    from distill_worker.teacher.encoder import EncoderTeacher
+
+    rows, data = toy_rows(tmp_path)
+    folder = half_learned_teacher(rows, tmp_path)
     args = ["--bundle", str(tiny_bundle.path), "--data", str(data), "--precision", "fp32"]
     result = run(env, "eval", "intents", *args, "--teacher", str(folder))
     assert result.returncode == 0, result.stderr
@@ -244,3 +250,45 @@ def test_eval_intents_scores_the_encoder_teacher_on_the_same_rows(
     refused = run(env, "eval", "intents", *args, "--teacher", str(tiny_bundle.path))
     assert refused.returncode == 1 and "--teacher:" in refused.stderr
     assert "not a saved encoder teacher" in refused.stderr
+
+
+def test_bench_bundle_vs_teacher_scores_and_times_like_with_like(
+    tiny_bundle: TinyBundle, tmp_path: Path
+) -> None:
+    """bench/bundle_vs_teacher.py on a bundle and a saved teacher: each model's accuracy, the
+    torch copies agreeing with their ONNX graphs, and speed-ups from the timings it printed."""
+    import subprocess
+    import sys
+
+    rows, data = toy_rows(tmp_path)
+    folder = half_learned_teacher(rows, tmp_path)
+    out = tmp_path / "result.json"
+    script = Path(__file__).resolve().parents[2] / "bench" / "bundle_vs_teacher.py"
+    args = ["--bundle", str(tiny_bundle.path), "--teacher", str(folder), "--data", str(data)]
+    done = subprocess.run(
+        [sys.executable, str(script), *args, "--runs", "3", "--messages", "2", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    models = result["models"]
+    assert set(models) == {
+        "teacher torch",
+        "teacher onnx fp32",
+        "student torch",
+        "student onnx fp32",
+        "student onnx int8",
+    }
+    assert result["rows"] == len(rows) and result["served"] == "student onnx int8"
+    # the exported graphs answer as their torch models do
+    assert models["teacher onnx fp32"]["accuracy"] == models["teacher torch"]["accuracy"]
+    assert models["student onnx fp32"]["accuracy"] == models["student torch"]["accuracy"]
+    assert 0 < models["teacher torch"]["accuracy"] < 1  # it learned half the rows
+    share = models["student onnx int8"]["accuracy"] / models["teacher torch"]["accuracy"]
+    assert result["share_of_teacher"]["served"] == pytest.approx(share, rel=1e-3)
+    speedup = models["teacher torch"]["median_ms"] / models["student torch"]["median_ms"]
+    assert result["speedup"]["torch / torch"] == pytest.approx(speedup, abs=0.01)
+    assert models["teacher torch"]["parameters"] > 0 and models["student torch"]["parameters"] > 0
+    assert "student / teacher accuracy" in done.stdout
