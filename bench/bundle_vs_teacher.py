@@ -53,6 +53,7 @@ from bundle_runtime.onnx_student import OnnxStudent  # noqa: E402
 from distill_worker.data.loaders import Utterance, load_utterances  # noqa: E402
 from distill_worker.model.student import Student, StudentConfig  # noqa: E402
 from distill_worker.stages.warm_start import WEIGHTS  # noqa: E402
+from distill_worker.teacher.base import TeacherError  # noqa: E402
 from distill_worker.teacher.encoder import EncoderTeacher  # noqa: E402
 
 TEACHER_TORCH, TEACHER_ONNX = "teacher torch", "teacher onnx fp32"
@@ -94,7 +95,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     rows = [r for r in load_utterances(args.data, split=args.split) if r.intent]
     if not rows:
         raise SystemExit(f"{args.data}: no labelled rows to score")
-    teacher = EncoderTeacher.load(args.teacher)
+    try:
+        teacher = EncoderTeacher.load(args.teacher)
+    except TeacherError as exc:
+        raise SystemExit(f"--teacher: {exc}") from None
     teacher.threads = 1
     sessions = {p: OnnxStudent(args.bundle, precision=p) for p in ("fp32", "int8")}
     if sessions["int8"].precision != "int8":

@@ -292,3 +292,10 @@ def test_bench_bundle_vs_teacher_scores_and_times_like_with_like(
     assert result["speedup"]["torch / torch"] == pytest.approx(speedup, abs=0.01)
     assert models["teacher torch"]["parameters"] > 0 and models["student torch"]["parameters"] > 0
     assert "student / teacher accuracy" in done.stdout
+    # a folder that is not a saved teacher: a clear message, no traceback
+    args[3] = str(tiny_bundle.path)
+    refused = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=300
+    )
+    assert refused.returncode == 1 and "--teacher:" in refused.stderr
+    assert "Traceback" not in refused.stderr
