@@ -4,7 +4,10 @@ split, same seed), the threshold is fitted on them with each choice of negatives
 threshold is applied to the same dev rows in one run:
 
     floor only        no negatives: the right-answers floor (`fit_handoff_threshold`)
-    data oos + ood    the data's own `oos` rows and the out-of-domain corpus (--ood)
+    data oos + ood (words filter)
+                      the data's own `oos` rows and the out-of-domain corpus (--ood), less
+                      its rows close in words to an in-scope train row (runs until 2026-12-05)
+    data oos + ood    the same, less also its rows close in meaning (`ood_negatives`, runs now)
     pseudo-oos        every calibration row scored as if its intent were unknown
                       (`pseudo_oos_confidences`: intents held out in folds, their columns masked)
     all               data oos + ood + pseudo-oos
@@ -44,7 +47,8 @@ from bundle_runtime.onnx_student import OnnxStudent  # noqa: E402
 from bundle_runtime.source import format_source  # noqa: E402
 from distill_worker.data.building import stratified_split  # noqa: E402
 from distill_worker.data.loaders import Utterance, load_utterances  # noqa: E402
-from distill_worker.prepare_steps import ood_negatives  # noqa: E402
+from distill_worker.data.ood_corpus import drop_near  # noqa: E402
+from distill_worker.prepare_steps import ood_negatives, ood_sample  # noqa: E402
 from distill_worker.run_config import AUTO  # noqa: E402
 from distill_worker.stages.calibrate import (  # noqa: E402
     calibrate_logits,
@@ -109,7 +113,11 @@ def main() -> None:
     )
     _, calibration = stratified_split(heldout, 0.5, args.seed + 1)
     calibration = [r for r in calibration if r.intent in index]
-    ood = ood_negatives(str(args.ood) if args.ood else None, train, args.seed, print)
+    corpus = str(args.ood) if args.ood else None
+    ood, _ = ood_negatives(corpus, train, calibration, args.seed, print)
+    # The same rows filtered as runs did before the embedding filter: by their words alone.
+    in_scope_train = [r for r in train if r.intent != OOS]
+    ood_words = drop_near(ood_sample(str(args.ood), args.seed), in_scope_train) if args.ood else []
     dev = [r for r in load_utterances(args.dev, split=args.dev_split) if r.intent]
     if args.dev_oos is not None:
         extra = load_utterances(args.dev_oos, split=args.dev_oos_split)
@@ -122,9 +130,11 @@ def main() -> None:
     data_oos = [c for c, g in zip(conf, gold, strict=True) if g == oos]
     ood_logits = logits_of(student, ood)
     ood_conf = confidences(ood_logits, oos, args.score)[1] if ood else []
+    words_conf = confidences(logits_of(student, ood_words), oos, args.score)[1] if ood_words else []
     pseudo = pseudo_oos_confidences(cal_logits, gold, oos=oos, seed=args.seed, score=args.score)
     choices = {
         "floor only": [],
+        "data oos + ood (words filter)": data_oos + words_conf,
         "data oos + ood": data_oos + ood_conf,
         "pseudo-oos": pseudo,
         "all": data_oos + ood_conf + pseudo,

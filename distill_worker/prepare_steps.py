@@ -37,7 +37,7 @@ from distill_worker.data.building import (
 from distill_worker.data.demo_corpus import OOS, demo_knowledge_path, demo_utterances
 from distill_worker.data.examples import ReplyExample
 from distill_worker.data.loaders import Utterance, load_utterances
-from distill_worker.data.ood_corpus import drop_near
+from distill_worker.data.ood_corpus import drop_near, in_domain_cutoff, nearest_cosine
 from distill_worker.data.reply_dev import reply_dev
 from distill_worker.data.reply_length import reply_tokens_from_data
 from distill_worker.data.run_teachers import cached_replies, encoder_teacher
@@ -78,7 +78,7 @@ def load_data(req: DistillRequest, log: Log) -> RunData:
         labels = intent_order(champion, labels)
     by_kind = adversarial_variants_by_kind(train, cfg.adversarial_fraction, cfg.distill.seed)
     report, calibration = stratified_split(dev, 0.5, cfg.distill.seed + 1)
-    ood = ood_negatives(cfg.ood_corpus, train, cfg.distill.seed, log)
+    ood, ood_filter = ood_negatives(cfg.ood_corpus, train, calibration, cfg.distill.seed, log)
     unlabelled = unlabelled_messages(cfg.unlabelled_corpus, train, dev, cfg.distill.seed, log)
     data = RunData(
         train=train,
@@ -91,6 +91,7 @@ def load_data(req: DistillRequest, log: Log) -> RunData:
         calibration=calibration,
         report=report,
         ood=ood,
+        ood_filter=ood_filter,
         unlabelled=unlabelled,
     )
     noisy = sum(len(rows) for rows in by_kind.values())
@@ -367,19 +368,60 @@ def _train_and_heldout(req: DistillRequest, log: Log) -> tuple[list[Utterance], 
 OOD_ROWS = 2000  # out-of-domain negatives kept for calibration (a seeded sample)
 
 
-def ood_negatives(path: str | None, train: list[Utterance], seed: int, log: Log) -> list[Utterance]:
-    """The out-of-domain negatives: the file's rows, less those close to a train row."""
-    if path is None:
-        return []
+def ood_sample(path: str, seed: int) -> list[Utterance]:
+    """The corpus file's rows, labels dropped: all of them, or a seeded sample of OOD_ROWS."""
     rows = [Utterance(text=r.text, context=r.context) for r in load_utterances(Path(path))]
-    if len(rows) > OOD_ROWS:
-        rows = random.Random(seed).sample(rows, OOD_ROWS)
-    kept = drop_near(rows, train)
+    return random.Random(seed).sample(rows, OOD_ROWS) if len(rows) > OOD_ROWS else rows
+
+
+MIN_CUTOFF_ROWS = 20  # unseen in-scope rows needed to set the embedding cutoff
+
+
+def ood_negatives(
+    path: str | None,
+    train: list[Utterance],
+    held_out: list[Utterance],
+    seed: int,
+    log: Log,
+) -> tuple[list[Utterance], dict[str, Any]]:
+    """The out-of-domain negatives: the file's rows, less those about the customer's subjects,
+    and how many each filter dropped. A row goes when its words are close to an in-scope train
+    row (`drop_near`), or its sentence embedding (the pretrained all-MiniLM-L6-v2) is as close
+    to one as the unseen in-scope `held_out` rows are (`in_domain_cutoff`)."""
+    if path is None:
+        return [], {}
+    rows = ood_sample(path, seed)
+    in_scope = [r for r in train if r.intent != OOS]
+    unseen = [r for r in held_out if r.intent and r.intent != OOS]
+    kept = drop_near(rows, in_scope)
+    report: dict[str, Any] = {"rows": len(rows), "near_words": len(rows) - len(kept)}
+    if kept and in_scope and len(unseen) >= MIN_CUTOFF_ROWS:
+        encoder = load_encoder(locate_minilm(), threads=torch.get_num_threads())
+
+        def features(texts: list[Utterance]) -> Any:
+            return encoder.features([r.text for r in texts], batch_size=128).numpy()
+
+        reference = features(in_scope)
+        cutoff = in_domain_cutoff(features(unseen), reference)
+        close = nearest_cosine(features(kept), reference)
+        before = len(kept)
+        kept = [r for r, c in zip(kept, close, strict=True) if c < cutoff]
+        report |= {"near_meaning": before - len(kept), "cutoff": round(cutoff, 4)}
+    report["kept"] = len(kept)
     log(
         f"      out-of-domain negatives: {len(kept)} of {len(rows)} rows of {path} (the rest "
-        "are close to a train row)"
+        "are close to an in-scope train row: "
+        + ", ".join(
+            [f"{report['near_words']} in words"]
+            + (
+                [f"{report['near_meaning']} in meaning, cosine >= {report['cutoff']:.3f}"]
+                if "cutoff" in report
+                else []
+            )
+        )
+        + ")"
     )
-    return kept
+    return kept, report
 
 
 UNLABELLED_ROWS = 10_000  # unlabelled messages kept for stage 1 KD (a seeded sample)

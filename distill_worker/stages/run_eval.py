@@ -177,6 +177,8 @@ def evaluate_run(
         "ood_negatives": len(state.data.ood),
         "unlabelled_kd": len(state.data.unlabelled),
     }
+    if state.data.ood_filter:
+        intent["rows"]["ood_corpus"] = state.data.ood_filter
     texts = [source.text(r.turns()) for r in labelled]
     teacher_pred = (
         teacher_logits_in_order(state.teacher, texts, labels).argmax(dim=-1).tolist()

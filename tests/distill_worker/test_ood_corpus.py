@@ -11,6 +11,7 @@ import pytest
 
 from distill_worker.data.loaders import DataError, Utterance, load_utterances
 from distill_worker.data.ood_corpus import build_ood_corpus, drop_near
+from distill_worker.prepare_steps import ood_negatives
 from tests.fixtures.cli import run
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -60,3 +61,36 @@ def test_the_command_writes_a_file_every_loader_reads(
     assert len(rows) == len(lines) and all(r.intent is None for r in rows)
     bad = run(sqlite_env, *args, "--exclude", "imdb")
     assert bad.returncode != 0 and "unknown sources" in bad.stderr
+
+
+def test_rows_close_in_meaning_are_dropped_by_a_cutoff_set_on_unseen_rows(tmp_path: Path) -> None:
+    """A CLINC150 customer with alarms, timers, weather and the time: HWU64's alarm and weather
+    questions share few words with its rows, yet they are its subjects; HWU64's e-mail and
+    social questions, and CLINC150's own out-of-scope ones, are not."""
+    mine = {"alarm", "timer", "weather", "date", "time"}
+    data = json.loads((DATA / "clinc150" / "data_full.json").read_text(encoding="utf-8"))
+    rows = [Utterance(text=t, intent=i) for t, i in data["train"] if i in mine]
+    train = [*rows[::2], Utterance(text="how do I bake sourdough", intent="oos")]
+    held_out = rows[1::8]
+    groups = {"hwu64:alarm", "hwu64:weather", "hwu64:email", "hwu64:social"}
+    built = build_ood_corpus(DATA, per_group=10, seed=0, exclude=["clinc150", "banking77"])
+    corpus = [r for r in built if r["source"] in groups]
+    corpus += [{"text": t, "source": "oos"} for t, _ in data["oos_val"][:40]]
+    path = tmp_path / "ood.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in corpus), encoding="utf-8")
+    lines: list[str] = []
+    kept, report = ood_negatives(str(path), train, held_out, 0, lines.append)
+    source = {r["text"]: r["source"] for r in corpus}
+    share = {
+        name: sum(source[r.text] == name for r in kept) / sum(s == name for s in source.values())
+        for name in [*groups, "oos"]
+    }
+    assert report["rows"] == len(corpus) and report["kept"] == len(kept)
+    assert report["rows"] == report["near_words"] + report["near_meaning"] + report["kept"]
+    assert 0.3 < report["cutoff"] < 0.9
+    assert share["hwu64:alarm"] <= 0.3 and share["hwu64:weather"] <= 0.3
+    assert share["hwu64:email"] >= 0.8 and share["hwu64:social"] >= 0.8 and share["oos"] >= 0.8
+    assert f"{report['near_meaning']} in meaning" in lines[0]
+    # Too few unseen rows to set a cutoff: the words filter alone, and the report says so.
+    few, small = ood_negatives(str(path), train, held_out[:3], 0, lines.append)
+    assert "cutoff" not in small and len(few) == small["kept"] > len(kept)

@@ -13,7 +13,8 @@ const NESTED = [
   "intent.accuracy", "intent.oos_recall", "intent.handoff.score", "intent.handoff.threshold",
   "intent.handoff.share", "intent.handoff.calibration.precision",
   "intent.handoff.calibration.oos_rows", "intent.handoff.calibration.pseudo_oos_rows",
-  "intent.handoff.calibration.separation", "replies.degenerate", "replies.chrf_vs_teacher",
+  "intent.handoff.calibration.separation", "intent.rows.ood_corpus", "replies.degenerate",
+  "replies.chrf_vs_teacher",
 ];
 
 function metric(m, key) {
