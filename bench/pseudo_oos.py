@@ -114,10 +114,11 @@ def main() -> None:
     _, calibration = stratified_split(heldout, 0.5, args.seed + 1)
     calibration = [r for r in calibration if r.intent in index]
     corpus = str(args.ood) if args.ood else None
-    ood, _ = ood_negatives(corpus, train, calibration, args.seed, print)
+    ood, _ = ood_negatives(corpus, train, calibration, args.seed, print, other=heldout)
     # The same rows filtered as runs did before the embedding filter: by their words alone.
     in_scope_train = [r for r in train if r.intent != OOS]
-    ood_words = drop_near(ood_sample(str(args.ood), args.seed), in_scope_train) if args.ood else []
+    sample = ood_sample(str(args.ood), args.seed)[0] if args.ood else []
+    ood_words = drop_near(sample, in_scope_train)
     dev = [r for r in load_utterances(args.dev, split=args.dev_split) if r.intent]
     if args.dev_oos is not None:
         extra = load_utterances(args.dev_oos, split=args.dev_oos_split)

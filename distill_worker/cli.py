@@ -76,10 +76,17 @@ def _cap(value: float) -> float | None:
     return None if value == 0 else value
 
 
-def _config(config_file: Path | None, sizes: dict[str, Any], knobs: dict[str, Any]) -> RunConfig:
+def _config(
+    config_file: Path | None,
+    sizes: dict[str, Any],
+    knobs: dict[str, Any],
+    default_ood: Path | None = None,
+) -> RunConfig:
     """The run's config: the --config file (a RunConfig, or a DistillConfig alone; fields it
     lacks, the time caps included, take RunConfig's and DistillConfig's defaults), then the size
-    and cap options given (`sizes`: DistillConfig fields), then the teacher and data options."""
+    and cap options given (`sizes`: DistillConfig fields), then the teacher and data options.
+    `default_ood`: the data folder's out-of-domain corpus, used when neither the options nor
+    the file name one (a file's `"ood_corpus": null` keeps the run without)."""
     stored: dict[str, Any] = {}
     if config_file is not None:
         stored = json.loads(config_file.read_text(encoding="utf-8"))
@@ -89,6 +96,8 @@ def _config(config_file: Path | None, sizes: dict[str, Any], knobs: dict[str, An
         # whole (an unknown or misspelt key is refused, never dropped).
         if set(stored) <= {f.name for f in fields(DistillConfig)}:
             stored = {"distill": stored}
+    if default_ood is not None and "ood_corpus" not in stored and "ood_corpus" not in knobs:
+        knobs = knobs | {"ood_corpus": str(default_ood.resolve())}
     try:
         return RunConfig.model_validate(stored).with_changes(distill=sizes, **knobs)
     except ValueError as exc:
@@ -175,6 +184,14 @@ def _config(config_file: Path | None, sizes: dict[str, Any], knobs: dict[str, An
     help=_HELP["handoff_score"],
 )
 @_corpus_option("--ood", "ood_corpus")
+@click.option(
+    "--no-ood",
+    is_flag=True,
+    default=False,
+    help="Calibrate the handoff without out-of-domain rows, even where the data folder has "
+    "its corpus (ood_corpus.jsonl, `chatdistill ood-corpus`; used when --ood and --config "
+    "name none).",
+)
 @_corpus_option("--unlabelled", "unlabelled_corpus")
 @click.option(
     "--teacher-max-minutes", type=float, default=None, help=_cap_help("teacher_max_minutes")
@@ -216,6 +233,7 @@ def distill(
     stage1_max_minutes: float | None,
     stage2_max_minutes: float | None,
     ood_corpus: Path | None,
+    no_ood: bool,
     unlabelled_corpus: Path | None,
     device: str | None,
     nproc: int,
@@ -239,8 +257,10 @@ def distill(
     knobs = {k: v for k, v in knobs.items() if given(k) is not ParameterSource.DEFAULT}
     if teacher_max_minutes is not None:
         knobs["teacher_max_minutes"] = _cap(teacher_max_minutes)
-    if ood_corpus is not None:
-        knobs["ood_corpus"] = str(ood_corpus.resolve())
+    if ood_corpus is not None and no_ood:
+        raise click.UsageError("--ood names a corpus and --no-ood refuses one: pick one")
+    if ood_corpus is not None or no_ood:
+        knobs["ood_corpus"] = str(ood_corpus.resolve()) if ood_corpus else None
     if unlabelled_corpus is not None:
         knobs["unlabelled_corpus"] = str(unlabelled_corpus.resolve())
     if device is not None:
@@ -251,7 +271,10 @@ def distill(
         "stage2_max_minutes": stage2_max_minutes,
     }
     sizes |= {name: _cap(value) for name, value in stage_caps.items() if value is not None}
-    config = _config(config_file, sizes, knobs)
+    from distill_worker.data.ood_corpus import default_ood_corpus
+
+    default_ood = default_ood_corpus(Settings().data_dir)
+    config = _config(config_file, sizes, knobs, default_ood if default_ood.is_file() else None)
     _run(out, config, data_path=data_path, knowledge=knowledge, work_dir=work_dir)
 
 

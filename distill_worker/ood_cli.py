@@ -7,7 +7,13 @@ from pathlib import Path
 import click
 
 from distill_worker.data.loaders import DataError
-from distill_worker.data.ood_corpus import SOURCES, build_ood_corpus, write_ood_corpus
+from distill_worker.data.ood_corpus import (
+    SOURCES,
+    build_ood_corpus,
+    default_ood_corpus,
+    write_ood_corpus,
+)
+from feedback.settings import Settings
 
 
 @click.command("ood-corpus")
@@ -17,7 +23,13 @@ from distill_worker.data.ood_corpus import SOURCES, build_ood_corpus, write_ood_
     required=True,
     help="Folder holding your copies of clinc150/, hwu64/ and banking77/ (any of them).",
 )
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Default: ood_corpus.jsonl in the data folder, where every run and the continual loop "
+    "of that folder calibrate on it unless told otherwise (--ood, --no-ood).",
+)
 @click.option(
     "--exclude",
     multiple=True,
@@ -27,14 +39,23 @@ from distill_worker.data.ood_corpus import SOURCES, build_ood_corpus, write_ood_
 @click.option("--per-intent", type=int, default=25, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 def ood_corpus(
-    data_root: Path, out: Path, exclude: tuple[str, ...], per_intent: int, seed: int
+    data_root: Path, out: Path | None, exclude: tuple[str, ...], per_intent: int, seed: int
 ) -> None:
-    """Write a JSONL of messages about subjects other than yours (pass it to a run with
-    `ood_corpus` in the --config file, or `--ood`): the questions the bot should hand off."""
+    """Write a JSONL of messages about subjects other than yours: the questions the bot should
+    hand off. Written to the data folder, it is every run's default (each run drops the rows
+    about its own subjects, so one corpus serves every bot); elsewhere, pass it with `--ood`
+    or `ood_corpus` in a --config file."""
     try:
         rows = build_ood_corpus(data_root, exclude=exclude, per_group=per_intent, seed=seed)
     except (DataError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    write_ood_corpus(rows, out)
+    default = default_ood_corpus(Settings().data_dir)
+    write_ood_corpus(rows, out or default)
     sources = sorted({row["source"] for row in rows})
-    click.echo(f"{len(rows)} messages from {len(sources)} domains written to {out}")
+    click.echo(f"{len(rows)} messages from {len(sources)} domains written to {out or default}")
+    if out is None or out.resolve() == default.resolve():
+        click.echo(
+            "every distill and loop run of this data folder calibrates its handoff on it "
+            "(--no-ood: without); "
+            "each drops the rows about its own subjects"
+        )

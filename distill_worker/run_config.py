@@ -137,7 +137,8 @@ class RunConfig(BaseModel):
         default=None,
         description="A file of out-of-domain messages (any --data format; labels ignored): "
         "negatives for the handoff threshold, never training rows. "
-        "`chatdistill data ood-corpus` builds one.",
+        "`chatdistill ood-corpus` builds one (by default in the data folder, where the CLI "
+        "and the loop use it when none is named).",
     )
     unlabelled_corpus: str | None = Field(
         default=None,

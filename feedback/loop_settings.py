@@ -231,7 +231,8 @@ class WorkerSettings(BaseModel):
     ood_corpus: Path | None = Field(
         default=None,
         description="Out-of-domain messages (`chatdistill ood-corpus`): the negatives each run "
-        "calibrates its handoff threshold on.",
+        "calibrates its handoff threshold on. Unset: the data folder's ood_corpus.jsonl, when "
+        "there is one.",
     )
     handoff_score: Literal["auto", "max-softmax", "energy"] | None = Field(
         default=None,

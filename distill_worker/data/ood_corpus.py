@@ -43,6 +43,7 @@ NEAR = 0.6  # TF-IDF cosine to the nearest train row at or above which a row is 
 # from the train rows, in sentence-embedding cosine, than the out-of-domain rows it keeps.
 IN_DOMAIN_QUANTILE = 0.05
 SOURCES = ("clinc150", "hwu64", "banking77")
+DEFAULT_FILE = "ood_corpus.jsonl"  # in the data folder: every run there calibrates on it
 
 
 def build_ood_corpus(
@@ -90,6 +91,17 @@ def source_rows(data_root: Path, names: Iterable[str] = SOURCES) -> list[tuple[s
     if not found:
         raise DataError(f"{data_root}: none of {', '.join(SOURCES)} found (see their README)")
     return rows
+
+
+def message_key(text: str) -> str:
+    """What two messages share when they are the same message (case and edge spaces aside)."""
+    return text.strip().lower()
+
+
+def default_ood_corpus(data_dir: Path) -> Path:
+    """Where `chatdistill ood-corpus` writes by default, and where runs in this data folder
+    look for one when none is named (`--ood`, `ood_corpus`)."""
+    return data_dir / DEFAULT_FILE
 
 
 def write_ood_corpus(rows: Sequence[dict[str, str]], out: Path) -> None:

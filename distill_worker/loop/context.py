@@ -59,8 +59,12 @@ class LoopContext:
         knobs = {k: v for k, v in knobs.items() if v is not None}
         if worker.teacher_max_minutes is not None:  # 0: no cap
             knobs["teacher_max_minutes"] = worker.teacher_max_minutes or None
-        if worker.ood_corpus is not None:
-            knobs["ood_corpus"] = str(worker.ood_corpus.resolve())
+        from distill_worker.data.ood_corpus import default_ood_corpus  # sklearn: when asked
+
+        # Unset: the data folder's corpus, where `chatdistill ood-corpus` put one.
+        corpus = worker.ood_corpus or default_ood_corpus(self.settings.data_dir)
+        if corpus.is_file() or worker.ood_corpus is not None:
+            knobs["ood_corpus"] = str(corpus.resolve())
         if worker.device is not None:
             knobs["device"] = worker.device
         return RunConfig(

@@ -49,11 +49,14 @@ def unreachable_index(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def distill_configs(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+def distill_configs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[object]:
     """`chatdistill distill` stops after building its RunConfig: each invocation appends the
-    config it would have run with (the option and --config handling under test, no training)."""
+    config it would have run with (the option and --config handling under test, no training).
+    The data folder is the test's own (`tmp_path/data`), empty: no out-of-domain corpus of the
+    checkout's ./data leaks into a run's defaults."""
     from distill_worker import cli
 
+    monkeypatch.setenv("CHATDISTILL_DATA_DIR", str(tmp_path / "data"))
     seen: list[object] = []
     monkeypatch.setattr(cli, "_run", lambda out, config, **_: seen.append(config) or out)
     return seen

@@ -63,6 +63,37 @@ def test_the_command_writes_a_file_every_loader_reads(
     assert bad.returncode != 0 and "unknown sources" in bad.stderr
 
 
+def test_the_command_writes_to_the_data_folder_by_default(sqlite_env: dict[str, str]) -> None:
+    done = run(sqlite_env, "ood-corpus", "--data-root", str(DATA), "--per-intent", "1")
+    assert done.returncode == 0, done.stderr
+    default = Path(sqlite_env["CHATDISTILL_DATA_DIR"]) / "ood_corpus.jsonl"
+    assert str(default) in done.stdout and "every distill and loop run" in done.stdout
+    assert len(load_utterances(default)) == 150 + 64 + 77  # one row per intent of each set
+
+
+def test_corpus_rows_the_customers_own_data_has_are_never_negatives(tmp_path: Path) -> None:
+    """A corpus built from the very public set a run trains on (the data folder's default
+    corpus, no exclusions) holds the run's own rows, held-out ones included: they go first,
+    whatever their case, and the report counts them apart from the filters' drops."""
+    train = [Utterance(text="Cancel my order please", intent="cancel")]
+    held_out = [Utterance(text="where is my parcel", intent="track")]
+    report_rows = [Utterance(text="I need a refund", intent="refund")]
+    corpus = [
+        "cancel my order please ",
+        "Where is my parcel",
+        "i need a refund",
+        "what's the weather like in Lisbon tomorrow",
+        "play some jazz in the kitchen",
+    ]
+    path = tmp_path / "ood.jsonl"
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in corpus), encoding="utf-8")
+    lines: list[str] = []
+    kept, report = ood_negatives(str(path), train, held_out, 0, lines.append, other=report_rows)
+    assert [r.text for r in kept] == corpus[3:]
+    assert report == {"file": "ood.jsonl", "in_data": 3, "rows": 2, "near_words": 0, "kept": 2}
+    assert "2 of 2 rows" in lines[0] and "3 in the run's own data" in lines[0]
+
+
 def test_rows_close_in_meaning_are_dropped_by_a_cutoff_set_on_unseen_rows(tmp_path: Path) -> None:
     """A CLINC150 customer with alarms, timers, weather and the time: HWU64's alarm and weather
     questions share few words with its rows, yet they are its subjects; HWU64's e-mail and
@@ -85,12 +116,12 @@ def test_rows_close_in_meaning_are_dropped_by_a_cutoff_set_on_unseen_rows(tmp_pa
         name: sum(source[r.text] == name for r in kept) / sum(s == name for s in source.values())
         for name in [*groups, "oos"]
     }
-    assert report["rows"] == len(corpus) and report["kept"] == len(kept)
+    assert report["rows"] == len(corpus) and report["kept"] == len(kept) and not report["in_data"]
     assert report["rows"] == report["near_words"] + report["near_meaning"] + report["kept"]
     assert 0.3 < report["cutoff"] < 0.9
     assert share["hwu64:alarm"] <= 0.3 and share["hwu64:weather"] <= 0.3
     assert share["hwu64:email"] >= 0.8 and share["hwu64:social"] >= 0.8 and share["oos"] >= 0.8
-    assert f"{report['near_meaning']} in meaning" in lines[0]
+    assert f"{report['near_meaning']} in meaning (cosine >= " in lines[0]
     # Too few unseen rows to set a cutoff: the words filter alone, and the report says so.
     few, small = ood_negatives(str(path), train, held_out[:3], 0, lines.append)
     assert "cutoff" not in small and len(few) == small["kept"] > len(kept)

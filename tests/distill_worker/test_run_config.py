@@ -79,15 +79,9 @@ def test_the_worker_settings_build_the_run_config() -> None:
 
 
 def test_the_distill_command_builds_one_run_config(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    distill_configs: list[RunConfig], tmp_path: Path
 ) -> None:
-    seen: list[RunConfig] = []
-
-    def fake_run(out: Path, config: RunConfig, **_: object) -> Path:
-        seen.append(config)
-        return out
-
-    monkeypatch.setattr(cli, "_run", fake_run)
+    seen = distill_configs
     runner = CliRunner()
     result = runner.invoke(cli.distill, ["--out", str(tmp_path / "b"), "--dec-layers", "2"])
     assert result.exit_code == 0, result.output
@@ -182,9 +176,54 @@ def test_device_and_nproc_are_checked_before_any_work(
 
 def test_the_loop_takes_the_ood_corpus_from_its_settings(tmp_path: Path) -> None:
     path = tmp_path / "ood.jsonl"
-    config = LoopContext(Settings(worker={"ood_corpus": path})).run_settings(RunTrigger.SCHEDULE)
+    settings = Settings(data_dir=tmp_path / "data", worker={"ood_corpus": path})
+    config = LoopContext(settings).run_settings(RunTrigger.SCHEDULE)
     assert config.ood_corpus == str(path.resolve())
-    assert LoopContext(Settings()).run_settings(RunTrigger.SCHEDULE).ood_corpus is None
+    plain = Settings(data_dir=tmp_path / "data")
+    assert LoopContext(plain).run_settings(RunTrigger.SCHEDULE).ood_corpus is None
+
+
+def test_the_data_folders_ood_corpus_is_every_runs_default(
+    distill_configs: list[RunConfig], tmp_path: Path
+) -> None:
+    """`chatdistill ood-corpus` writes to the data folder by default; a run of that folder, by
+    the CLI or by the loop, calibrates its handoff on it unless told otherwise."""
+    seen, runner = distill_configs, CliRunner()
+    out = ["--out", str(tmp_path / "b")]
+    assert runner.invoke(cli.distill, out).exit_code == 0
+    assert seen.pop().ood_corpus is None  # the folder has none yet
+    default = tmp_path / "data" / "ood_corpus.jsonl"
+    default.parent.mkdir()
+    default.write_text('{"text": "what is the weather"}\n', encoding="utf-8")
+    assert runner.invoke(cli.distill, out).exit_code == 0
+    assert seen.pop().ood_corpus == str(default.resolve())
+    other = tmp_path / "other.jsonl"
+    other.write_text('{"text": "book me a table"}\n', encoding="utf-8")
+    assert runner.invoke(cli.distill, [*out, "--ood", str(other)]).exit_code == 0
+    assert seen.pop().ood_corpus == str(other.resolve())
+    assert runner.invoke(cli.distill, [*out, "--no-ood"]).exit_code == 0
+    assert seen.pop().ood_corpus is None
+    both = runner.invoke(cli.distill, [*out, "--ood", str(other), "--no-ood"])
+    assert both.exit_code == 2 and "pick one" in both.output and not seen
+    # A --config file that names a corpus, or none (null), is followed; one silent about it
+    # takes the folder's; --no-ood overrides the file.
+    for stored, expected in [
+        ({"ood_corpus": None}, None),
+        ({"ood_corpus": str(other)}, str(other)),
+        ({"oos_prior": 0.2}, str(default.resolve())),
+    ]:
+        config_file = tmp_path / "run.json"
+        config_file.write_text(json.dumps(stored), encoding="utf-8")
+        assert runner.invoke(cli.distill, [*out, "--config", str(config_file)]).exit_code == 0
+        assert seen.pop().ood_corpus == expected, stored
+    args = [*out, "--config", str(config_file), "--no-ood"]
+    assert runner.invoke(cli.distill, args).exit_code == 0
+    assert seen.pop().ood_corpus is None
+    # The loop: the folder's corpus when its settings name none, theirs when they do.
+    loop = LoopContext(Settings(data_dir=tmp_path / "data"))
+    assert loop.run_settings(RunTrigger.SCHEDULE).ood_corpus == str(default.resolve())
+    named = LoopContext(Settings(data_dir=tmp_path / "data", worker={"ood_corpus": other}))
+    assert named.run_settings(RunTrigger.SCHEDULE).ood_corpus == str(other.resolve())
 
 
 def test_the_loop_takes_the_handoff_score_from_its_settings() -> None:
