@@ -13,9 +13,11 @@ threshold is applied to the same dev rows in one run:
     all               data oos + ood + pseudo-oos
 
     .venv/bin/python bench/pseudo_oos.py --bundle B --data data_full.json --split train \\
-        --dev data_full.json --dev-split val [--ood ood.jsonl] [--precision int8]
+        --dev data_full.json --dev-split val [--ood ood.jsonl] [--unlabelled unl.jsonl] \
+        [--precision int8]
 
-`--data`, `--split`, `--seed`, `--dev-fraction` must be the run's (its `--data` and defaults);
+`--data`, `--split`, `--seed`, `--dev-fraction`, `--ood`, `--unlabelled` must be the run's (its
+`--data` and defaults; `--ood` the data folder's ood_corpus.jsonl where the run used that);
 `--dev`: rows the run did not train on, with `oos` rows where out-of-scope recall is wanted.
 
 `--score energy|max-softmax` ranks messages by that score (`bundle_runtime.handoff_score`)
@@ -48,7 +50,11 @@ from bundle_runtime.source import format_source  # noqa: E402
 from distill_worker.data.building import stratified_split  # noqa: E402
 from distill_worker.data.loaders import Utterance, load_utterances  # noqa: E402
 from distill_worker.data.ood_corpus import drop_near  # noqa: E402
-from distill_worker.prepare_steps import ood_negatives, ood_sample  # noqa: E402
+from distill_worker.prepare_steps import (  # noqa: E402
+    ood_negatives,
+    ood_sample,
+    unlabelled_messages,
+)
 from distill_worker.run_config import AUTO  # noqa: E402
 from distill_worker.stages.calibrate import (  # noqa: E402
     calibrate_logits,
@@ -83,6 +89,12 @@ def main() -> None:
     parser.add_argument("--dev-split", default="val")
     parser.add_argument("--ood", type=Path, default=None, help="The run's --ood corpus.")
     parser.add_argument(
+        "--unlabelled",
+        type=Path,
+        default=None,
+        help="The run's --unlabelled file: its KD rows are not negatives either.",
+    )
+    parser.add_argument(
         "--dev-oos",
         type=Path,
         default=None,
@@ -114,7 +126,9 @@ def main() -> None:
     _, calibration = stratified_split(heldout, 0.5, args.seed + 1)
     calibration = [r for r in calibration if r.intent in index]
     corpus = str(args.ood) if args.ood else None
-    ood, _ = ood_negatives(corpus, train, calibration, args.seed, print, other=heldout)
+    unlabelled = str(args.unlabelled) if args.unlabelled else None
+    kd_rows = unlabelled_messages(unlabelled, train, heldout, args.seed, print)
+    ood, _ = ood_negatives(corpus, train, calibration, args.seed, print, other=[*heldout, *kd_rows])
     # The same rows filtered as runs did before the embedding filter: by their words alone.
     in_scope_train = [r for r in train if r.intent != OOS]
     sample = ood_sample(str(args.ood), args.seed)[0] if args.ood else []

@@ -83,10 +83,11 @@ def load_data(req: DistillRequest, log: Log) -> RunData:
         labels = intent_order(champion, labels)
     by_kind = adversarial_variants_by_kind(train, cfg.adversarial_fraction, cfg.distill.seed)
     report, calibration = stratified_split(dev, 0.5, cfg.distill.seed + 1)
-    ood, ood_filter = ood_negatives(
-        cfg.ood_corpus, train, calibration, cfg.distill.seed, log, other=report
-    )
     unlabelled = unlabelled_messages(cfg.unlabelled_corpus, train, dev, cfg.distill.seed, log)
+    # A negative is a message the student never trains on: not a KD-only row either.
+    ood, ood_filter = ood_negatives(
+        cfg.ood_corpus, train, calibration, cfg.distill.seed, log, other=[*report, *unlabelled]
+    )
     data = RunData(
         train=train,
         dev=dev,
@@ -378,7 +379,7 @@ OOD_ROWS = 2000  # out-of-domain negatives kept for calibration (a seeded sample
 def ood_sample(path: str, seed: int, own: Iterable[Utterance] = ()) -> tuple[list[Utterance], int]:
     """The corpus file's rows, labels dropped, less those whose text one of the customer's own
     rows (`own`) has: all of them, or a seeded sample of OOD_ROWS; and how many were the
-    customer's (a corpus built from the very public set a run trains on is all theirs)."""
+    customer's (a corpus built from the very public set a run trains on holds many of them)."""
     mine = {message_key(r.text) for r in own}
     rows = [Utterance(text=r.text, context=r.context) for r in load_utterances(Path(path))]
     kept = [r for r in rows if message_key(r.text) not in mine]
@@ -402,9 +403,10 @@ def ood_negatives(
 ) -> tuple[list[Utterance], dict[str, Any]]:
     """The out-of-domain negatives: the file's rows, less those about the customer's subjects,
     and how many each filter dropped. A row goes when the customer's data has its text (`train`,
-    `held_out` or `other`, e.g. the report rows), when its words are close to an in-scope train
-    row (`drop_near`), or when its sentence embedding (the pretrained all-MiniLM-L6-v2) is as
-    close to one as the unseen in-scope `held_out` rows are (`in_domain_cutoff`)."""
+    `held_out` or `other`: the report rows, the unlabelled KD rows), when its words are close
+    to an in-scope train row (`drop_near`), or when its sentence embedding (the pretrained
+    all-MiniLM-L6-v2) is as close to one as the unseen in-scope `held_out` rows are
+    (`in_domain_cutoff`)."""
     if path is None:
         return [], {}
     rows, in_data = ood_sample(path, seed, [*train, *held_out, *other])

@@ -73,25 +73,28 @@ def test_the_command_writes_to_the_data_folder_by_default(sqlite_env: dict[str, 
 
 def test_corpus_rows_the_customers_own_data_has_are_never_negatives(tmp_path: Path) -> None:
     """A corpus built from the very public set a run trains on (the data folder's default
-    corpus, no exclusions) holds the run's own rows, held-out ones included: they go first,
-    whatever their case, and the report counts them apart from the filters' drops."""
+    corpus, no exclusions) holds the run's own rows, held-out ones and unlabelled KD ones
+    included: they go first, whatever their case, counted apart from the filters' drops."""
     train = [Utterance(text="Cancel my order please", intent="cancel")]
     held_out = [Utterance(text="where is my parcel", intent="track")]
     report_rows = [Utterance(text="I need a refund", intent="refund")]
+    kd_rows = [Utterance(text="is the shop open on sunday")]  # `--unlabelled`: trains stage 1
     corpus = [
         "cancel my order please ",
         "Where is my parcel",
         "i need a refund",
+        "is the shop open on Sunday",
         "what's the weather like in Lisbon tomorrow",
         "play some jazz in the kitchen",
     ]
     path = tmp_path / "ood.jsonl"
     path.write_text("".join(json.dumps({"text": t}) + "\n" for t in corpus), encoding="utf-8")
     lines: list[str] = []
-    kept, report = ood_negatives(str(path), train, held_out, 0, lines.append, other=report_rows)
-    assert [r.text for r in kept] == corpus[3:]
-    assert report == {"file": "ood.jsonl", "in_data": 3, "rows": 2, "near_words": 0, "kept": 2}
-    assert "2 of 2 rows" in lines[0] and "3 in the run's own data" in lines[0]
+    other = [*report_rows, *kd_rows]
+    kept, report = ood_negatives(str(path), train, held_out, 0, lines.append, other=other)
+    assert [r.text for r in kept] == corpus[4:]
+    assert report == {"file": "ood.jsonl", "in_data": 4, "rows": 2, "near_words": 0, "kept": 2}
+    assert "2 of 2 rows" in lines[0] and "4 in the run's own data" in lines[0]
 
 
 def test_rows_close_in_meaning_are_dropped_by_a_cutoff_set_on_unseen_rows(tmp_path: Path) -> None:
