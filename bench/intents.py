@@ -94,7 +94,7 @@ from bench.intent_teacher import (  # noqa: E402
 )
 from distill_worker.data.building import SourceTokenizer, intent_examples  # noqa: E402
 from distill_worker.data.loaders import Utterance  # noqa: E402
-from distill_worker.prepare_steps import unlabelled_messages  # noqa: E402
+from distill_worker.data.run_corpora import unlabelled_messages  # noqa: E402
 from distill_worker.stages.intent_baseline import fit_tfidf  # noqa: E402
 from distill_worker.teacher.encoder import EncoderTeacher, locate_minilm  # noqa: E402
 

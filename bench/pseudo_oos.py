@@ -50,7 +50,7 @@ from bundle_runtime.source import format_source  # noqa: E402
 from distill_worker.data.building import stratified_split  # noqa: E402
 from distill_worker.data.loaders import Utterance, load_utterances  # noqa: E402
 from distill_worker.data.ood_corpus import drop_near  # noqa: E402
-from distill_worker.prepare_steps import (  # noqa: E402
+from distill_worker.data.run_corpora import (  # noqa: E402
     ood_negatives,
     ood_sample,
     unlabelled_messages,

@@ -48,7 +48,7 @@ class RunData:
     # Rows of subjects the customer's data does not cover (RunConfig.ood_corpus): negatives
     # for the handoff threshold, never training rows.
     ood: list[Utterance] = field(default_factory=list)
-    # What became of the corpus's rows (`prepare_steps.ood_negatives`); empty without a corpus.
+    # What became of the corpus's rows (`data.run_corpora.ood_negatives`); empty without a corpus.
     ood_filter: dict[str, Any] = field(default_factory=dict)
     # Customer messages without labels (RunConfig.unlabelled_corpus): stage 1 KD rows only.
     unlabelled: list[Utterance] = field(default_factory=list)

@@ -11,7 +11,7 @@ import pytest
 
 from distill_worker.data.loaders import DataError, Utterance, load_utterances
 from distill_worker.data.ood_corpus import build_ood_corpus, drop_near
-from distill_worker.prepare_steps import ood_negatives
+from distill_worker.data.run_corpora import ood_negatives
 from tests.fixtures.cli import run
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"

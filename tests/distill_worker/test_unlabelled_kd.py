@@ -9,7 +9,7 @@ from pathlib import Path
 
 from distill_worker.data.building import SourceTokenizer, intent_examples, stratified_split
 from distill_worker.data.loaders import Utterance, load_utterances
-from distill_worker.prepare_steps import UNLABELLED_ROWS, unlabelled_messages
+from distill_worker.data.run_corpora import UNLABELLED_ROWS, unlabelled_messages
 from distill_worker.run_state import RunData
 from distill_worker.teacher.encoder import locate_minilm
 
